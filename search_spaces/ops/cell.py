@@ -1,0 +1,2 @@
+"""(being written)"""
+OP_DEFS: tuple = ()

@@ -1,0 +1,107 @@
+"""Space registry. Built-in spaces are listed explicitly (no import side effects) and created
+lazily; `<name>-sparse` adds the per-stage density dimension to any conv/linear space; a path
+to a YAML/JSON file defines a space from a family without writing Python."""
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from search_spaces.errors import NasError, UnknownSpaceError
+from search_spaces.space import SearchSpace
+
+SPARSE_SUFFIX = "-sparse"
+
+# family -> module; each module has PRESETS {space name: config} and create(name, config, sparse)
+FAMILIES: dict[str, str] = {
+    "inverted_residual": "search_spaces.spaces.inverted_residual",
+    "fbnet": "search_spaces.spaces.fbnet",
+    "nb201": "search_spaces.spaces.nb201",
+    "resnet": "search_spaces.spaces.resnet",
+    "densenet": "search_spaces.spaces.densenet",
+    "vit": "search_spaces.spaces.vit",
+}
+
+# built-in space name -> family
+BUILTIN: dict[str, str] = {
+    "mobile": "inverted_residual",
+    "mobilenetv2": "inverted_residual",
+    "fbnet": "fbnet",
+    "nb201": "nb201",
+    "resnet": "resnet",
+    "densenet": "densenet",
+    "vit": "vit",
+    "vit-hybrid": "vit",
+}
+
+# families whose ops have no dense layers to sparsify
+NO_SPARSE = {"nb201"}
+
+_cache: dict[str, SearchSpace] = {}
+
+
+def list_spaces() -> list[str]:
+    return list(BUILTIN)
+
+
+def _family(name: str):
+    return importlib.import_module(FAMILIES[name])
+
+
+def register_space(space: SearchSpace) -> SearchSpace:
+    """Make a space (e.g. one loaded from a file) findable by name, so its keys decode."""
+    _cache[space.name] = space
+    return space
+
+
+def get_space(name: str) -> SearchSpace:
+    """A space by name (`mobile`, `resnet-sparse`, ...) or by path to a YAML/JSON file."""
+    if name in _cache:
+        return _cache[name]
+    if name.endswith((".yaml", ".yml", ".json")) or Path(name).is_file():
+        return register_space(load_space_file(name))
+    base = name[: -len(SPARSE_SUFFIX)] if name.endswith(SPARSE_SUFFIX) else name
+    sparse = base != name
+    if base not in BUILTIN or (sparse and BUILTIN[base] in NO_SPARSE):
+        known = list_spaces() + [s + SPARSE_SUFFIX for s in BUILTIN if BUILTIN[s] not in NO_SPARSE]
+        raise UnknownSpaceError(
+            f"unknown space {name!r}; known: {', '.join(known)}, or a path to a .yaml/.json file")
+    module = _family(BUILTIN[base])
+    return register_space(module.create(name, dict(module.PRESETS[base]), sparse))
+
+
+def load_space_file(path: str | Path) -> SearchSpace:
+    """A space from YAML/JSON: `name`, `family` (or `base`: a built-in space whose settings
+    are the starting point), `sparse` (bool), and the family's settings to override."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+        if path.suffix == ".json":
+            config: Any = json.loads(text)
+        else:
+            import yaml
+
+            config = yaml.safe_load(text)
+    except FileNotFoundError:
+        raise NasError(f"space file {path} does not exist") from None
+    except Exception as exc:  # OSError, JSONDecodeError, yaml.YAMLError
+        raise NasError(f"cannot read space file {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(config, dict):
+        raise NasError(f"space file {path} must hold a mapping with 'name' and 'family' or 'base'")
+    config = dict(config)
+    name = config.pop("name", path.stem)
+    sparse = bool(config.pop("sparse", False))
+    base = config.pop("base", None)
+    family = config.pop("family", None)
+    if base is not None:
+        if base not in BUILTIN:
+            raise NasError(f"{path}: unknown base {base!r}; known: {', '.join(BUILTIN)}")
+        family = family or BUILTIN[base]
+        config = {**_family(family).PRESETS[base], **config}
+    if family not in FAMILIES:
+        raise NasError(f"{path}: 'family' must be one of {', '.join(FAMILIES)} "
+                       f"(or give 'base': one of {', '.join(BUILTIN)})")
+    if not isinstance(name, str) or ":" in name or not name:
+        raise NasError(f"{path}: 'name' must be a non-empty string without ':'")
+    return _family(family).create(name, config, sparse)

@@ -1,0 +1,1 @@
+"""Search spaces by family; each module has PRESETS and create(name, config, sparse)."""
