@@ -51,14 +51,14 @@ def count_params(model: nn.Module) -> int:
 
 def fvcore_cost(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...]) -> Cost:
     """Count a module by tracing it with fvcore (slow; the reference for `analytical_cost`)."""
-    from fvcore.nn import FlopCountAnalysis
-
     inputs = inputs if isinstance(inputs, tuple) else (inputs,)
     was_training = model.training
     model.eval()
     logging.getLogger("fvcore").setLevel(logging.ERROR)
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # fvcore and torch.jit are noisy; nothing actionable
+        from fvcore.nn import FlopCountAnalysis
+
         analysis = FlopCountAnalysis(model, inputs)
         analysis.set_op_handle("aten::scaled_dot_product_attention", _sdpa_handle,
                                "aten::baddbmm", _baddbmm_handle)

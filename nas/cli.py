@@ -1,0 +1,157 @@
+"""`nas` command line. User mistakes print one `error: ...` line and exit with status 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable, Sequence
+
+from nas.budget import format_budget, parse_budget
+from nas.objectives import Constraint
+from nas.sampling import check_feasible, sample_within
+from nas.table import format_table
+from search_spaces import Arch, NasError, SearchSpace, get_space, list_spaces
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake as one line, with exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
+        sys.exit(EXIT_USAGE)
+
+
+def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    print(json.dumps(payload, indent=2) if args.json else text)
+
+
+def _cost_fn(space: SearchSpace, constraints: Sequence[Constraint], classes: int | None):
+    """Cost metrics for sampling under a budget (analytical FLOPs and params)."""
+    from estimators.flops import FlopsEstimator
+
+    if any(c.metric.startswith("latency") for c in constraints):
+        raise NasError("latency budgets need a latency predictor for a device; this build "
+                       "counts flops and params only: use NUMBER-flops or NUMBER-params")
+    return FlopsEstimator(num_classes=classes)
+
+
+# --- commands ---------------------------------------------------------------------------------
+def cmd_spaces(args: argparse.Namespace) -> int:
+    rows = []
+    for name in list_spaces():
+        space = get_space(name)
+        rows.append({
+            "name": name,
+            "dimensions": {d.name: list(d.options) for d in space.dimensions},
+            "num_dimensions": len(space.dimensions),
+            "log10_size": round(space.log10_size(), 2),
+            "references": list(space.reference_archs()),
+        })
+    text = format_table([{**r, "references": ", ".join(r["references"]) or "-"} for r in rows],
+                        ["name", "num_dimensions", "log10_size", "references"])
+    text += ("\n\nAny conv/linear space also comes as `<name>-sparse` (per-stage weight density "
+             "0.25/0.5/1.0).\n`nas describe --space NAME --ref REF` shows one network layer by layer.")
+    _emit(args, rows, text)
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    space = get_space(args.space)
+    constraints = parse_budget(args.budget)
+    cost_fn = _cost_fn(space, constraints, args.classes)
+    check_feasible(space, constraints, cost_fn)
+    if args.n < 1:
+        raise NasError(f"-n must be at least 1, got {args.n}")
+    import numpy as np
+
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    for _ in range(args.n):
+        arch = sample_within(space, constraints, cost_fn, rng)
+        rows.append({"key": arch.key, **cost_fn(arch)})
+    header = f"{args.n} samples of {space.name} (seed {args.seed}, budget {format_budget(constraints)})"
+    _emit(args, rows, header + "\n" + format_table(rows, ["key", "flops", "flops_sparse", "params"]))
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from estimators.flops import FlopsEstimator, layer_table
+
+    space = get_space(args.space)
+    if args.ref is not None:
+        refs = space.reference_archs()
+        if args.ref not in refs:
+            raise NasError(f"unknown reference {args.ref!r} for space {space.name}; "
+                           f"known: {', '.join(refs) or 'none'}")
+        arch = refs[args.ref]
+    else:
+        arch = space.parse(args.arch)
+    metrics = FlopsEstimator(num_classes=args.classes)(arch)
+    layers = layer_table(arch, args.classes)
+    payload: dict[str, Any] = {"space": space.name, "key": arch.key,
+                               "input_size": space.input_size(arch), **metrics, "layers": layers}
+    if args.verify:
+        from estimators.flops import fvcore_cost
+
+        model = space.build(arch, args.classes)
+        counted = fvcore_cost(model, model.example_input())
+        payload["fvcore"] = {"flops": counted.macs, "flops_sparse": counted.sparse_macs,
+                             "params": counted.params}
+    summary = format_table([{k: payload[k] for k in ("flops", "flops_sparse", "params")}])
+    text = (f"{arch.key}\ninput {payload['input_size']}x{payload['input_size']}\n\n"
+            + format_table(layers, ["name", "op", "in_shape", "out_shape", "flops", "params", "args"])
+            + "\n\n" + summary)
+    if args.verify:
+        text += "\n\nfvcore: " + ", ".join(f"{k}={v:,}" for k, v in payload["fvcore"].items())
+    _emit(args, payload, text)
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nas", description="Neural architecture search engine.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help: str):
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(func=func)
+        return p
+
+    command("spaces", cmd_spaces, "list the search spaces, their dimensions and sizes")
+
+    p = command("sample", cmd_sample, "random architectures of a space, optionally within a budget")
+    p.add_argument("--space", required=True, help="space name or path to a YAML/JSON space file")
+    p.add_argument("-n", type=int, default=10, help="number of samples (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget", help="e.g. 300M-flops or 300M-flops,5M-params")
+    p.add_argument("--classes", type=int, default=None, help="classifier outputs (space default)")
+
+    p = command("describe", cmd_describe, "flops, params and a per-layer table of one network")
+    p.add_argument("--space", required=True)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--ref", help="a reference network of the space (see `nas spaces`)")
+    group.add_argument("--arch", help="a key, or the form of the published data (NB201 cell "
+                                      "string, FBNet op list, OFA JSON)")
+    p.add_argument("--classes", type=int, default=None)
+    p.add_argument("--verify", action="store_true",
+                   help="also count the built model with fvcore")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NasError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
