@@ -23,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
     print(json.dumps(payload, indent=2) if args.json else text)
 
 
@@ -53,7 +53,7 @@ def cmd_spaces(args: argparse.Namespace) -> int:
                         ["name", "num_dimensions", "log10_size", "references"])
     text += ("\n\nAny conv/linear space also comes as `<name>-sparse` (per-stage weight density "
              "0.25/0.5/1.0).\n`nas describe --space NAME --ref REF` shows one network layer by layer.")
-    _emit(args, rows, text)
+    emit(args, rows, text)
     return 0
 
 
@@ -72,7 +72,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         arch = sample_within(space, constraints, cost_fn, rng)
         rows.append({"key": arch.key, **cost_fn(arch)})
     header = f"{args.n} samples of {space.name} (seed {args.seed}, budget {format_budget(constraints)})"
-    _emit(args, rows, header + "\n" + format_table(rows, ["key", "flops", "flops_sparse", "params"]))
+    emit(args, rows, header + "\n" + format_table(rows, ["key", "flops", "flops_sparse", "params"]))
     return 0
 
 
@@ -105,21 +105,37 @@ def cmd_describe(args: argparse.Namespace) -> int:
             + "\n\n" + summary)
     if args.verify:
         text += "\n\nfvcore: " + ", ".join(f"{k}={v:,}" for k, v in payload["fvcore"].items())
-    _emit(args, payload, text)
+    emit(args, payload, text)
     return 0
 
 
 # --- parser -----------------------------------------------------------------------------------
+CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
+
+# Modules that add subcommands: each has `register(command: CommandAdder) -> None`.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
     parser = _Parser(prog="nas", description="Neural architecture search engine.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name: str, func: Callable[[argparse.Namespace], int], help: str):
+        """A subcommand with `--json`; `func(args)` returns the exit status."""
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("--json", action="store_true", help="machine-readable output")
         p.set_defaults(func=func)
         return p
 
+    register_explore_commands(command)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(command)
+    return parser
+
+
+def register_explore_commands(command: CommandAdder) -> None:
     command("spaces", cmd_spaces, "list the search spaces, their dimensions and sizes")
 
     p = command("sample", cmd_sample, "random architectures of a space, optionally within a budget")
@@ -138,7 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=int, default=None)
     p.add_argument("--verify", action="store_true",
                    help="also count the built model with fvcore")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,116 @@
+"""The `nas` command line: JSON shapes, readable output, and exit status 2 for user mistakes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nas.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_spaces_json_lists_every_space(capsys):
+    code, out, _ = run(capsys, "spaces", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    names = {r["name"] for r in rows}
+    assert {"mobile", "mobilenetv2", "fbnet", "nb201", "resnet", "densenet", "vit"} <= names
+    assert all(r["log10_size"] > 0 and r["dimensions"] for r in rows)
+
+
+def test_spaces_table(capsys):
+    code, out, _ = run(capsys, "spaces")
+    assert code == 0 and "log10_size" in out and "mobile" in out
+
+
+def test_sample_json_within_budget_and_seeded(capsys):
+    code, out, _ = run(capsys, "sample", "--space", "mobile", "-n", "5", "--seed", "3",
+                       "--budget", "200M-flops", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert len(rows) == 5
+    assert all(r["flops"] <= 200e6 and r["key"].startswith("mobile:") for r in rows)
+    assert {"key", "flops", "flops_sparse", "params"} <= set(rows[0])
+    _, again, _ = run(capsys, "sample", "--space", "mobile", "-n", "5", "--seed", "3",
+                      "--budget", "200M-flops", "--json")
+    assert json.loads(again) == rows
+
+
+def test_describe_reference_reproduces_mobilenet_v2(capsys):
+    code, out, _ = run(capsys, "describe", "--space", "mobilenetv2", "--ref", "mobilenet_v2",
+                       "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["params"] == 3_504_872
+    assert info["flops"] == pytest.approx(300.77e6, rel=0.001)
+    assert info["flops_sparse"] == info["flops"]
+    assert sum(layer["params"] for layer in info["layers"]) == info["params"]
+
+
+def test_describe_accepts_published_forms(capsys):
+    cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    code, out, _ = run(capsys, "describe", "--space", "nb201", "--arch", cell, "--json")
+    assert code == 0 and json.loads(out)["params"] == 1_531_546
+    ofa = ('{"ks":[7,5,5,5,7,7,5,7,5,7,3,7,5,3,7,3,5,3,5,3],"e":[6,4,4,6,6,3,4,3,3,6,3,3,3,6,3,4,'
+           '6,4,3,6],"d":[2,2,2,2,3],"r":204}')
+    code, out, _ = run(capsys, "describe", "--space", "mobile", "--arch", ofa, "--json")
+    assert code == 0 and json.loads(out)["params"] == 4_457_920
+    fbnet = "-".join(["k3_e1"] * 22)
+    code, out, _ = run(capsys, "describe", "--space", "fbnet", "--arch", fbnet, "--json")
+    assert code == 0 and json.loads(out)["params"] == 2_525_176
+
+
+def test_describe_readable_table_and_verify(capsys):
+    code, out, _ = run(capsys, "describe", "--space", "resnet", "--ref", "resnet18", "--verify")
+    assert code == 0
+    assert "stem" in out and "fvcore" in out and "11.69M" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "--space", "nope"], "unknown space"),
+    (["sample", "--space", "mobile", "--budget", "300X-flops"], "malformed budget"),
+    (["sample", "--space", "mobile", "--budget", "1M-flops"], "smallest architecture"),
+    (["describe", "--space", "mobile", "--arch", "mobile:not-a-key"], ""),
+    (["describe", "--space", "resnet", "--ref", "resnet1000"], "unknown reference"),
+    (["describe", "--space", "mobile"], "one of the arguments"),
+    (["sample", "--space", "nb201-sparse"], "unknown space"),
+    (["sample", "--space", "/nonexistent/space.yaml"], "does not exist"),
+])
+def test_user_errors_exit_2_with_one_line(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert "Traceback" not in err
+
+
+def test_console_entry_point_exit_status():
+    result = subprocess.run([sys.executable, "-m", "nas", "sample", "--space", "mobile",
+                             "--budget", "5-bananas"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: malformed budget")
+
+
+def test_space_from_yaml_file(tmp_path, capsys):
+    path = tmp_path / "small_mobile.yaml"
+    path.write_text("name: small_mobile\nbase: mobilenetv2\n")
+    code, out, _ = run(capsys, "sample", "--space", str(path), "-n", "3", "--json")
+    assert code == 0
+    assert all(r["key"].startswith("small_mobile:") for r in json.loads(out))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nbase: mobilenetv2\nnot_a_setting: 3\n")
+    code, _, err = run(capsys, "sample", "--space", str(bad))
+    assert code == 2 and "not_a_setting" in err
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    code, _, err = run(capsys, "sample", "--space", str(broken))
+    assert code == 2 and "cannot read" in err
