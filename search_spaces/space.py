@@ -226,7 +226,7 @@ class SearchSpace(ABC):
 
     def check(self, arch: Arch) -> Arch:
         if not self.contains(arch):
-            raise InvalidArchError(f"{arch.key if arch.space == self.name else arch} "
+            raise InvalidArchError(f"{arch.space}:{dict(arch.genes)} "
                                    f"is not an architecture of space {self.name!r}")
         return arch
 
