@@ -1,0 +1,284 @@
+"""ResNet family: block type, per-stage depth and width, bottleneck expansion, resolution.
+
+Network: stem (Conv7x7 s2 - BN - ReLU, MaxPool 3x3 s2), four stages of `basic` or
+`bottleneck` blocks (stride 2 on the first block of stages 2-4; stage i has
+`round8(base_i * w_i)` planes, a bottleneck's output is `planes * expansion`), global average
+pool and a linear classifier. ResNet-18/34/50 are points of the space.
+
+Key body: `<block>[-e<expansion>]-d<d1.d2.d3.d4>-w<w1.w2.w3.w4>[-s<density1..4>]-r<res>`,
+e.g. `bottleneck-e4-d3.4.6.3-w1.0.1.0.1.0.1.0-r224` (ResNet-50); the `-e` field is only there
+for bottleneck blocks, the `-s` field only in sparse spaces.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, NoReturn, Sequence
+
+from search_spaces.arch import Arch, Gene
+from search_spaces.errors import InvalidArchError
+from search_spaces.space import BlockSpec, Chain, Dimension, SearchSpace, config_from_dict
+
+BLOCK_TYPES = ("basic", "bottleneck")
+DENSITIES = (0.25, 0.5, 1.0)
+
+# --- helpers shared with the densenet family (key fields and config checks) -------------------
+INTS = r"\d+(?:\.\d+)*"
+FLOATS = r"\d+\.\d+(?:\.\d+\.\d+)*"  # floats joined by '.': each float has exactly one '.'
+
+
+def join_ints(values: Iterable[Any]) -> str:
+    return ".".join(str(int(v)) for v in values)
+
+
+def join_floats(values: Iterable[Any]) -> str:
+    return ".".join(repr(float(v)) for v in values)
+
+
+def split_ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(".")]
+
+
+def split_floats(text: str) -> list[float]:
+    return [float(v) for v in re.findall(r"\d+\.\d+", text)]
+
+
+def int_options(field: str, values: Any, minimum: int = 1) -> tuple[int, ...]:
+    """Distinct ints, sorted ascending (cheapest first); ValueError names the field."""
+    values = values if isinstance(values, (list, tuple)) else (values,)
+    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum
+                         for v in values):
+        raise ValueError(f"{field} must be a non-empty list of integers >= {minimum}")
+    return tuple(sorted(set(values)))
+
+
+def float_options(field: str, values: Any, low: float = 0.0, high: float = math.inf
+                  ) -> tuple[float, ...]:
+    """Distinct floats in (low, high], sorted ascending, each written as `<int>.<digits>`."""
+    values = values if isinstance(values, (list, tuple)) else (values,)
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        raise ValueError(f"{field} must be a non-empty list of numbers")
+    floats = tuple(sorted({float(v) for v in values}))
+    for v in floats:
+        if not low < v <= high or not re.fullmatch(r"\d+\.\d+", repr(v)):
+            raise ValueError(f"{field}: {v} must be in ({low}, {high}] and have a short "
+                             f"decimal form such as 0.5 or 1.0")
+    return floats
+
+
+def str_options(field: str, values: Any, known: Sequence[str]) -> tuple[str, ...]:
+    """Distinct names from `known`, in the given order (cheapest first)."""
+    values = values if isinstance(values, (list, tuple)) else (values,)
+    if not values or any(v not in known for v in values) or len(set(values)) != len(values):
+        raise ValueError(f"{field} must be a non-empty list of distinct names from {list(known)}")
+    return tuple(values)
+
+
+def nested_int_options(field: str, values: Any, count: int | None = None
+                       ) -> tuple[tuple[int, ...], ...]:
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ValueError(f"{field} must be a list with one list of options per stage")
+    if count is not None and len(values) != count:
+        raise ValueError(f"{field} must have {count} entries (one per stage), got {len(values)}")
+    return tuple(int_options(f"{field}[{i}]", v) for i, v in enumerate(values))
+
+
+def round8(channels: float) -> int:
+    """Nearest multiple of 8 (at least 8), never more than 10% below `channels`."""
+    rounded = max(8, int(channels + 4) // 8 * 8)
+    return rounded + 8 if rounded < 0.9 * channels else rounded
+
+
+def fill_inactive_defaults(space: SearchSpace, genes: dict[str, Gene],
+                           conditional: Sequence[str]) -> dict[str, Gene]:
+    """An always-active gene left None takes the dimension's first option, so None only ever
+    marks an inactive gene (and `contains` rejects the None form)."""
+    for dim in space.dimensions:
+        if dim.name not in conditional and genes.get(dim.name) is None:
+            genes[dim.name] = dim.options[0]
+    return genes
+
+
+# --- the space -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ResNetConfig:
+    """Settings of a ResNet space (every list is the options of one dimension)."""
+
+    blocks: tuple[str, ...] = BLOCK_TYPES
+    expansions: tuple[int, ...] = (2, 3, 4)
+    depths: tuple[tuple[int, ...], ...] = ((1, 2, 3), (1, 2, 3, 4), (1, 2, 3, 4, 5, 6), (1, 2, 3))
+    widths: tuple[float, ...] = (0.5, 0.75, 1.0)
+    stage_channels: tuple[int, ...] = (64, 128, 256, 512)
+    resolutions: tuple[int, ...] = (128, 160, 192, 224)
+    stem: int = 64
+    densities: tuple[float, ...] = DENSITIES
+
+    def __post_init__(self) -> None:
+        int_options("stage_channels", self.stage_channels)  # type check; the order is kept
+        fields = {
+            "blocks": str_options("blocks", self.blocks, BLOCK_TYPES),
+            "expansions": int_options("expansions", self.expansions),
+            "depths": nested_int_options("depths", self.depths, len(self.stage_channels)),
+            "widths": float_options("widths", self.widths),
+            "stage_channels": tuple(self.stage_channels),
+            "resolutions": int_options("resolutions", self.resolutions, 32),
+            "stem": int_options("stem", self.stem)[0],
+            "densities": float_options("densities", self.densities, 0.0, 1.0),
+        }
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "resnet": {
+        "blocks": ["basic", "bottleneck"],
+        "expansions": [2, 3, 4],
+        "depths": [[1, 2, 3], [1, 2, 3, 4], [1, 2, 3, 4, 5, 6], [1, 2, 3]],
+        "widths": [0.5, 0.75, 1.0],
+        "stage_channels": [64, 128, 256, 512],
+        "resolutions": [128, 160, 192, 224],
+        "stem": 64,
+    },
+}
+
+# name -> (block, expansion, depths); all at width 1.0 and 224 px
+REFERENCES: dict[str, tuple[str, int | None, tuple[int, ...]]] = {
+    "resnet18": ("basic", None, (2, 2, 2, 2)),
+    "resnet34": ("basic", None, (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", 4, (3, 4, 6, 3)),
+}
+
+
+class ResNetSpace(SearchSpace):
+    """Dimensions: block, expansion (bottleneck only), d<i>, w<i>, resolution[, density<i>]."""
+
+    def __init__(self, name: str, config: ResNetConfig, sparse: bool = False):
+        self.name = name
+        self.config = config
+        self.sparse = sparse
+        self.num_stages = len(config.stage_channels)
+        dims = [Dimension("block", config.blocks), Dimension("expansion", config.expansions)]
+        dims += [Dimension(f"d{i + 1}", opts) for i, opts in enumerate(config.depths)]
+        dims += [Dimension(f"w{i + 1}", config.widths) for i in range(self.num_stages)]
+        dims.append(Dimension("resolution", config.resolutions))
+        if sparse:
+            dims += [Dimension(f"density{i + 1}", config.densities)
+                     for i in range(self.num_stages)]
+        self.dimensions = tuple(dims)
+        self._form = (f"'<{'|'.join(config.blocks)}>[-e<expansion>]-d<depth per stage>"
+                      f"-w<width multiplier per stage>{'-s<density per stage>' if sparse else ''}"
+                      f"-r<resolution>', e.g. 'bottleneck-e4-d3.4.6.3-w1.0.1.0.1.0.1.0"
+                      f"{'-s1.0.1.0.1.0.1.0' if sparse else ''}-r224'")
+
+    # --- genes ---------------------------------------------------------------------------------
+    def canonical(self, genes: dict[str, Gene]) -> dict[str, Gene]:
+        genes = dict(genes)
+        if genes.get("block") == "basic":
+            genes["expansion"] = None
+        elif genes.get("expansion") is None:
+            genes["expansion"] = self.config.expansions[0]
+        return fill_inactive_defaults(self, genes, ("expansion",))
+
+    def log10_size(self) -> float:
+        """Expansion counts only for bottleneck blocks."""
+        per_block = sum(len(self.config.expansions) if b == "bottleneck" else 1
+                        for b in self.config.blocks)
+        rest = sum(math.log10(len(d.options)) for d in self.dimensions
+                   if d.name not in ("block", "expansion"))
+        return rest + math.log10(per_block)
+
+    def input_size(self, arch: Arch) -> int:
+        return int(arch["resolution"])
+
+    def reference_archs(self) -> dict[str, Arch]:
+        refs = {}
+        for name, (block, expansion, depths) in REFERENCES.items():
+            genes: dict[str, Gene] = {"block": block, "expansion": expansion, "resolution": 224}
+            for i in range(self.num_stages):
+                genes[f"d{i + 1}"] = depths[i] if i < len(depths) else None
+                genes[f"w{i + 1}"] = 1.0
+                genes[f"density{i + 1}"] = 1.0
+            genes = {k: v for k, v in genes.items() if k in self.dimension_names}
+            try:
+                if len(depths) == self.num_stages:
+                    refs[name] = self.make(genes)
+            except InvalidArchError:
+                pass  # a user-defined space that cannot express this network
+        return refs
+
+    def parse(self, text: str) -> Arch:
+        """A key or body, or a reference name in any case (`resnet50`, `ResNet-50`)."""
+        name = text.strip().lower().replace("-", "").replace("_", "")
+        refs = self.reference_archs()
+        return refs[name] if name in refs else super().parse(text)
+
+    # --- network -------------------------------------------------------------------------------
+    def stage_planes(self, arch: Arch) -> list[int]:
+        return [round8(base * arch[f"w{i + 1}"])
+                for i, base in enumerate(self.config.stage_channels)]
+
+    def blocks(self, arch: Arch, num_classes: int | None = None,
+               in_channels: int | None = None) -> list[BlockSpec]:
+        self.check(arch)
+        size = self.input_size(arch)
+        chain = Chain((in_channels or self.default_channels, size, size))
+        chain.add("conv_bn_act", "stem", out=self.config.stem, k=7, stride=2)
+        chain.add("pool", "stem.pool", kind="max", k=3, stride=2, padding=1)
+        block = str(arch["block"])
+        for i, planes in enumerate(self.stage_planes(arch)):
+            args: dict[str, Any] = {"out": planes}
+            if block == "bottleneck":
+                args = {"out": planes * int(arch["expansion"]), "width": planes}
+            density = arch[f"density{i + 1}"] if self.sparse else 1.0
+            if density < 1.0:  # dense blocks keep the same spec (and lookup key) in both spaces
+                args["density"] = density
+            for j in range(int(arch[f"d{i + 1}"])):
+                stride = 2 if i > 0 and j == 0 else 1
+                chain.add(block, f"stage{i + 1}.{j}", stride=stride, **args)
+        chain.add("global_pool", "head.pool")
+        chain.add("classifier", "classifier", classes=num_classes or self.default_classes)
+        return chain.specs
+
+    # --- keys ----------------------------------------------------------------------------------
+    def encode(self, arch: Arch) -> str:
+        n = range(1, self.num_stages + 1)
+        parts = [str(arch["block"])]
+        if arch["expansion"] is not None:
+            parts.append(f"e{arch['expansion']}")
+        parts.append("d" + join_ints(arch[f"d{i}"] for i in n))
+        parts.append("w" + join_floats(arch[f"w{i}"] for i in n))
+        if self.sparse:
+            parts.append("s" + join_floats(arch[f"density{i}"] for i in n))
+        parts.append(f"r{arch['resolution']}")
+        return "-".join(parts)
+
+    def decode(self, body: str) -> Arch:
+        match = re.fullmatch(rf"(?P<block>[a-z]+)(?:-e(?P<e>\d+))?-d(?P<d>{INTS})"
+                             rf"-w(?P<w>{FLOATS})(?:-s(?P<s>{FLOATS}))?-r(?P<r>\d+)", body)
+        if match is None:
+            self._bad(body, "malformed")
+        block, e = match["block"], match["e"]
+        if block not in self.config.blocks:
+            self._bad(body, f"block must be one of {list(self.config.blocks)}")
+        if (e is None) != (block == "basic"):
+            self._bad(body, "'-e<expansion>' is given for bottleneck blocks only")
+        if (match["s"] is None) == self.sparse:
+            self._bad(body, "'-s<densities>' is given in sparse spaces only")
+        genes: dict[str, Gene] = {"block": block, "expansion": None if e is None else int(e),
+                                  "resolution": int(match["r"])}
+        lists = {"d": split_ints(match["d"]), "w": split_floats(match["w"])}
+        if self.sparse:
+            lists["density"] = split_floats(match["s"])
+        for prefix, values in lists.items():
+            if len(values) != self.num_stages:
+                self._bad(body, f"{self.num_stages} values expected after '{prefix[0]}'")
+            genes.update({f"{prefix}{i + 1}": v for i, v in enumerate(values)})
+        return self.make(genes)
+
+    def _bad(self, body: str, why: str) -> NoReturn:
+        raise InvalidArchError(f"{self.name}: bad key {body!r} ({why}); expected {self._form}")
+
+
+def create(name: str, config: Mapping[str, Any], sparse: bool) -> ResNetSpace:
+    return ResNetSpace(name, config_from_dict(ResNetConfig, name, config), sparse)

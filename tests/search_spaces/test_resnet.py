@@ -1,0 +1,191 @@
+"""ResNet family: reference counts, exact analytical costs, keys, genes, forward shapes."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from estimators.flops import analytical_cost, fvcore_cost
+from search_spaces import Arch, InvalidArchError, NasError, get_space, register_space
+from search_spaces.ops import block_cost, build_block
+from search_spaces.space import BlockSpec
+from search_spaces.spaces import resnet
+
+# REFERENCE_ARCHS.md section 2: params exact, MACs in millions (224 px, 1000 classes)
+REFERENCE = {
+    "resnet18": (11_689_512, 1814.07),
+    "resnet34": (21_797_672, 3663.76),
+    "resnet50": (25_557_032, 4089.18),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small models: one thread is as fast, and much faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("resnet")
+
+
+@pytest.fixture(scope="module")
+def sparse():
+    return get_space("resnet-sparse")
+
+
+def at_resolution(space, arch: Arch, resolution: int) -> Arch:
+    return space.make({**arch.as_dict(), "resolution": resolution})
+
+
+@pytest.mark.parametrize("name", list(REFERENCE))
+def test_reference_counts(space, name: str) -> None:
+    params, macs_m = REFERENCE[name]
+    arch = space.reference_archs()[name]
+    model = space.build(arch)
+    measured = fvcore_cost(model, model.example_input())
+    assert measured.params == params
+    assert round(measured.macs / 1e6, 2) == macs_m
+    assert analytical_cost(arch) == measured
+
+
+def test_reference_keys_and_names(space, sparse) -> None:
+    r50 = space.reference_archs()["resnet50"]
+    assert space.encode(r50) == "bottleneck-e4-d3.4.6.3-w1.0.1.0.1.0.1.0-r224"
+    r18 = space.reference_archs()["resnet18"]
+    assert space.encode(r18) == "basic-d2.2.2.2-w1.0.1.0.1.0.1.0-r224"
+    assert space.parse("resnet50") == space.parse("ResNet-50") == space.parse(r50.key) == r50
+    assert sparse.encode(sparse.reference_archs()["resnet50"]).endswith("-s1.0.1.0.1.0.1.0-r224")
+    assert analytical_cost(sparse.reference_archs()["resnet50"]) == analytical_cost(r50)
+
+
+@pytest.mark.parametrize("space_name", ["resnet", "resnet-sparse"])
+def test_analytical_matches_fvcore(space_name: str) -> None:
+    space = get_space(space_name)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        arch = at_resolution(space, space.sample(rng), 128)
+        model = space.build(arch, num_classes=10)
+        assert analytical_cost(arch, num_classes=10) == fvcore_cost(model, model.example_input())
+
+
+@pytest.mark.parametrize("op,args", [
+    ("basic", {"out": 24, "stride": 2, "density": 0.25}),
+    ("basic", {"out": 16, "stride": 1}),
+    ("bottleneck", {"out": 48, "width": 8, "stride": 2, "density": 0.5}),
+    ("bottleneck", {"out": 16, "width": 8, "stride": 1}),
+])
+def test_block_cost_odd_sizes(op: str, args: dict) -> None:
+    """Odd spatial sizes and both shortcut kinds, including sparse masks."""
+    spec = BlockSpec.of(op, (16, 9, 7), **args)
+    block = build_block(spec)
+    assert fvcore_cost(block, torch.randn(1, 16, 9, 7)) == block_cost(spec)
+
+
+@pytest.mark.parametrize("space_name", ["resnet", "resnet-sparse"])
+def test_key_round_trip(space_name: str) -> None:
+    space = get_space(space_name)
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        arch = space.sample(rng)
+        body = space.encode(arch)
+        assert space.decode(body) == arch
+        assert Arch.decode(arch.key) == arch
+        assert space.parse(arch.key) == space.parse(body) == arch
+        assert ":" not in body
+
+
+@pytest.mark.parametrize("space_name", ["resnet", "resnet-sparse"])
+def test_forward_shapes(space_name: str) -> None:
+    space = get_space(space_name)
+    rng = np.random.default_rng(2)
+    with torch.no_grad():
+        for _ in range(3):
+            arch = at_resolution(space, space.sample(rng), 128)
+            model = space.build(arch, num_classes=7, in_channels=1).eval()
+            assert model(torch.randn(1, 1, 128, 128)).shape == (1, 7)
+
+
+def test_canonical_and_contains(space, sparse) -> None:
+    r18 = space.reference_archs()["resnet18"]
+    assert space.contains(r18) and not sparse.contains(r18)
+    assert not space.contains(r18.replace(expansion=4))  # basic blocks have no expansion
+    assert space.make({**r18.as_dict(), "expansion": 4}) == r18
+    r50 = space.reference_archs()["resnet50"]
+    assert not space.contains(r50.replace(expansion=None))
+    assert not space.contains(r50.replace(d3=7))
+    assert not space.contains(r50.replace(d1=None))
+    assert not space.contains(Arch("mobile", r50.genes))
+    assert space.make({"block": "bottleneck"})["expansion"] == 2
+
+
+def test_log10_size_counts_canonical_archs() -> None:
+    space = resnet.create("resnet-tiny", {"depths": [[1, 2], [1], [2, 3], [1]],
+                                          "widths": [0.5, 1.0], "resolutions": [64]}, True)
+    canon = {space.make(dict(zip(space.dimension_names, values)))
+             for values in itertools.product(*(d.options for d in space.dimensions))}
+    assert math.isclose(space.log10_size(), math.log10(len(canon)))
+    preset = get_space("resnet")
+    assert math.isclose(preset.log10_size(), math.log10(3 * 4 * 6 * 3 * 3 ** 4 * 4 * (1 + 3)))
+
+
+@pytest.mark.parametrize("space_name", ["resnet", "resnet-sparse"])
+def test_mutate_and_crossover_stay_in_space(space_name: str) -> None:
+    space = get_space(space_name)
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        a, b = space.sample(rng), space.sample(rng)
+        child = space.mutate(a, rng)
+        assert space.contains(child) and child != a
+        assert space.contains(space.crossover(a, b, rng))
+    assert space.contains(space.min_arch()) and space.contains(space.max_arch())
+    assert analytical_cost(space.min_arch()).macs < analytical_cost(space.max_arch()).macs
+
+
+@pytest.mark.parametrize("body", [
+    "", "resnet50x", "basic-d2.2.2.2-w1.0.1.0.1.0.1.0",            # malformed / no resolution
+    "basic-e4-d2.2.2.2-w1.0.1.0.1.0.1.0-r224",                     # expansion on basic blocks
+    "bottleneck-d2.2.2.2-w1.0.1.0.1.0.1.0-r224",                   # bottleneck without expansion
+    "wide-d2.2.2.2-w1.0.1.0.1.0.1.0-r224",                         # unknown block
+    "basic-d2.2.2-w1.0.1.0.1.0.1.0-r224",                          # three depths
+    "basic-d2.2.2.2-w1.0.1.0.1.0-r224",                            # three widths
+    "basic-d2.2.2.2-w1.1.0.1.0.1.0-r224",                          # width without decimals
+    "basic-d2.2.9.2-w1.0.1.0.1.0.1.0-r224",                        # depth out of range
+    "basic-d2.2.2.2-w1.0.1.0.1.0.1.0-r225",                        # resolution not an option
+    "basic-d2.2.2.2-w1.0.1.0.1.0.1.0-s1.0.1.0.1.0.1.0-r224",       # densities in a dense space
+])
+def test_bad_keys(space, body: str) -> None:
+    with pytest.raises(InvalidArchError, match="expected|not one of"):
+        space.decode(body)
+
+
+def test_bad_sparse_key(sparse) -> None:
+    with pytest.raises(InvalidArchError):
+        sparse.decode("basic-d2.2.2.2-w1.0.1.0.1.0.1.0-r224")
+    with pytest.raises(InvalidArchError):
+        sparse.decode("basic-d2.2.2.2-w1.0.1.0.1.0.1.0-s0.3.1.0.1.0.1.0-r224")
+
+
+@pytest.mark.parametrize("config", [
+    {"bogus": 1}, {"depths": [[1, 2]]}, {"blocks": ["wide"]}, {"widths": []},
+    {"densities": [0.5, 2.0]}, {"resolutions": ["big"]}, {"widths": [1e-7]},
+])
+def test_bad_config(config: dict) -> None:
+    with pytest.raises(NasError):
+        resnet.create("bad", config, False)
+
+
+def test_user_config_space() -> None:
+    space = register_space(resnet.create("resnet-basic-only", {"blocks": ["basic"],
+                                                               "resolutions": [32]}, False))
+    assert set(space.reference_archs()) == set()  # 224 px is not an option
+    arch = space.sample(0)
+    assert arch["expansion"] is None and Arch.decode(arch.key) == arch
+    assert math.isclose(space.log10_size(), math.log10(3 * 4 * 6 * 3 * 3 ** 4))
