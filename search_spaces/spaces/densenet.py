@@ -81,7 +81,7 @@ REFERENCES: dict[str, tuple[int, ...]] = {
 
 
 class DenseNetSpace(SearchSpace):
-    """Dimensions: growth, compression, t<i>, b<i>, resolution[, density<i>]."""
+    """Dimensions: growth, compression, t<i>, b<i>, r[, density<i>]."""
 
     def __init__(self, name: str, config: DenseNetConfig, sparse: bool = False):
         self.name = name
@@ -93,7 +93,7 @@ class DenseNetSpace(SearchSpace):
                 Dimension("compression", config.compressions)]
         dims += [Dimension(f"t{i}", config.block_types) for i in n]
         dims += [Dimension(f"b{i}", opts) for i, opts in zip(n, config.layers)]
-        dims.append(Dimension("resolution", config.resolutions))
+        dims.append(Dimension("r", config.resolutions))
         if sparse:
             dims += [Dimension(f"density{i}", config.densities) for i in n]
         self.dimensions = tuple(dims)
@@ -107,14 +107,14 @@ class DenseNetSpace(SearchSpace):
         return fill_inactive_defaults(self, dict(genes), ())
 
     def input_size(self, arch: Arch) -> int:
-        return int(arch["resolution"])
+        return int(arch["r"])
 
     def reference_archs(self) -> dict[str, Arch]:
         refs = {}
         for name, layers in REFERENCES.items():
             if len(layers) != self.num_blocks:
                 continue
-            genes: dict[str, Gene] = {"growth": 32, "compression": 0.5, "resolution": 224}
+            genes: dict[str, Gene] = {"growth": 32, "compression": 0.5, "r": 224}
             for i, count in enumerate(layers, 1):
                 genes.update({f"t{i}": "dense", f"b{i}": count, f"density{i}": 1.0})
             genes = {k: v for k, v in genes.items() if k in self.dimension_names}
@@ -170,7 +170,7 @@ class DenseNetSpace(SearchSpace):
                  ".".join(str(arch[f"t{i}"]) for i in n), "b" + join_ints(arch[f"b{i}"] for i in n)]
         if self.sparse:
             parts.append("s" + join_floats(arch[f"density{i}"] for i in n))
-        parts.append(f"r{arch['resolution']}")
+        parts.append(f"r{arch['r']}")
         return "-".join(parts)
 
     def decode(self, body: str) -> Arch:
@@ -181,7 +181,7 @@ class DenseNetSpace(SearchSpace):
         if (match["s"] is None) == self.sparse:
             self._bad(body, "'-s<densities>' is given in sparse spaces only")
         genes: dict[str, Gene] = {"growth": int(match["g"]), "compression": float(match["c"]),
-                                  "resolution": int(match["r"])}
+                                  "r": int(match["r"])}
         lists: dict[str, list[Any]] = {"t": match["t"].split("."), "b": split_ints(match["b"])}
         if self.sparse:
             lists["density"] = split_floats(match["s"])

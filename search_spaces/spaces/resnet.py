@@ -151,7 +151,7 @@ REFERENCES: dict[str, tuple[str, int | None, tuple[int, ...]]] = {
 
 
 class ResNetSpace(SearchSpace):
-    """Dimensions: block, expansion (bottleneck only), d<i>, w<i>, resolution[, density<i>]."""
+    """Dimensions: block, expansion (bottleneck only), d<i>, w<i>, r[, density<i>]."""
 
     def __init__(self, name: str, config: ResNetConfig, sparse: bool = False):
         self.name = name
@@ -161,7 +161,7 @@ class ResNetSpace(SearchSpace):
         dims = [Dimension("block", config.blocks), Dimension("expansion", config.expansions)]
         dims += [Dimension(f"d{i + 1}", opts) for i, opts in enumerate(config.depths)]
         dims += [Dimension(f"w{i + 1}", config.widths) for i in range(self.num_stages)]
-        dims.append(Dimension("resolution", config.resolutions))
+        dims.append(Dimension("r", config.resolutions))
         if sparse:
             dims += [Dimension(f"density{i + 1}", config.densities)
                      for i in range(self.num_stages)]
@@ -189,12 +189,12 @@ class ResNetSpace(SearchSpace):
         return rest + math.log10(per_block)
 
     def input_size(self, arch: Arch) -> int:
-        return int(arch["resolution"])
+        return int(arch["r"])
 
     def reference_archs(self) -> dict[str, Arch]:
         refs = {}
         for name, (block, expansion, depths) in REFERENCES.items():
-            genes: dict[str, Gene] = {"block": block, "expansion": expansion, "resolution": 224}
+            genes: dict[str, Gene] = {"block": block, "expansion": expansion, "r": 224}
             for i in range(self.num_stages):
                 genes[f"d{i + 1}"] = depths[i] if i < len(depths) else None
                 genes[f"w{i + 1}"] = 1.0
@@ -250,7 +250,7 @@ class ResNetSpace(SearchSpace):
         parts.append("w" + join_floats(arch[f"w{i}"] for i in n))
         if self.sparse:
             parts.append("s" + join_floats(arch[f"density{i}"] for i in n))
-        parts.append(f"r{arch['resolution']}")
+        parts.append(f"r{arch['r']}")
         return "-".join(parts)
 
     def decode(self, body: str) -> Arch:
@@ -266,7 +266,7 @@ class ResNetSpace(SearchSpace):
         if (match["s"] is None) == self.sparse:
             self._bad(body, "'-s<densities>' is given in sparse spaces only")
         genes: dict[str, Gene] = {"block": block, "expansion": None if e is None else int(e),
-                                  "resolution": int(match["r"])}
+                                  "r": int(match["r"])}
         lists = {"d": split_ints(match["d"]), "w": split_floats(match["w"])}
         if self.sparse:
             lists["density"] = split_floats(match["s"])

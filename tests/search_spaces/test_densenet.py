@@ -34,7 +34,7 @@ def sparse():
 
 
 def at_resolution(space, arch: Arch, resolution: int) -> Arch:
-    return space.make({**arch.as_dict(), "resolution": resolution})
+    return space.make({**arch.as_dict(), "r": resolution})
 
 
 def test_densenet121_counts(space) -> None:
