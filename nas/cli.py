@@ -99,7 +99,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         counted = fvcore_cost(model, model.example_input())
         payload["fvcore"] = {"flops": counted.macs, "flops_sparse": counted.sparse_macs,
                              "params": counted.params}
-    summary = format_table([{k: payload[k] for k in ("flops", "flops_sparse", "params")}])
+    summary = "\n".join(f"{k:<13} {payload[k]:>15,.0f}" for k in ("flops", "flops_sparse", "params"))
     text = (f"{arch.key}\ninput {payload['input_size']}x{payload['input_size']}\n\n"
             + format_table(layers, ["name", "op", "in_shape", "out_shape", "flops", "params", "args"])
             + "\n\n" + summary)
