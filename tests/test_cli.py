@@ -114,3 +114,14 @@ def test_space_from_yaml_file(tmp_path, capsys):
     broken.write_text("{not json")
     code, _, err = run(capsys, "sample", "--space", str(broken))
     assert code == 2 and "cannot read" in err
+
+
+def test_documented_example_space_file(capsys):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "mobile_small.yaml"
+    code, out, _ = run(capsys, "sample", "--space", str(example), "-n", "4", "--budget",
+                       "100M-flops", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert all(r["flops"] <= 100e6 and r["key"].startswith("mobile_small:") for r in rows)
