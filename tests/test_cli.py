@@ -73,7 +73,7 @@ def test_describe_accepts_published_forms(capsys):
 def test_describe_readable_table_and_verify(capsys):
     code, out, _ = run(capsys, "describe", "--space", "resnet", "--ref", "resnet18", "--verify")
     assert code == 0
-    assert "stem" in out and "fvcore" in out and "11.69M" in out
+    assert "stem" in out and "fvcore" in out and "11,689,512" in out
 
 
 @pytest.mark.parametrize("argv, message", [
