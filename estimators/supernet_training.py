@@ -1,0 +1,420 @@
+"""Supernet training: the sandwich rule with in-place distillation, a checkpoint per epoch,
+resume, and a cache of trained supernets by (space, data, recipe).
+
+Each step trains, on one batch, the largest subnet (cross-entropy with the labels), the
+smallest one and `random_subnets` random ones (BigNAS/ViT-ResNAS: several per step), the
+latter learning from the largest subnet's predictions (in-place distillation); their
+gradients add up in the shared weights before one optimiser step. Every random choice (data
+order, subnets) comes from the recipe's seed, the epoch and the step, so a resumed run and a
+data-parallel run (`workers` > 1, Ray Train) see the same subnets as a plain run.
+
+Training runs at the data set's resolution (Fashion-MNIST: 28x28, one channel): an arch's
+own resolution `r` drives its FLOPs and latency, not what the supernet is trained on.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from estimators.data import DataSplits
+from estimators.supernet_cache import (CheckpointError, cache_key, checkpoint_path,
+                                       data_fingerprint, load_checkpoint, save_checkpoint,
+                                       space_signature)
+from estimators.train import resize_batch
+from search_spaces import Arch, NasError, SearchSpace, get_space
+from search_spaces.supernets import Supernet, build_supernet
+
+Progress = Callable[[int, int, float], None]  # (step, total steps, running loss)
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SupernetRecipe:
+    """How a supernet is trained. `train_images` is the share of the training split seen per
+    epoch (a fresh seeded draw each epoch; None: all of it). `resolution`: None for the
+    data's, a number of pixels, or "arch" (each subnet at its own resolution: ViT, whose
+    position embeddings fix the input size). The defaults fit a `mobile` supernet on
+    Fashion-MNIST into a few minutes on two CPU cores (see docs/supernet.md)."""
+
+    epochs: int = 4
+    train_images: int | None = 12_000
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 3e-5
+    warmup: float = 0.05
+    random_subnets: int = 2
+    distill: float = 1.0  # weight of the distillation loss for the non-largest subnets
+    temperature: float = 1.0
+    label_smoothing: float = 0.1
+    kernel_transform: bool = True
+    resolution: int | str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise NasError(f"epochs must be a whole number >= 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise NasError(f"batch size must be at least 2 (BatchNorm), got {self.batch_size}")
+        if self.train_images is not None and self.train_images < self.batch_size:
+            raise NasError(f"train_images ({self.train_images}) must be at least one batch "
+                           f"({self.batch_size}), or None for the whole split")
+        if not self.lr > 0 or not 0 <= self.warmup < 1 or not 0 <= self.momentum < 1:
+            raise NasError("lr must be positive, warmup and momentum fractions in [0, 1)")
+        if self.random_subnets < 0:
+            raise NasError(f"random_subnets must be >= 0, got {self.random_subnets}")
+        if not 0 <= self.distill <= 1 or not self.temperature > 0:
+            raise NasError("distill must be in [0, 1] and temperature positive")
+        if not (self.resolution is None or self.resolution == "arch"
+                or (isinstance(self.resolution, int) and self.resolution > 0)):
+            raise NasError(f"resolution must be None (the data's), 'arch' or a number of "
+                           f"pixels, got {self.resolution!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """Stable text form (the cache key's part)."""
+        return json.dumps(self.as_dict(), sort_keys=True)
+
+    def steps_per_epoch(self, train_size: int) -> int:
+        images = train_size if self.train_images is None else min(self.train_images, train_size)
+        return max(1, images // self.batch_size)  # full batches only: BatchNorm needs >= 2
+
+
+@dataclass
+class TrainedSupernet:
+    """A supernet with where it is cached and how it was trained."""
+
+    supernet: Supernet
+    recipe: SupernetRecipe
+    path: Path
+    key: str
+    epochs_done: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0  # training time of this call (0 when reused from the cache)
+    reused: bool = False  # loaded complete from the cache
+    resumed_from: int = 0  # epochs already done when this call started
+
+    @property
+    def complete(self) -> bool:
+        return self.epochs_done >= self.recipe.epochs
+
+    def summary(self) -> dict[str, Any]:
+        return {**self.supernet.summary(), "path": str(self.path), "key": self.key,
+                "epochs_done": self.epochs_done, "epochs": self.recipe.epochs,
+                "reused": self.reused, "resumed_from": self.resumed_from,
+                "seconds": round(self.seconds, 2), "history": self.history}
+
+
+# --- one step, one epoch ----------------------------------------------------------------------
+def step_rng(seed: int, epoch: int, step: int) -> np.random.Generator:
+    return np.random.default_rng([seed, epoch, step])
+
+
+def sandwich(supernet: Supernet, recipe: SupernetRecipe, epoch: int, step: int) -> list[Arch]:
+    """Largest, smallest and `random_subnets` random archs for one step (seeded)."""
+    rng = step_rng(recipe.seed, epoch, step)
+    archs = [supernet.max_arch(), supernet.min_arch()]
+    archs += [supernet.sample_arch(rng) for _ in range(recipe.random_subnets)]
+    return archs
+
+
+def lr_at(step: int, total: int, recipe: SupernetRecipe) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    warm = int(total * recipe.warmup)
+    if step < warm:
+        return recipe.lr * (step + 1) / warm
+    return 0.5 * recipe.lr * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
+def make_optimizer(supernet: Supernet, recipe: SupernetRecipe) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum; weight decay on conv/linear weights only (not on norms,
+    biases or the kernel transform matrices, which start as the identity)."""
+    decay, plain = [], []
+    for name, param in supernet.named_parameters():
+        (decay if param.dim() > 1 and "#T" not in name else plain).append(param)
+    return torch.optim.SGD([{"params": decay, "weight_decay": recipe.weight_decay},
+                            {"params": plain, "weight_decay": 0.0}], lr=recipe.lr,
+                           momentum=recipe.momentum, nesterov=recipe.momentum > 0)
+
+
+def input_size(supernet: Supernet, data: DataSplits, recipe: SupernetRecipe,
+               arch: Arch) -> int:
+    if recipe.resolution is None:
+        return data.resolution
+    if recipe.resolution == "arch":
+        return supernet.space.input_size(arch)
+    return int(recipe.resolution)
+
+
+class SandwichTrainer:
+    """Trains `supernet` on `data`'s train split; with `world` > 1 this process is the
+    `rank`-th of a data-parallel group (torch.distributed initialised by the caller): it
+    takes its share of every batch and gradients are averaged across the group."""
+
+    def __init__(self, supernet: Supernet, data: DataSplits, recipe: SupernetRecipe,
+                 rank: int = 0, world: int = 1):
+        self.supernet, self.data, self.recipe = supernet, data, recipe
+        self.rank, self.world = rank, world
+        self.optimizer = make_optimizer(supernet, recipe)
+        self.steps_per_epoch = recipe.steps_per_epoch(len(data.train))
+        self.total_steps = self.steps_per_epoch * recipe.epochs
+
+    def batch_indices(self, epoch: int) -> list[np.ndarray]:
+        """This process's share of each batch of `epoch` (a seeded draw of the split)."""
+        order = np.random.default_rng([self.recipe.seed, epoch, 1 << 20]).permutation(
+            len(self.data.train))
+        size = self.recipe.batch_size
+        return [order[i * size:(i + 1) * size][self.rank::self.world]
+                for i in range(self.steps_per_epoch)]
+
+    def run_epoch(self, epoch: int, progress: Progress | None = None) -> dict[str, float]:
+        self.supernet.train()
+        start, losses = time.perf_counter(), []
+        for step, idx in enumerate(self.batch_indices(epoch)):
+            index = torch.from_numpy(idx)
+            inputs = self.data.normalize(self.data.train.images[index])
+            labels = self.data.train.labels[index]
+            global_step = epoch * self.steps_per_epoch + step
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr_at(global_step, self.total_steps, self.recipe)
+            archs = sandwich(self.supernet, self.recipe, epoch, step)
+            losses.append(self.train_step(inputs, labels, archs))
+            if progress is not None:
+                progress(global_step + 1, self.total_steps, losses[-1])
+        return {"epoch": epoch + 1, "loss": float(np.mean(losses)),
+                "seconds": time.perf_counter() - start}
+
+    def train_step(self, inputs: torch.Tensor, labels: torch.Tensor, archs: list[Arch]) -> float:
+        """One sandwich step; returns the largest subnet's loss."""
+        recipe = self.recipe
+        self.optimizer.zero_grad(set_to_none=True)
+        teacher: torch.Tensor | None = None
+        first_loss = 0.0
+        for arch in archs:
+            size = input_size(self.supernet, self.data, recipe, arch)
+            logits = self.supernet(resize_batch(inputs, size), arch)
+            hard = F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
+            if teacher is None:
+                loss = hard
+                teacher = F.softmax(logits.detach() / recipe.temperature, dim=1)
+                first_loss = float(loss.detach())
+            else:
+                log_probs = F.log_softmax(logits / recipe.temperature, dim=1)
+                soft = -(teacher * log_probs).sum(dim=1).mean() * recipe.temperature ** 2
+                loss = recipe.distill * soft + (1 - recipe.distill) * hard
+            if not torch.isfinite(loss):
+                raise NasError(f"supernet training diverged (loss {float(loss)}); lower the "
+                               f"learning rate (now {recipe.lr})")
+            loss.backward()
+        if self.world > 1:
+            self._average_gradients()
+        self.optimizer.step()
+        return first_loss
+
+    def _average_gradients(self) -> None:
+        """All-reduce the gradients that exist (every process ran the same subnets, so the
+        same parameters have one) as one flat tensor."""
+        import torch.distributed as dist
+
+        params = [p for p in self.supernet.parameters() if p.grad is not None]
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for p in params:
+            count = p.grad.numel()
+            p.grad.copy_(flat[offset:offset + count].view_as(p.grad))
+            offset += count
+
+    def state(self, epochs_done: int, key: str, history: list[dict[str, float]],
+              meta: dict[str, Any]) -> dict[str, Any]:
+        """The checkpoint payload after `epochs_done` epochs."""
+        from estimators.supernet_cache import FORMAT
+
+        return {"format": FORMAT, "key": key, "epochs_done": epochs_done,
+                "complete": epochs_done >= self.recipe.epochs, "history": history,
+                "recipe": self.recipe.as_dict(), "supernet": self.supernet.state_dict(),
+                "optimizer": self.optimizer.state_dict(), **meta}
+
+
+# --- the public entry point -------------------------------------------------------------------
+def check_runs(supernet: Supernet, data: DataSplits, recipe: SupernetRecipe) -> None:
+    """Raise a NasError, naming the fix, when the smallest or largest subnet cannot run at the
+    training resolution (a DenseNet's pooling on 28x28, a ViT's fixed patch grid)."""
+    was_training = supernet.training
+    supernet.eval()
+    try:
+        for arch in (supernet.min_arch(), supernet.max_arch()):
+            size = input_size(supernet, data, recipe, arch)
+            with torch.no_grad():
+                supernet(torch.zeros(1, data.in_channels, size, size), arch)
+    except (RuntimeError, ValueError) as exc:
+        raise NasError(f"space {supernet.space.name} cannot run at {size}x{size} "
+                       f"({str(exc).splitlines()[0][:100]}); train at another resolution "
+                       f"(--resolution PIXELS, e.g. 32 or 64, or 'arch' for ViT)") from None
+    finally:
+        supernet.train(was_training)
+
+
+def supernet_for(space: SearchSpace | str, data: DataSplits,
+                 recipe: SupernetRecipe) -> Supernet:
+    """A fresh (untrained) supernet of `space` for `data`'s classes and channels."""
+    resolved = get_space(space) if isinstance(space, str) else space
+    return build_supernet(resolved, data.num_classes, data.in_channels,
+                          kernel_transform=recipe.kernel_transform, seed=recipe.seed)
+
+
+def locate(space: SearchSpace, data: DataSplits, recipe: SupernetRecipe,
+           cache_dir: str | Path | None = None) -> tuple[str, Path]:
+    """(cache key, checkpoint path) of the supernet of `space` trained on `data` by `recipe`."""
+    key = cache_key(space_signature(space, data.num_classes, data.in_channels),
+                    data_fingerprint(data), recipe.describe())
+    return key, checkpoint_path(space.name, data.name, key, cache_dir)
+
+
+def load_trained(space: SearchSpace | str, data: DataSplits,
+                 recipe: SupernetRecipe = SupernetRecipe(),
+                 cache_dir: str | Path | None = None) -> TrainedSupernet | None:
+    """The cached, completely trained supernet for (space, data, recipe), or None."""
+    resolved = get_space(space) if isinstance(space, str) else space
+    key, path = locate(resolved, data, recipe, cache_dir)
+    if not path.exists():
+        return None
+    try:
+        payload = load_checkpoint(path, key)
+    except CheckpointError:
+        return None
+    if not payload.get("complete"):
+        return None
+    supernet = supernet_for(resolved, data, recipe)
+    supernet.load_state_dict(payload["supernet"])
+    return TrainedSupernet(supernet, recipe, path, key, int(payload["epochs_done"]),
+                           list(payload.get("history", [])), 0.0, True,
+                           int(payload["epochs_done"]))
+
+
+def train_supernet(space: SearchSpace | str, data: DataSplits,
+                   recipe: SupernetRecipe = SupernetRecipe(), *, workers: int = 1,
+                   resume: bool = False, quiet: bool = False,
+                   cache_dir: str | Path | None = None, reuse: bool = True,
+                   progress: Progress | None = None, log: Log | None = None) -> TrainedSupernet:
+    """Train the supernet of `space` on `data` (or reuse the cached one for the same space,
+    data and recipe). `resume` continues an interrupted run from its last checkpoint;
+    without it an incomplete checkpoint is started over. `workers` > 1 trains data-parallel
+    with Ray Train (gloo, CPU). A tqdm bar shows progress unless `quiet` (or pass
+    `progress`); `log` receives one line per event (reuse, resume, epoch)."""
+    if workers < 1:
+        raise NasError(f"workers must be at least 1, got {workers}")
+    resolved = get_space(space) if isinstance(space, str) else space
+    say = log or (lambda _: None)
+    key, path = locate(resolved, data, recipe, cache_dir)
+    if reuse:
+        cached = load_trained(resolved, data, recipe, cache_dir)
+        if cached is not None:
+            say(f"reusing trained supernet {path}")
+            return cached
+    supernet = supernet_for(resolved, data, recipe)
+    check_runs(supernet, data, recipe)
+    payload = _resume_payload(path, key, say) if resume else None
+    if workers > 1:
+        from estimators.supernet_parallel import train_parallel
+
+        start = time.perf_counter()
+        done_before = int(payload["epochs_done"]) if payload else 0
+        train_parallel(resolved, data, recipe, key, path, workers, resume=payload is not None,
+                       quiet=quiet)
+        final = load_checkpoint(path, key)
+        supernet.load_state_dict(final["supernet"])
+        return TrainedSupernet(supernet, recipe, path, key, int(final["epochs_done"]),
+                               list(final["history"]), time.perf_counter() - start, False,
+                               done_before)
+    trainer = SandwichTrainer(supernet, data, recipe)
+    return _train_local(trainer, payload, key, path, quiet, progress, say)
+
+
+def _resume_payload(path: Path, key: str, say: Log) -> dict[str, Any] | None:
+    if not path.exists():
+        say("nothing to resume: training from the start")
+        return None
+    try:
+        payload = load_checkpoint(path, key)
+    except CheckpointError as exc:
+        say(f"cannot resume ({exc}); training from the start")
+        return None
+    say(f"resuming {path} after epoch {payload['epochs_done']}")
+    return payload
+
+
+def restore(trainer: SandwichTrainer, payload: dict[str, Any] | None) -> tuple[int, list]:
+    """Load a checkpoint into the trainer; (epochs done, history)."""
+    if payload is None:
+        return 0, []
+    trainer.supernet.load_state_dict(payload["supernet"])
+    trainer.optimizer.load_state_dict(payload["optimizer"])
+    return int(payload["epochs_done"]), list(payload["history"])
+
+
+def checkpoint_meta(trainer: SandwichTrainer) -> dict[str, Any]:
+    supernet = trainer.supernet
+    return {"space": supernet.space.name, "num_classes": supernet.num_classes,
+            "in_channels": supernet.in_channels, "data": trainer.data.name}
+
+
+def _train_local(trainer: SandwichTrainer, payload: dict[str, Any] | None, key: str, path: Path,
+                 quiet: bool, progress: Progress | None, say: Log) -> TrainedSupernet:
+    done, history = restore(trainer, payload)
+    bar = None
+    if progress is None and not quiet:
+        bar = progress_bar(trainer.total_steps, done * trainer.steps_per_epoch,
+                           f"supernet {trainer.supernet.space.name}")
+        progress = bar.update_to
+    start = time.perf_counter()
+    try:
+        for epoch in range(done, trainer.recipe.epochs):
+            record = trainer.run_epoch(epoch, progress)
+            history.append(record)
+            save_checkpoint(path, trainer.state(epoch + 1, key, history,
+                                                checkpoint_meta(trainer)))
+            say(f"epoch {epoch + 1}/{trainer.recipe.epochs}: loss {record['loss']:.4f}, "
+                f"{record['seconds']:.1f}s, checkpoint {path}")
+    finally:
+        if bar is not None:
+            bar.close()
+    return TrainedSupernet(trainer.supernet, trainer.recipe, path, key, trainer.recipe.epochs,
+                           history, time.perf_counter() - start, False, done)
+
+
+class _Bar:
+    """A tqdm bar driven by (step, total, loss) callbacks."""
+
+    def __init__(self, total: int, initial: int, desc: str):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", file=sys.stderr,
+                        dynamic_ncols=True)
+
+    def update_to(self, step: int, total: int, loss: float) -> None:
+        self.bar.update(step - self.bar.n)
+        self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def progress_bar(total: int, initial: int, desc: str) -> _Bar:
+    return _Bar(total, initial, desc)
+
+
+__all__ = ["SandwichTrainer", "SupernetRecipe", "TrainedSupernet", "load_trained", "locate",
+           "sandwich", "supernet_for", "train_supernet"]

@@ -1,0 +1,88 @@
+"""Accuracy by lookup in a CSV of measured architectures (e.g. NAS-Bench-201's `nb201.csv`),
+for benchmarking search strategies at no training cost. The `arch` column is parsed by the
+space's `parse`, so a table may hold keys or the published forms (NB201 cell strings...)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+from search_spaces import Arch, NasError, SearchSpace
+
+
+class TableError(NasError):
+    """A table that cannot be read, lacks a column, or lacks an architecture."""
+
+
+class AccuracyTable:
+    """Rows of a CSV by architecture; `column` is read as `acc`, `extra` columns under their
+    own names. Without `column`, the table's `acc` column, or its only column whose name starts
+    with `acc`, is used."""
+
+    def __init__(self, path: str | Path, space: SearchSpace, column: str | None = None,
+                 arch_column: str = "arch", extra: Sequence[str] = ()):
+        import pandas as pd  # only tables need it
+
+        self.path = Path(path)
+        self.space = space
+        try:
+            frame = pd.read_csv(self.path)
+        except FileNotFoundError:
+            raise TableError(f"table {self.path} does not exist") from None
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise TableError(f"cannot read table {self.path} as CSV: {first}") from None
+        numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+        if arch_column not in frame.columns:
+            raise TableError(f"table {self.path} has no {arch_column!r} column; columns: "
+                             f"{', '.join(map(str, frame.columns))}")
+        self.column = column if column is not None else _default_column(self.path, numeric)
+        for name in (self.column, *extra):
+            if name not in numeric:
+                raise TableError(f"table {self.path} has no numeric column {name!r}; "
+                                 f"numeric columns: {', '.join(numeric)}")
+        self.extra = tuple(extra)
+        self._rows: dict[Arch, dict[str, float]] = {}
+        wanted = [self.column, *self.extra]
+        values = frame[wanted].to_numpy(dtype=float)
+        for i, (text, row) in enumerate(zip(frame[arch_column].astype(str), values)):
+            try:
+                arch = space.parse(text)
+            except NasError as exc:
+                raise TableError(f"{self.path}, row {i + 2} ({text!r}): {exc}") from None
+            if arch in self._rows:
+                raise TableError(f"{self.path}, row {i + 2}: {arch.key} appears twice")
+            self._rows[arch] = dict(zip(wanted, (float(v) for v in row)))
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, arch: Arch) -> bool:
+        return arch in self._rows
+
+    def archs(self) -> list[Arch]:
+        return list(self._rows)
+
+    def lookup(self, arch: Arch) -> dict[str, float]:
+        """`acc` (the chosen column) plus the extra columns; a missing arch or an empty cell
+        is an error naming the table."""
+        row = self._rows.get(arch)
+        if row is None:
+            raise TableError(f"{arch.key} is not in table {self.path} ({len(self)} rows)")
+        acc = row[self.column]
+        if math.isnan(acc):
+            raise TableError(f"{arch.key} has no value in column {self.column!r} of {self.path}")
+        return {"acc": acc, **{name: row[name] for name in self.extra}}
+
+
+def _default_column(path: Path, numeric: list[str]) -> str:
+    if "acc" in numeric:
+        return "acc"
+    candidates = [c for c in numeric if c.startswith("acc")]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise TableError(f"table {path} has no accuracy column (named 'acc...'); name one of "
+                         f"its numeric columns: {', '.join(numeric) or 'none'}")
+    raise TableError(f"table {path} has several accuracy columns; pick one: "
+                     f"{', '.join(candidates)}")

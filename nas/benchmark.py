@@ -1,0 +1,253 @@
+"""Tabular benchmarks: run a strategy against a table of measured architectures.
+
+A query is one table lookup. For every seed the strategy searches on the `objective` column; the
+incumbent (best objective so far) is scored on the `report` column as regret against the table's
+optimum of that column. With `cost` columns, the found Pareto front (objective vs each cost) is
+compared with the table's true front by hypervolume, both measured from the same reference point:
+the nadir of the true front.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+
+from nas.objectives import Objective
+from nas.pareto import hypervolume, nadir, pareto_mask
+from nas.strategies import get_strategy
+from search_spaces import Arch, NasError, SearchSpace
+
+
+class BenchmarkError(NasError):
+    pass
+
+
+class Table:
+    """Measured metrics of architectures of one space, looked up by `Arch` (rows are parsed once
+    from the `arch` column, which holds keys or the space's published form)."""
+
+    def __init__(self, space: SearchSpace, archs: Sequence[Arch], columns: Mapping[str, np.ndarray]):
+        self.space = space
+        self.archs = list(archs)
+        self.columns = {name: np.asarray(values, dtype=float) for name, values in columns.items()}
+        self.row_of = {arch: i for i, arch in enumerate(self.archs)}
+        if len(self.row_of) != len(self.archs):
+            raise BenchmarkError("the table lists some architecture twice")
+        self._metrics: list[dict[str, float] | None] = [None] * len(self.archs)
+
+    @classmethod
+    def from_csv(cls, path: str | Path, space: SearchSpace, columns: Sequence[str],
+                 arch_column: str = "arch") -> "Table":
+        """Read `columns` of a CSV whose `arch_column` names each row's architecture."""
+        import pandas as pd
+
+        path = Path(path)
+        try:
+            frame = pd.read_csv(path)
+        except FileNotFoundError:
+            raise BenchmarkError(f"table {path} does not exist") from None
+        except Exception as exc:  # pandas parser errors, OSError, UnicodeDecodeError
+            raise BenchmarkError(f"cannot read table {path}: {str(exc).splitlines()[0]}") from None
+        missing = [c for c in (arch_column, *columns) if c not in frame.columns]
+        if missing:
+            numeric = [c for c in frame.columns if frame[c].dtype.kind in "fi"]
+            raise BenchmarkError(f"table {path.name} has no column {missing[0]!r}; "
+                                 f"numeric columns: {', '.join(numeric)}")
+        bad = [c for c in columns if frame[c].dtype.kind not in "fi"]
+        if bad:
+            raise BenchmarkError(f"column {bad[0]!r} of {path.name} is not numeric")
+        archs = []
+        for row, text in enumerate(frame[arch_column].astype(str)):
+            try:
+                archs.append(space.parse(text))
+            except NasError as exc:
+                raise BenchmarkError(f"{path.name} row {row}: {exc}") from None
+        return cls(space, archs, {c: frame[c].to_numpy(dtype=float) for c in columns})
+
+    def __len__(self) -> int:
+        return len(self.archs)
+
+    def metrics(self, arch: Arch) -> dict[str, float]:
+        """All columns of `arch`'s row; NaN everywhere for an arch the table lacks."""
+        row = self.row_of.get(arch)
+        if row is None:
+            return {name: math.nan for name in self.columns}
+        cached = self._metrics[row]
+        if cached is None:
+            cached = self._metrics[row] = {n: float(v[row]) for n, v in self.columns.items()}
+        return cached
+
+
+@dataclass
+class BenchmarkResult:
+    """Figures over seeds; `curve[q]` is the mean regret after q + 1 queries."""
+
+    strategy: str
+    space: str
+    objective: str
+    report: str
+    queries: int
+    seeds: int
+    regrets: list[float]
+    curve: list[float]
+    seconds: float
+    costs: list[str] = field(default_factory=list)
+    hypervolume_ratios: dict[str, list[float]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean_regret(self) -> float:
+        return float(np.mean(self.regrets))
+
+    @property
+    def median_regret(self) -> float:
+        return float(np.median(self.regrets))
+
+    @property
+    def stderr(self) -> float:
+        return _stderr(self.regrets)
+
+    def hypervolume_ratio(self, cost: str) -> float:
+        return float(np.mean(self.hypervolume_ratios[cost]))
+
+    def to_dict(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "strategy": self.strategy, "space": self.space, "objective": self.objective,
+            "report": self.report, "queries": self.queries, "seeds": self.seeds,
+            "options": self.options,
+            "mean_regret": self.mean_regret, "median_regret": self.median_regret,
+            "stderr": self.stderr, "seconds": round(self.seconds, 3),
+            "curve": {"queries": list(range(1, len(self.curve) + 1)), "mean_regret": self.curve},
+        }
+        if self.costs:
+            per_cost = {c: {"hypervolume_ratio": self.hypervolume_ratio(c),
+                            "stderr": _stderr(self.hypervolume_ratios[c])} for c in self.costs}
+            payload["costs"] = per_cost
+            payload["hypervolume_ratio"] = float(np.mean([v["hypervolume_ratio"]
+                                                          for v in per_cost.values()]))
+        return payload
+
+
+def run_benchmark(table: Table, strategy: str, objective: str, report: str | None = None,
+                  costs: Sequence[str] = (), queries: int = 150, seeds: int | Sequence[int] = 10,
+                  direction: Literal["maximize", "minimize"] = "maximize",
+                  options: Mapping[str, Any] | None = None, batch: int = 1,
+                  workers: int = 1) -> BenchmarkResult:
+    """Run `strategy` for `queries` lookups per seed. Multi-objective strategies search the
+    objective and the costs together; the others search the objective alone (their fronts are
+    still measured). `workers` > 1 runs seeds in parallel processes (same figures)."""
+    report = report or objective
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    for column in (objective, report, *costs):
+        if column not in table.columns:
+            raise BenchmarkError(f"column {column!r} was not loaded; loaded: {list(table.columns)}")
+    if queries < 1 or not seed_list or batch < 1:
+        raise BenchmarkError("queries, seeds and batch must be at least 1")
+    options = dict(options or {})
+    cls = get_strategy(strategy)
+    objectives = [Objective(objective, direction)]
+    if costs and cls.multi_objective:
+        objectives += [Objective(c, "minimize") for c in costs]
+    cls(table.space, objectives, seed=0, **options)  # fail fast on bad options, in this process
+    job = _Job(table, strategy, tuple(objectives), report, tuple(costs), queries, options, batch)
+    start = time.perf_counter()
+    if workers > 1 and len(seed_list) > 1:
+        import multiprocessing
+
+        global _JOB
+        _JOB = job  # inherited by forked workers: the table is not pickled per seed
+        with multiprocessing.get_context("fork").Pool(min(workers, len(seed_list))) as pool:
+            runs = pool.map(_run_in_worker, seed_list)
+    else:
+        runs = [job.run(s) for s in seed_list]
+    seconds = time.perf_counter() - start
+    curves = np.array([r[0] for r in runs])
+    return BenchmarkResult(
+        strategy=strategy, space=table.space.name, objective=objective, report=report,
+        queries=queries, seeds=len(seed_list), regrets=[float(c[-1]) for c in curves],
+        curve=[float(v) for v in curves.mean(axis=0)], seconds=seconds, costs=list(costs),
+        hypervolume_ratios={c: [r[1][c] for r in runs] for c in costs}, options=options)
+
+
+@dataclass(frozen=True)
+class _Job:
+    table: Table
+    strategy: str
+    objectives: tuple[Objective, ...]
+    report: str
+    costs: tuple[str, ...]
+    queries: int
+    options: Mapping[str, Any]
+    batch: int
+
+    def run(self, seed: int) -> tuple[np.ndarray, dict[str, float]]:
+        """Regret after each query, and the hypervolume ratio of each cost."""
+        table, objective = self.table, self.objectives[0]
+        sign = objective.sign()
+        found = table.columns[objective.metric] * sign
+        shown = table.columns[self.report] * sign
+        optimum = np.nanmax(shown)
+        worst = optimum - np.nanmin(shown)
+        strategy = get_strategy(self.strategy)(table.space, self.objectives, seed=seed,
+                                               **self.options)
+        regret = np.empty(self.queries)
+        rows: list[int] = []
+        best, current = -math.inf, worst
+        q = 0
+        while q < self.queries:
+            archs = strategy.ask(min(self.batch, self.queries - q))
+            if not archs:
+                break
+            for arch in archs:
+                strategy.tell(arch, table.metrics(arch))
+                row = table.row_of.get(arch)
+                if row is not None:
+                    rows.append(row)
+                    if found[row] > best:  # NaN compares False: a failed row never leads
+                        best, current = found[row], optimum - shown[row]
+                regret[q] = current
+                q += 1
+        regret[q:] = current  # the space ran out before the query budget
+        ratios = {c: self._hv_ratio(rows, c) for c in self.costs}
+        return regret, ratios
+
+    def _hv_ratio(self, rows: list[int], cost: str) -> float:
+        reference, true_volume = _true_front(self.table, self.objectives[0], cost)
+        points = _points(self.table, self.objectives[0], cost)[rows]
+        points = points[np.all(np.isfinite(points), axis=1)]
+        return hypervolume(points, reference) / true_volume if len(points) else 0.0
+
+
+_JOB: _Job | None = None
+_FRONTS: dict[tuple[int, str, str, str], tuple[np.ndarray, float]] = {}
+
+
+def _run_in_worker(seed: int) -> tuple[np.ndarray, dict[str, float]]:
+    assert _JOB is not None
+    return _JOB.run(seed)
+
+
+def _points(table: Table, objective: Objective, cost: str) -> np.ndarray:
+    """(objective, cost) of every row as a minimisation problem."""
+    return np.column_stack([-objective.sign() * table.columns[objective.metric],
+                            table.columns[cost]])
+
+
+def _true_front(table: Table, objective: Objective, cost: str) -> tuple[np.ndarray, float]:
+    """Reference point (the nadir of the table's true front) and the front's hypervolume."""
+    key = (id(table), objective.metric, objective.direction, cost)
+    if key not in _FRONTS:
+        points = _points(table, objective, cost)
+        points = points[np.all(np.isfinite(points), axis=1)]
+        reference = nadir(points)
+        front = points[pareto_mask(points)]
+        _FRONTS[key] = (reference, hypervolume(front, reference))
+    return _FRONTS[key]
+
+
+def _stderr(values: Sequence[float]) -> float:
+    return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan

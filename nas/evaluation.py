@@ -1,0 +1,251 @@
+"""The evaluator of a search: every metric of one architecture, built from a plain config dict.
+
+The config is JSON data (space, estimator name and options, data, device, seed), so a Ray actor
+on any node builds its own copy from it. Heavy objects that every copy needs (the data set, the
+trained supernet's weights) are made once by `prepare(config)` in the driver; a Ray runner puts
+them in the object store once and hands the same reference to each actor.
+
+An evaluation combines the accuracy estimator's metrics (`acc`, `acc_estimator`, and whatever
+else it reports) with the analytical cost (`flops`, `flops_sparse`, `params`) and, when a
+device is given, `latency_ms`. Results are cached by arch key. An evaluation that raises is
+recorded (`error`), never fatal to the search.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping
+
+from search_spaces import Arch, NasError, SearchSpace, get_space
+
+Metrics = dict[str, Any]  # numbers, plus `acc_estimator` and `error` as text
+Shared = dict[str, Any]  # heavy objects made once per search (see `prepare`)
+
+ESTIMATORS = ("supernet", "proxy", "train", "table")
+TEXT_METRICS = ("acc_estimator", "error")  # the non-numeric columns of a result
+# Metrics that vary from run to run and never count when comparing results.
+TIMING_METRICS = ("eval_seconds", "train_seconds")
+# Options each estimator accepts, with their defaults.
+ESTIMATOR_OPTIONS: dict[str, dict[str, Any]] = {
+    "proxy": {"proxy": "jacov", "proxies": None, "batch_size": 64, "resolution": None},
+    "train": {"epochs": 1.0, "batch_size": 128, "lr": 0.1, "train_images": None,
+              "eval_images": None, "resolution": None},
+    "table": {"table": None, "column": None},
+    "supernet": {"epochs": None, "resolution": None, "bn_images": None, "eval_images": None},
+}
+DATA_DEFAULTS: dict[str, Any] = {"name": "fashion-mnist", "dir": None, "val_fraction": 1 / 6}
+
+
+class EvaluationError(NasError):
+    """A search configuration that cannot be evaluated (bad estimator, option or device)."""
+
+
+def evaluation_config(space: str, estimator: str = "supernet",
+                      options: Mapping[str, Any] | None = None,
+                      data: Mapping[str, Any] | None = None, device: str | None = None,
+                      seed: int = 0, threads: int = 1,
+                      cost_classes: int | None = None) -> dict[str, Any]:
+    """A validated, complete evaluator config (plain JSON data).
+
+    `cost_classes`: classifier outputs that FLOPs/params/latency are counted with (None: the
+    space's own head, e.g. ImageNet's 1000, so budgets read like published figures; the
+    accuracy estimators always build the network for the data set's classes)."""
+    if estimator not in ESTIMATORS:
+        raise EvaluationError(f"unknown estimator {estimator!r}; known: {', '.join(ESTIMATORS)}")
+    accepted = ESTIMATOR_OPTIONS[estimator]
+    options = {k: v for k, v in dict(options or {}).items() if v is not None}
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise EvaluationError(f"estimator {estimator!r}: unknown options {unknown}; "
+                              f"accepted: {', '.join(accepted)}")
+    data_config = {**DATA_DEFAULTS, **{k: v for k, v in dict(data or {}).items() if v is not None}}
+    bad = sorted(set(data_config) - set(DATA_DEFAULTS))
+    if bad:
+        raise EvaluationError(f"unknown data settings {bad}; accepted: {', '.join(DATA_DEFAULTS)}")
+    if estimator == "table" and not options.get("table"):
+        raise EvaluationError("estimator 'table' needs a CSV with an 'arch' column "
+                              "(--table PATH, e.g. nb201.csv)")
+    if not isinstance(threads, int) or threads < 1:
+        raise EvaluationError(f"threads must be a positive integer, got {threads!r}")
+    get_space(space)  # an unknown space fails here, in the driver, with the list of names
+    return {"space": space, "estimator": estimator, "options": {**accepted, **options},
+            "data": data_config, "device": device, "seed": int(seed), "threads": threads,
+            "cost_classes": cost_classes}
+
+
+def needs_data(config: Mapping[str, Any]) -> bool:
+    return config["estimator"] in ("proxy", "train", "supernet")
+
+
+def load_config_data(config: Mapping[str, Any]):
+    """The data set of `config` (warnings, e.g. the digits fallback, surface as warnings)."""
+    from estimators.data import load_data
+
+    data = config["data"]
+    return load_data(data["name"], data["dir"], val_fraction=data["val_fraction"],
+                     seed=config["seed"])
+
+
+def prepare(config: Mapping[str, Any], progress: Callable[[str], None] | None = None) -> Shared:
+    """The heavy objects every evaluator copy shares: the data set and, for the `supernet`
+    estimator, the trained supernet's weights (trained once and cached on disk)."""
+    shared: Shared = {}
+    if needs_data(config):
+        shared["data"] = load_config_data(config)
+    if config["estimator"] == "supernet":
+        shared["supernet"] = _supernet_weights(config, shared["data"], progress)
+    return shared
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run with `count` torch threads (results do not depend on the caller's setting)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if previous != count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if previous != count:
+            torch.set_num_threads(previous)
+
+
+class Evaluator:
+    """All metrics of an architecture under one config; deterministic; cached by key."""
+
+    def __init__(self, config: Mapping[str, Any], shared: Shared | None = None):
+        self.config = dict(config)
+        self.space: SearchSpace = get_space(config["space"])
+        self.shared = shared if shared is not None else prepare(config)
+        from estimators.flops import FlopsEstimator
+
+        self._flops = FlopsEstimator(num_classes=config["cost_classes"])
+        self._latency = _latency_predictor(config["device"], self.space, config["cost_classes"])
+        self._accuracy: Callable[[Arch], Mapping[str, Any]] | None = None
+        self._cost_cache: dict[str, dict[str, float]] = {}
+        self._cache: dict[str, Metrics] = {}
+
+    @property
+    def accuracy(self) -> Callable[[Arch], Mapping[str, Any]]:
+        """The accuracy estimator, built on first use (cost-only callers never pay for it)."""
+        if self._accuracy is None:
+            self._accuracy = _accuracy_estimator(self.config, self.shared)
+        return self._accuracy
+
+    def cost(self, arch: Arch) -> dict[str, float]:
+        """The cheap metrics: flops, flops_sparse, params and, with a device, latency_ms."""
+        key = arch.key
+        if key not in self._cost_cache:
+            metrics = self._flops(arch)
+            if self._latency is not None:
+                metrics["latency_ms"] = float(self._latency.latency_ms(arch))
+            self._cost_cache[key] = metrics
+        return dict(self._cost_cache[key])
+
+    def __call__(self, arch: Arch) -> Metrics:
+        """Cost and accuracy metrics, plus `eval_seconds`; `error` (and no `acc`) if the
+        accuracy estimator raised."""
+        key = arch.key
+        if key not in self._cache:
+            start = time.perf_counter()
+            result: Metrics = self.cost(arch)
+            try:
+                with torch_threads(self.config["threads"]), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # per-arch warnings would flood the log
+                    result.update(self.accuracy(arch))
+            except Exception as exc:  # an arch the estimator cannot score fails alone
+                result["error"] = one_line(exc)
+            result["eval_seconds"] = round(time.perf_counter() - start, 4)
+            self._cache[key] = result
+        return dict(self._cache[key])
+
+    def evaluate_key(self, key: str) -> Metrics:
+        """`__call__` by key (what runners send over the wire)."""
+        return self(self.space.decode(key.partition(":")[2]))
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric part of a result (what a strategy is told)."""
+    out: dict[str, float] = {}
+    for name, value in metrics.items():
+        if name in TEXT_METRICS or isinstance(value, str) or value is None:
+            continue
+        out[name] = float(value)
+    return out
+
+
+def same_metrics(a: Mapping[str, Any], b: Mapping[str, Any], rel: float = 1e-9) -> bool:
+    """Equal results, timings aside (for checking runners and resumes agree)."""
+    keys = (set(a) | set(b)) - set(TIMING_METRICS)
+    for key in keys:
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, float) and isinstance(y, float):
+            if math.isnan(x) and math.isnan(y):
+                continue
+            if not math.isclose(x, y, rel_tol=rel, abs_tol=1e-12):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+# --- building the parts ----------------------------------------------------------------------
+def _accuracy_estimator(config: Mapping[str, Any],
+                        shared: Shared) -> Callable[[Arch], Mapping[str, Any]]:
+    name, options, seed = config["estimator"], config["options"], config["seed"]
+    if name == "proxy":
+        from estimators.accuracy import ProxyEstimator
+        from estimators.proxies import PROXY_NAMES
+
+        proxies = options["proxies"] if options["proxies"] is not None else PROXY_NAMES
+        return ProxyEstimator(shared["data"], options["proxy"], proxies=tuple(proxies),
+                              batch_size=options["batch_size"], seed=seed,
+                              resolution=options["resolution"])
+    if name == "train":
+        from estimators.accuracy import TrainEstimator
+        from estimators.train import TrainRecipe
+
+        recipe = TrainRecipe(epochs=options["epochs"], batch_size=options["batch_size"],
+                             lr=options["lr"], train_images=options["train_images"],
+                             eval_images=options["eval_images"])
+        return TrainEstimator(shared["data"], recipe, seed, "val", options["resolution"])
+    if name == "table":
+        from estimators.accuracy import TableEstimator
+
+        return TableEstimator(options["table"], config["space"], options["column"])
+    return _supernet_estimator(config, shared)
+
+
+def _latency_predictor(device: str | None, space: SearchSpace, classes: int | None):
+    """The latency predictor of `device` for `space`, or None without a device."""
+    if device is None:
+        return None
+    raise EvaluationError(f"no latency predictor for device {device!r}: this build has no "
+                          f"latency device registry yet; search without --device")
+
+
+def _supernet_weights(config: Mapping[str, Any], data: Any,
+                      progress: Callable[[str], None] | None) -> Any:
+    raise EvaluationError("estimator 'supernet' needs the supernet module, which this build "
+                          "lacks; use --estimator proxy, train or table")
+
+
+def _supernet_estimator(config: Mapping[str, Any],
+                        shared: Shared) -> Callable[[Arch], Mapping[str, Any]]:
+    raise EvaluationError("estimator 'supernet' needs the supernet module, which this build "
+                          "lacks; use --estimator proxy, train or table")
+
+
+def supernet_subnet(config: Mapping[str, Any], shared: Shared, arch: Arch) -> Any:
+    """The standalone network of `arch` with the trained supernet's weights."""
+    raise EvaluationError("estimator 'supernet' needs the supernet module, which this build "
+                          "lacks; use --estimator proxy, train or table")

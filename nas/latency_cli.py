@@ -1,0 +1,266 @@
+"""`nas latency ...`: build, predict, validate, fit, import and list latency devices."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from nas.table import format_table
+from search_spaces import NasError, get_space
+
+Command = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
+
+
+def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    from nas.cli import emit
+
+    emit(args, payload, text)
+
+
+def _progress(args: argparse.Namespace, label: str) -> Callable[[int, int], None] | None:
+    """A tqdm bar on stderr (None with --quiet or --json)."""
+    if args.quiet or args.json:
+        return None
+    from tqdm import tqdm
+
+    bar: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in bar:
+            bar["bar"] = tqdm(total=total, desc=label, unit="block", file=sys.stderr)
+        bar["bar"].update(done - bar["bar"].n)
+        if done >= total:
+            bar["bar"].close()
+
+    return update
+
+
+def _profiler(args: argparse.Namespace):
+    from estimators.latency import Profiler
+
+    return Profiler(args.device, args.threads, args.batch_size, args.dtype, args.clock,
+                    getattr(args, "cuda_graphs", False))
+
+
+# --- commands ---------------------------------------------------------------------------------
+def cmd_build(args: argparse.Namespace) -> int:
+    from estimators.latency import LatencyStore, build_table
+
+    if args.device not in ("cpu", "cuda"):
+        raise NasError(f"--device for build must be cpu or cuda (this machine), got {args.device!r}")
+    space = get_space(args.space)
+    profiler = _profiler(args)
+    store = LatencyStore(cache_dir=args.cache_dir)
+    report = build_table(space, profiler, store, args.classes, args.calibration, args.seed,
+                         _progress(args, f"measuring {space.name} blocks"))
+    payload = {**report.as_dict(), "store": str(store.path)}
+    c = report.correction
+    text = (f"{report.entries} entries for {report.fingerprint} (batch {report.batch_size}, "
+            f"{report.dtype}) in {store.path}\n"
+            f"space {space.name}: {report.distinct_blocks} distinct blocks ({report.enumeration}), "
+            f"{report.measured} measured now in {report.seconds:.0f} s")
+    if c:
+        text += (f"\ncorrection from {int(c['networks'])} whole networks: latency = "
+                 f"{c['overhead_ms']:.3f} ms + {c['scale']:.3f} x sum(blocks) "
+                 f"(worst fit error {100 * c['max_rel_error']:.1f}%)")
+    _emit(args, payload, text)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from estimators.flops import analytical_cost
+    from estimators.latency import open_predictor
+
+    space = get_space(args.space)
+    arch = space.parse(args.arch)
+    predictor = open_predictor(space, args.device, cache_dir=args.cache_dir,
+                               batch_size=args.batch_size, dtype=args.dtype, threads=args.threads,
+                               clock=args.clock, num_classes=args.classes,
+                               measure_missing=not args.no_measure)
+    start = time.perf_counter()
+    latency = float(predictor.latency_ms(arch))
+    cost_ms = (time.perf_counter() - start) * 1e3
+    payload: dict[str, Any] = {"space": space.name, "key": arch.key, "device": args.device,
+                               "latency_ms": latency,
+                               "flops": float(analytical_cost(arch, args.classes).macs),
+                               "predictor": predictor.describe(),
+                               "prediction_cost_ms": cost_ms}
+    text = f"{arch.key}\nlatency on {args.device}: {latency:.3f} ms"
+    if hasattr(predictor, "block_ms"):
+        layers = [{"name": s.name, "op": s.op, "in_shape": "x".join(map(str, s.in_shape)),
+                   "latency_ms": ms} for s, ms in predictor.block_ms(arch)]
+        payload["layers"] = layers
+        c = predictor.correction
+        text += (f" = {c.overhead_ms:.3f} + {c.scale:.3f} x {sum(r['latency_ms'] for r in layers):.3f}"
+                 f" (sum of {len(layers)} blocks)")
+        if args.layers:
+            text += "\n\n" + format_table(layers, ["name", "op", "in_shape", "latency_ms"])
+    _emit(args, payload, text)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from estimators.latency import LatencyStore, open_predictor
+    from estimators.latency.validate import validate, write_csv, write_scatter
+
+    if args.device != "cpu" and args.device != "cuda":
+        raise NasError("validate measures on this machine: --device cpu or cuda")
+    space = get_space(args.space)
+    profiler = _profiler(args)
+    table = None
+    store = LatencyStore(cache_dir=args.cache_dir)
+    if store.correction(profiler.fingerprint.key, space.name, args.batch_size, args.dtype):
+        table = open_predictor(space, args.device, cache_dir=args.cache_dir,
+                               batch_size=args.batch_size, dtype=args.dtype,
+                               threads=args.threads, clock=args.clock, num_classes=args.classes)
+    result = validate(space, profiler, args.n, args.calibration, args.passes, args.seed,
+                      args.classes, table, _progress(args, "measuring networks"))
+    out = Path(args.out or Path("results") / "latency" / f"validate-{space.name}")
+    write_csv(result.rows, out / "validation.csv")
+    write_scatter(result.rows, out / "validation.png",
+                  f"{space.name}: {args.n} networks, {profiler.fingerprint.model}")
+    payload = {**result.as_dict(), "csv": str(out / "validation.csv"),
+               "png": str(out / "validation.png")}
+    rows = [{"predictor": "blocks + correction (interleaved)", **result.interleaved},
+            {"predictor": "FLOPs-only linear", **result.flops_baseline}]
+    if result.table:
+        rows.insert(1, {"predictor": "stored table + stored correction", **result.table})
+    _emit(args, payload, _accuracy_table(rows) + f"\n\nwrote {out / 'validation.csv'} and "
+          f"{out / 'validation.png'}")
+    return 0
+
+
+def _accuracy_table(rows: list[dict[str, Any]]) -> str:
+    shown = [{"predictor": r["predictor"], "n": r["n"],
+              "within 5%": f"{100 * r['within_5pct']:.1f}%",
+              "within 10%": f"{100 * r['within_10pct']:.1f}%", "MAPE": f"{r['mape']:.2f}%",
+              "Kendall tau": f"{r['kendall_tau']:.3f}"} for r in rows]
+    return format_table(shown)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from estimators.latency.fit_cli import fit_from_csv
+
+    space = get_space(args.space)
+    result = fit_from_csv(space, args.measurements, args.column, args.train, args.arch_column,
+                          args.name, args.seed, args.cache_dir, args.classes)
+    rows = [{"predictor": f"fitted ({result['feature_set']})", **result},
+            {"predictor": "FLOPs-only linear", **result["flops_baseline"]}]
+    text = (f"{result['device']}: trained on {result['train_rows']} rows, tested on "
+            f"{result['test_rows']}\n" + _accuracy_table(rows) +
+            f"\n\nsaved as device {result['device']!r} ({result['path']}); use "
+            f"--device {result['device']} with --space {space.name}")
+    _emit(args, result, text)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from estimators.latency import import_lut
+
+    result = import_lut(args.file, args.name, args.format, args.batch_size, args.cache_dir)
+    _emit(args, result, f"imported {result['entries']} {result['format']} entries as device "
+                        f"{args.name!r} (overhead {result['overhead_ms']:.3f} ms)")
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from estimators.latency import LatencyStore, list_devices
+
+    store = LatencyStore(cache_dir=args.cache_dir)
+    named = list_devices(args.cache_dir)
+    rows = [{"device": name, "kind": d.get("kind", "?"),
+             "detail": (d.get("format", "") + f" {d.get('entries', '')} entries").strip()
+             if d.get("kind") == "lut" else "spaces: " + ", ".join(d.get("models", {}))}
+            for name, d in named.items()]
+    tables = store.summary()
+    payload = {"store": str(store.path), "tables": tables, "devices": named}
+    text = (f"measured tables in {store.path}:\n"
+            + (format_table(tables) if tables else "(none)") + "\n\nnamed devices:\n"
+            + (format_table(rows) if rows else "(none)"))
+    _emit(args, payload, text)
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------------
+def _local_options(p: argparse.ArgumentParser, device_help: str) -> None:
+    p.add_argument("--device", default="cpu", help=device_help)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default 1)")
+    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or (cuda) float16")
+    p.add_argument("--clock", default=None,
+                   help="thread (CPU time of the timing thread; default with 1 thread) or wall")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", default=None,
+                   help="where tables and devices live (default $NAS_CACHE_DIR or ~/.cache/nas)")
+    p.add_argument("--classes", type=int, default=None, help="classifier outputs (space default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                   help="machine-readable output")
+
+
+def register(command: Command) -> None:
+    parent = command("latency", lambda args: _missing_verb(), "hardware latency: build tables, "
+                     "predict, validate, fit devices from measurements, import published tables")
+    verbs = parent.add_subparsers(dest="latency_command", required=True,
+                                  parser_class=type(parent), metavar="VERB")
+
+    def verb(name: str, func: Callable[[argparse.Namespace], int], help: str):
+        p = verbs.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        _common(p)
+        return p
+
+    p = verb("build", cmd_build, "measure the missing blocks of a space on this machine and fit "
+             "the whole-network correction (resumable)")
+    p.add_argument("--space", required=True)
+    _local_options(p, "cpu or cuda")
+    p.add_argument("--cuda-graphs", action="store_true", help="time CUDA graph replays")
+    p.add_argument("--calibration", type=int, default=8,
+                   help="whole networks measured to fit the correction (default 8)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = verb("predict", cmd_predict, "predicted latency of one architecture on a device")
+    p.add_argument("--space", required=True)
+    p.add_argument("--arch", required=True, help="a key or a published form (see nas describe)")
+    _local_options(p, "cpu, cuda, or a fitted/imported device name")
+    p.add_argument("--layers", action="store_true", help="show the per-block table")
+    p.add_argument("--no-measure", action="store_true",
+                   help="fail instead of measuring blocks missing from the table")
+
+    p = verb("validate", cmd_validate, "measure random networks end to end (interleaved with "
+             "their blocks) against the predictions; writes a CSV and a scatter plot")
+    p.add_argument("--space", required=True)
+    p.add_argument("-n", type=int, default=100, help="test networks (default 100)")
+    p.add_argument("--calibration", type=int, default=10,
+                   help="extra networks the correction is fitted on (default 10)")
+    p.add_argument("--passes", type=int, default=3, help="interleaved passes per network")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output folder (default results/latency/validate-SPACE)")
+    _local_options(p, "cpu or cuda")
+
+    p = verb("fit", cmd_fit, "learn a device from whole-network latencies measured on it "
+             "(CSV), evaluate on the rows not used, save it as a device name")
+    p.add_argument("--space", required=True)
+    p.add_argument("--measurements", required=True, help="CSV with an architecture column")
+    p.add_argument("--column", required=True, help="the latency column (ms)")
+    p.add_argument("--train", type=int, required=True, help="rows to train on (random, seeded)")
+    p.add_argument("--arch-column", default="arch")
+    p.add_argument("--name", default=None,
+                   help="device name to save (default: the column without 'latency_ms_')")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = verb("import", cmd_import, "import a published per-operator lookup table as a device")
+    p.add_argument("file", help="TF-NAS JSON or ProxylessNAS YAML")
+    p.add_argument("--name", required=True, help="device name to save it as")
+    p.add_argument("--format", default=None, help="tfnas or proxyless (default: detected)")
+    p.add_argument("--batch-size", type=int, default=1, help="batch size the table was measured at")
+
+    verb("devices", cmd_devices, "list measured tables and named devices")
+
+
+def _missing_verb() -> int:
+    raise NasError("latency needs a verb: build, predict, validate, fit, import or devices")

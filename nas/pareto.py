@@ -1,0 +1,175 @@
+"""Pareto fronts: dominance, non-dominated sorting, crowding distance and hypervolume.
+
+Every function works on a float array of shape (n, m) in which each column is MINIMISED; use
+`to_minimization` to turn metric values with `Objective` directions into that form.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from nas.objectives import Objective
+
+
+def to_minimization(rows: Sequence[Mapping[str, float]], objectives: Sequence[Objective]) -> np.ndarray:
+    """(n, m) array of the objectives of each row, negated where the objective is maximised."""
+    values = np.array([[float(r[o.metric]) for o in objectives] for r in rows], dtype=float)
+    return values.reshape(len(rows), len(objectives)) * -np.array([o.sign() for o in objectives])
+
+
+def _as_points(points: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+    array = np.asarray(points, dtype=float)
+    if array.ndim != 2:
+        raise ValueError(f"points must be a 2-D array (n, m), got shape {array.shape}")
+    return array
+
+
+def dominates(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when `a` is no worse than `b` everywhere and better somewhere (minimisation)."""
+    return bool(np.all(a <= b) and np.any(a < b))
+
+
+def pareto_mask(points: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+    """Boolean mask of the non-dominated rows. Duplicated points are all kept."""
+    pts = _as_points(points)
+    n, m = pts.shape
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    if m == 1:
+        return pts[:, 0] == pts[:, 0].min()
+    if m == 2:
+        return _pareto_mask_2d(pts)
+    # Keep a shrinking set of candidates: each pass removes everything the next survivor
+    # dominates, so the cost is about n * (front size) instead of n^2.
+    candidates = np.arange(n)
+    i = 0
+    while i < len(candidates):
+        p = pts[candidates[i]]
+        sub = pts[candidates]
+        keep = ~(np.all(sub >= p, axis=1) & np.any(sub > p, axis=1))
+        i = int(keep[:i].sum()) + 1  # p never dominates itself, so it stays: step past it
+        candidates = candidates[keep]
+    mask = np.zeros(n, dtype=bool)
+    mask[candidates] = True
+    return mask
+
+
+def _pareto_mask_2d(pts: np.ndarray) -> np.ndarray:
+    """Sweep in order of the first objective (ties by the second): a point is non-dominated when
+    its second objective beats every point before it, or equals a point identical to it."""
+    order = np.lexsort((pts[:, 1], pts[:, 0]))
+    mask = np.zeros(len(pts), dtype=bool)
+    best_y = np.inf
+    last_kept: np.ndarray | None = None
+    for idx in order:
+        x, y = pts[idx]
+        if y < best_y:
+            mask[idx] = True
+            best_y = y
+            last_kept = pts[idx]
+        elif last_kept is not None and x == last_kept[0] and y == last_kept[1]:
+            mask[idx] = True
+    return mask
+
+
+def non_dominated_sort(points: np.ndarray | Sequence[Sequence[float]]) -> list[np.ndarray]:
+    """Fronts as arrays of row indices: front 0 is non-dominated, front 1 is non-dominated once
+    front 0 is removed, and so on."""
+    pts = _as_points(points)
+    remaining = np.arange(len(pts))
+    fronts: list[np.ndarray] = []
+    while len(remaining):
+        mask = pareto_mask(pts[remaining])
+        fronts.append(remaining[mask])
+        remaining = remaining[~mask]
+    return fronts
+
+
+def crowding_distance(points: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+    """NSGA-II crowding distance of each row within its set (boundary points get infinity)."""
+    pts = _as_points(points)
+    n, m = pts.shape
+    distance = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for j in range(m):
+        order = np.argsort(pts[:, j], kind="stable")
+        column = pts[order, j]
+        span = column[-1] - column[0]
+        distance[order[0]] = distance[order[-1]] = np.inf
+        if span > 0:
+            distance[order[1:-1]] += (column[2:] - column[:-2]) / span
+    return distance
+
+
+def hypervolume(points: np.ndarray | Sequence[Sequence[float]],
+                reference: Sequence[float]) -> float:
+    """Volume dominated by `points` and bounded by `reference` (minimisation). Points that do
+    not strictly beat the reference in every objective contribute nothing."""
+    pts = _as_points(points)
+    ref = np.asarray(reference, dtype=float)
+    if pts.shape[1] != len(ref):
+        raise ValueError(f"reference has {len(ref)} values for {pts.shape[1]} objectives")
+    pts = pts[np.all(pts < ref, axis=1)]
+    if len(pts) == 0:
+        return 0.0
+    pts = np.unique(pts[pareto_mask(pts)], axis=0)
+    return _hv(pts, ref)
+
+
+def _hv(pts: np.ndarray, ref: np.ndarray) -> float:
+    m = pts.shape[1]
+    if m == 1:
+        return float(ref[0] - pts[:, 0].min())
+    if m == 2:
+        return _hv_2d(pts, ref)
+    # Slice along the last objective: between consecutive values, the dominated region is the
+    # (m-1)-D hypervolume of the points already passed, times the slab height.
+    order = np.argsort(pts[:, -1], kind="stable")
+    pts = pts[order]
+    total = 0.0
+    for i in range(len(pts)):
+        upper = pts[i + 1, -1] if i + 1 < len(pts) else ref[-1]
+        height = upper - pts[i, -1]
+        if height > 0:
+            head = pts[: i + 1, :-1]
+            total += _hv(head[pareto_mask(head)], ref[:-1]) * height
+    return float(total)
+
+
+def _hv_2d(pts: np.ndarray, ref: np.ndarray) -> float:
+    order = np.lexsort((pts[:, 1], pts[:, 0]))
+    total, best_y = 0.0, ref[1]
+    for x, y in pts[order]:
+        if y < best_y:
+            total += (ref[0] - x) * (best_y - y)
+            best_y = y
+    return float(total)
+
+
+def hypervolume_contributions(points: np.ndarray | Sequence[Sequence[float]],
+                              reference: Sequence[float]) -> np.ndarray:
+    """Exclusive contribution of each row: the hypervolume lost without it (0 for a dominated
+    row or a duplicate of another row)."""
+    pts = _as_points(points)
+    total = hypervolume(pts, reference)
+    return np.array([total - hypervolume(np.delete(pts, i, axis=0), reference)
+                     for i in range(len(pts))])
+
+
+def dominance_gap(point: Sequence[float], front: np.ndarray | Sequence[Sequence[float]]) -> float:
+    """How far `point` must move (the same amount in every objective) to be dominated by no row
+    of `front`: 0 when it is already non-dominated."""
+    p = np.asarray(point, dtype=float)
+    pts = _as_points(front)
+    dominating = pts[np.all(pts <= p, axis=1)]
+    if len(dominating) == 0:
+        return 0.0
+    return float(np.max(np.min(p - dominating, axis=1)))
+
+
+def nadir(points: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+    """Worst value of each objective over the non-dominated rows (the front's nadir point)."""
+    pts = _as_points(points)
+    return pts[pareto_mask(pts)].max(axis=0)

@@ -1,0 +1,82 @@
+"""The SQLite lookup-table store and the cache directory."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from estimators.latency.cache import ENV_VAR, cache_dir, platform_cache_dir
+from estimators.latency.store import Correction, Entry, LatencyStore
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_entries_round_trip_keyed_by_fingerprint_batch_dtype(tmp_path):
+    store = LatencyStore(tmp_path / "t.sqlite")
+    store.put("fpA", 1, "float32", [Entry("conv[3x8x8](k=3)", 0.5, 0.4, 7, 10)])
+    store.put("fpA", 8, "float32", [Entry("conv[3x8x8](k=3)", 2.0, 1.9, 7, 3)])
+    store.put("fpB", 1, "float32", [Entry("conv[3x8x8](k=3)", 9.0, 8.0, 7, 1)])
+    assert store.get("fpA", "conv[3x8x8](k=3)", 1, "float32") == Entry("conv[3x8x8](k=3)", 0.5, 0.4, 7, 10)
+    assert store.get("fpA", "conv[3x8x8](k=3)", 1, "bfloat16") is None
+    assert store.entries("fpA", 8, "float32")["conv[3x8x8](k=3)"].median_ms == 2.0
+    assert store.count("fpA") == 2 and store.count() == 3
+    assert {(r["fingerprint"], r["batch"]) for r in store.summary()} == {("fpA", 1), ("fpA", 8), ("fpB", 1)}
+    store.put("fpA", 1, "float32", [Entry("conv[3x8x8](k=3)", 0.7, 0.6)])  # replace, not duplicate
+    assert store.count("fpA", 1, "float32") == 1
+    assert store.get("fpA", "conv[3x8x8](k=3)", 1, "float32").stat("min") == 0.6
+
+
+def test_corrections_and_devices_round_trip(tmp_path):
+    store = LatencyStore(tmp_path / "t.sqlite")
+    assert store.correction("fp", "mobile", 1, "float32") is None
+    store.put_correction("fp", "mobile", 1, "float32", Correction(0.25, 1.2), {"networks": 8})
+    correction, info = store.correction("fp", "mobile", 1, "float32")
+    assert correction == Correction(0.25, 1.2) and info == {"networks": 8}
+    assert correction.apply(10.0) == pytest.approx(12.25)
+    store.put_device("fp", {"model": "x"})
+    assert store.devices() == {"fp": {"model": "x"}}
+
+
+def test_store_uses_wal_journal(tmp_path):
+    store = LatencyStore(tmp_path / "t.sqlite")
+    assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+WRITER = """
+import sys
+from estimators.latency.store import Entry, LatencyStore
+store = LatencyStore(sys.argv[1])
+tag = sys.argv[2]
+for i in range(150):
+    store.put("fp", 1, "float32", [Entry(f"{tag}-{i}", float(i), float(i))])
+    store.put("fp", 1, "float32", [Entry(f"shared-{i}", float(i), float(i))])
+"""
+
+
+def test_two_processes_write_at_once(tmp_path):
+    path = tmp_path / "shared.sqlite"
+    LatencyStore(path).close()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), tag], env=env,
+                              stderr=subprocess.PIPE, text=True) for tag in ("a", "b")]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    entries = LatencyStore(path).entries("fp", 1, "float32")
+    assert len(entries) == 3 * 150
+    assert {f"a-{i}" for i in range(150)} <= entries.keys()
+
+
+def test_cache_dir_precedence(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "env"))
+    assert cache_dir() == tmp_path / "env"
+    assert cache_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert (tmp_path / "arg").is_dir()
+    monkeypatch.delenv(ENV_VAR)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    if sys.platform.startswith("linux"):
+        assert platform_cache_dir() == tmp_path / "xdg" / "nas"
+    assert LatencyStore(cache_dir=tmp_path / "c").path == tmp_path / "c" / "latency.sqlite"

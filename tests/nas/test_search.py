@@ -1,0 +1,147 @@
+"""The search job in this process: result files, the front, limits, seeds, failures."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from nas.objectives import Constraint, Objective
+from nas.pareto import pareto_mask
+from nas.results import (Box, hypervolume_box, normalised_hypervolume, pareto_rows, read_csv,
+                         to_csv)
+from nas.search import SearchError, SearchJob, parse_duration, parse_objectives
+from search_spaces import NasError
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, small_settings):
+    """One small search run to completion (shared by the checks below)."""
+    return SearchJob(small_settings(), tmp_path_factory.mktemp("run"), quiet=True).run()
+
+
+def test_run_folder_holds_every_result_file(finished):
+    names = {p.name for p in finished.run_dir.iterdir()}
+    assert {"config.json", "trials.csv", "anchors.csv", "pareto.csv", "pareto.md", "pareto.png",
+            "summary.json", "checkpoint.json"} <= names
+    assert "batch.json" not in names  # only while a batch runs
+    assert (finished.run_dir / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    config = json.loads((finished.run_dir / "config.json").read_text())
+    assert config["command"].startswith("nas search --space nb201 --budget 60M-flops")
+    assert config["evaluation"]["estimator"] == "proxy"
+    assert config["constraints"] == [["flops", 60e6]]
+
+
+def test_trials_csv_has_one_row_per_evaluation_with_every_metric(finished):
+    rows = read_csv(finished.run_dir / "trials.csv")
+    assert len(rows) == 16 == len({r["key"] for r in rows})
+    for row in rows:
+        assert row["acc_estimator"] == "proxy:jacov"
+        assert row["flops"] > 0 and row["params"] > 0 and row["eval_seconds"] >= 0
+        assert row["flops"] <= 60e6  # the strategy only proposes within the budget
+    assert [r["key"] for r in rows] == [r["key"] for r in finished.rows]
+
+
+def test_pareto_rows_are_non_dominated_within_budget_and_ranked(finished):
+    rows = read_csv(finished.run_dir / "trials.csv")
+    front = read_csv(finished.run_dir / "pareto.csv")
+    assert front and [r["rank"] for r in front] == list(range(1, len(front) + 1))
+    accs = [r["acc"] for r in front]
+    assert accs == sorted(accs, reverse=True)
+    points = np.array([[-r["acc"], r["flops"]] for r in rows])
+    expected = {r["key"] for r, keep in zip(rows, pareto_mask(points)) if keep}
+    assert {r["key"] for r in front} == expected
+    assert 0.0 < finished.hypervolume <= 1.0
+    md = (finished.run_dir / "pareto.md").read_text()
+    assert all(f"`{r['key']}`" in md for r in front) and "all_c3" in md
+
+
+def test_anchors_are_the_space_references(finished):
+    anchors = read_csv(finished.run_dir / "anchors.csv")
+    assert [a["name"] for a in anchors] == ["all_none", "all_skip", "all_c3"]
+    assert all(math.isfinite(a["acc"]) and a["flops"] > 0 for a in anchors)
+
+
+def test_same_seed_same_search_other_seed_other_search(tmp_path, small_settings, same_rows,
+                                                       finished):
+    # The first two batches do not depend on how many trials follow them.
+    again = SearchJob(small_settings(trials=8, anchors=False), tmp_path / "a", quiet=True).run()
+    assert same_rows(again.rows, finished.rows[:8])
+    other = SearchJob(small_settings(seed=1, trials=4, anchors=False), tmp_path / "b",
+                      quiet=True).run()
+    assert [r["key"] for r in other.rows] != [r["key"] for r in finished.rows][:4]
+
+
+def test_time_limit_stops_between_batches(tmp_path, small_settings):
+    result = SearchJob(small_settings(trials=None, time_limit=0.01, anchors=False),
+                       tmp_path, quiet=True).run()
+    # The limit is checked before each batch: a batch that has started finishes.
+    assert result.stopped == "time" and len(result.rows) in (0, 4, 8)
+
+
+def test_every_failed_evaluation_stops_the_search_and_keeps_the_trials(tmp_path, small_settings):
+    # DenseNet's transitions cannot run on 8x8 digits: every evaluation fails, for one reason.
+    settings = small_settings(space="densenet", budget=None, trials=8)
+    with pytest.raises(SearchError, match="every evaluation failed"):
+        SearchJob(settings, tmp_path, quiet=True).run()
+    rows = read_csv(tmp_path / "trials.csv")
+    assert len(rows) == 4 and all("cannot run on 8x8" in r["error"] for r in rows)
+
+
+def test_objectives_and_durations_parse_with_one_line_errors():
+    assert parse_objectives(None, "nsga2", None) == [Objective("acc"),
+                                                     Objective("flops", "minimize")]
+    assert parse_objectives(None, "nsga2", "cpu")[1] == Objective("latency_ms", "minimize")
+    assert parse_objectives(None, "evolution", None) == [Objective("acc")]
+    assert parse_objectives("acc:max, latency:min,params", "nsga2", None) == [
+        Objective("acc"), Objective("latency_ms", "minimize"), Objective("params", "minimize")]
+    for bad in ("acc:up", "acc,acc", "1x"):
+        with pytest.raises(SearchError) as info:
+            parse_objectives(bad, "nsga2", None)
+        assert "\n" not in str(info.value)
+    assert parse_duration("90") == 90 and parse_duration("15m") == 900
+    assert parse_duration("1.5h") == 5400
+    with pytest.raises(SearchError, match="NUMBER"):
+        parse_duration("soon")
+
+
+def test_settings_that_cannot_work_fail_before_anything_runs(tmp_path, small_settings):
+    for changes, message in (({"trials": 0}, "--trials"),
+                             ({"strategy": "evolution", "objectives": "acc,flops"},
+                              "one objective"),
+                             ({"budget": "5ms-latency"}, "--device"),
+                             ({"estimator": "proxy", "estimator_options": {"epochs": 2}},
+                              "unknown options")):
+        with pytest.raises(NasError, match=message):
+            SearchJob(small_settings(**changes), tmp_path, quiet=True)
+
+
+def test_front_ranking_and_hypervolume_box():
+    objectives = [Objective("acc"), Objective("flops", "minimize")]
+    rows = [{"key": "a", "acc": 90.0, "flops": 200.0}, {"key": "b", "acc": 80.0, "flops": 100.0},
+            {"key": "c", "acc": 70.0, "flops": 150.0},  # dominated by b
+            {"key": "d", "acc": 95.0, "flops": 400.0},  # over the budget
+            {"key": "e", "acc": math.nan, "flops": 50.0, "error": "x"}]
+    budget = [Constraint("flops", 300.0)]
+    front = pareto_rows(rows, objectives, budget)
+    assert [(r["key"], r["rank"]) for r in front] == [("a", 1), ("b", 2)]
+    box = hypervolume_box(rows, objectives, budget, "train", {"flops": 1000.0})
+    assert box == Box((100.0, 0.0), (0.0, 300.0))
+    # Dominated share of [0, 300] x [0, 100]: a covers 0.9 x 1/3, b adds 0.8 x 1/3 - overlap.
+    expected = (0.9 * (100 / 300)) + (0.8 * (100 / 300))
+    assert normalised_hypervolume(front, objectives, box) == pytest.approx(expected)
+    unbounded = hypervolume_box(rows, objectives, [], "train", {"flops": 1000.0})
+    assert unbounded.reference == (0.0, 1000.0)
+
+
+def test_csv_round_trip_keeps_numbers_text_and_nan(tmp_path):
+    rows = [{"trial": 0, "key": "nb201:x", "acc": 0.1 + 0.2, "error": None, "within_budget": True},
+            {"trial": 1, "key": "nb201:y", "acc": math.nan, "error": "boom, twice",
+             "within_budget": False}]
+    path = tmp_path / "t.csv"
+    path.write_text(to_csv(rows))
+    back = read_csv(path)
+    assert back[0]["acc"] == 0.1 + 0.2 and back[0]["trial"] == 0 and back[0]["error"] is None
+    assert math.isnan(back[1]["acc"]) and back[1]["error"] == "boom, twice"
+    assert back[1]["within_budget"] is False

@@ -1,0 +1,122 @@
+"""Resume: a run killed at any point continues with `--resume` to the result of an
+uninterrupted run, losing and repeating no finished evaluation."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import pytest
+
+from nas.cli import main
+from nas.runners import LocalRunner
+from nas.search import SearchJob
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Crash(Exception):
+    """Stands for the process dying (raised where a SIGKILL could land)."""
+
+
+class CountingRunner(LocalRunner):
+    """A local runner that records what it evaluates and can die after `crash_after`."""
+
+    def __init__(self, job: SearchJob, crash_after: int | None = None):
+        from nas.evaluation import Evaluator
+
+        super().__init__(job.eval_config, evaluator=Evaluator(job.eval_config))
+        self.evaluated: list[str] = []
+        self.crash_after = crash_after
+
+    def evaluate(self, keys: Sequence[str], on_result=None) -> list[dict[str, Any]]:
+        def counted(index: int, metrics: dict[str, Any]) -> None:
+            self.evaluated.append(keys[index])
+            if on_result is not None:
+                on_result(index, metrics)
+            if self.crash_after is not None and len(self.evaluated) >= self.crash_after:
+                raise Crash()
+
+        return super().evaluate(keys, counted)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, small_settings):
+    settings = small_settings(trials=10, batch_size=4, anchors=False)
+    return SearchJob(settings, tmp_path_factory.mktemp("whole"), quiet=True).run()
+
+
+def test_crash_mid_batch_resumes_without_losing_or_repeating(tmp_path, small_settings,
+                                                             uninterrupted, same_rows):
+    settings = small_settings(trials=10, batch_size=4, anchors=False)
+    first = SearchJob(settings, tmp_path, quiet=True)
+    first._runner = CountingRunner(first, crash_after=6)  # dies in the 2nd batch, 2 done
+    with pytest.raises(Crash):
+        first.run()
+    saved = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert saved["batches"] == 1 and len(saved["trials"]) == 4
+    assert len(json.loads((tmp_path / "batch.json").read_text())["done"]) == 2
+
+    second = SearchJob(settings, tmp_path, quiet=True)
+    second._runner = CountingRunner(second)
+    result = second.run()
+    evaluated = first._runner.evaluated + second._runner.evaluated
+    assert len(evaluated) == len(set(evaluated)) == 10  # nothing repeated, nothing lost
+    assert same_rows(result.rows, uninterrupted.rows)
+    assert result.hypervolume == uninterrupted.hypervolume
+
+
+def test_sigkilled_search_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted,
+                                                              same_rows, capsys):
+    run_dir = tmp_path / "killed"
+    argv = [sys.executable, "-m", "nas", "search", "--space", "nb201", "--budget", "60M-flops",
+            "--estimator", "proxy", "--option", "proxies=[\"jacov\"]", "--option",
+            "batch_size=16", "--data", "digits", "--trials", "10", "--batch-size", "4",
+            "--workers", "0", "--no-anchors", "--quiet", "--out", str(run_dir)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    checkpoint = run_dir / "checkpoint.json"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if checkpoint.is_file() and json.loads(checkpoint.read_text())["batches"] >= 1:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    done_before = json.loads(checkpoint.read_text())["batches"]
+    assert 1 <= done_before < 3  # killed mid-run
+
+    code = main(["search", "--resume", str(run_dir), "--quiet", "--json"])
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["trials"] == 10 and payload["hypervolume"] == uninterrupted.hypervolume
+    final = json.loads(checkpoint.read_text())
+    assert final["finished"] and same_rows(final["trials"], _json_rows(uninterrupted.rows))
+
+
+def _json_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    from nas.results import clean_json
+
+    return json.loads(json.dumps(clean_json(rows)))
+
+
+def test_resume_keeps_the_run_settings(tmp_path, small_settings, capsys):
+    SearchJob(small_settings(trials=4, anchors=False), tmp_path, quiet=True).run()
+    code = main(["search", "--resume", str(tmp_path), "--space", "mobile"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --resume continues a run") and err.count("\n") == 1
+    # More trials may be asked for: the run goes on from where it stopped.
+    assert main(["search", "--resume", str(tmp_path), "--trials", "8", "--quiet", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["trials"] == 8
