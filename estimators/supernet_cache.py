@@ -23,6 +23,7 @@ from search_spaces import NasError, SearchSpace
 
 FORMAT = 1  # bump when the checkpoint layout or the weight-sharing scheme changes
 SUBDIR = "supernets"
+CHECKPOINT_FILE = "supernet.pt"  # its name inside a Ray Train checkpoint folder
 
 
 class CheckpointError(NasError):

@@ -332,8 +332,7 @@ def train_supernet(space: SearchSpace | str, data: DataSplits,
 
         start = time.perf_counter()
         done_before = int(payload["epochs_done"]) if payload else 0
-        train_parallel(resolved, data, recipe, key, path, workers, resume=payload is not None,
-                       quiet=quiet)
+        train_parallel(resolved, data, recipe, key, path, workers, payload=payload, quiet=quiet)
         final = load_checkpoint(path, key)
         supernet.load_state_dict(final["supernet"])
         return TrainedSupernet(supernet, recipe, path, key, int(final["epochs_done"]),

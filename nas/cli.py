@@ -113,7 +113,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
 CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
 # Modules that add subcommands: each has `register(command: CommandAdder) -> None`.
-COMMAND_MODULES: tuple[str, ...] = ("nas.evaluate_cli", "nas.search_cli", "nas.latency_cli")
+COMMAND_MODULES: tuple[str, ...] = ("nas.evaluate_cli", "nas.search_cli", "nas.latency_cli",
+                                    "nas.differentiable_cli", "nas.supernet_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,8 +33,13 @@ ESTIMATOR_OPTIONS: dict[str, dict[str, Any]] = {
     "train": {"epochs": 1.0, "batch_size": 128, "lr": 0.1, "train_images": None,
               "eval_images": None, "resolution": None},
     "table": {"table": None, "column": None},
-    "supernet": {"epochs": None, "resolution": None, "bn_images": None, "eval_images": None},
+    # Recipe fields (None: the recipe's default), the estimator's images, where trained
+    # supernets are cached and how many processes train it (Ray Train, data-parallel).
+    "supernet": {"epochs": None, "train_images": None, "batch_size": None, "lr": None,
+                 "random_subnets": None, "resolution": None, "calibration_images": 500,
+                 "eval_images": 2000, "cache_dir": None, "train_workers": 1},
 }
+RECIPE_OPTIONS = ("epochs", "train_images", "batch_size", "lr", "random_subnets", "resolution")
 DATA_DEFAULTS: dict[str, Any] = {"name": "fashion-mnist", "dir": None, "val_fraction": 1 / 6}
 
 
@@ -88,14 +93,15 @@ def load_config_data(config: Mapping[str, Any]):
                      seed=config["seed"])
 
 
-def prepare(config: Mapping[str, Any], progress: Callable[[str], None] | None = None) -> Shared:
+def prepare(config: Mapping[str, Any], log: Callable[[str], None] | None = None) -> Shared:
     """The heavy objects every evaluator copy shares: the data set and, for the `supernet`
-    estimator, the trained supernet's weights (trained once and cached on disk)."""
+    estimator, the trained supernet's weights (trained once and cached on disk; `log` gets
+    one line per event and, when given, a progress bar shows the training)."""
     shared: Shared = {}
     if needs_data(config):
         shared["data"] = load_config_data(config)
     if config["estimator"] == "supernet":
-        shared["supernet"] = _supernet_weights(config, shared["data"], progress)
+        shared["supernet"] = _supernet_weights(config, shared["data"], log)
     return shared
 
 
@@ -226,26 +232,63 @@ def _accuracy_estimator(config: Mapping[str, Any],
 
 
 def _latency_predictor(device: str | None, space: SearchSpace, classes: int | None):
-    """The latency predictor of `device` for `space`, or None without a device."""
+    """The latency predictor of `device` for `space` (`cpu`/`cuda`: this machine's lookup
+    table; another name: a fitted or imported device), or None without a device."""
     if device is None:
         return None
-    raise EvaluationError(f"no latency predictor for device {device!r}: this build has no "
-                          f"latency device registry yet; search without --device")
+    from estimators.latency import open_predictor
+
+    # No on-demand measuring: a block missing from the table must not be timed inside a
+    # search worker (its timing would be disturbed by the other workers).
+    return open_predictor(space, device, num_classes=classes, measure_missing=False)
+
+
+def _recipe(config: Mapping[str, Any]):
+    from estimators.supernet_training import SupernetRecipe
+
+    options = config["options"]
+    return SupernetRecipe(**{k: options[k] for k in RECIPE_OPTIONS if options.get(k) is not None})
 
 
 def _supernet_weights(config: Mapping[str, Any], data: Any,
-                      progress: Callable[[str], None] | None) -> Any:
-    raise EvaluationError("estimator 'supernet' needs the supernet module, which this build "
-                          "lacks; use --estimator proxy, train or table")
+                      log: Callable[[str], None] | None) -> dict[str, Any]:
+    """Train the supernet of the config's space on `data` (or load it from the cache): its
+    weights as a plain state dict, plus where it is cached."""
+    from estimators.supernet_training import train_supernet
+
+    options = config["options"]
+    trained = train_supernet(config["space"], data, _recipe(config),
+                             workers=int(options["train_workers"]), quiet=log is None,
+                             cache_dir=options["cache_dir"], log=log)
+    if log is not None:
+        log(f"supernet {'reused from' if trained.reused else 'trained into'} {trained.path}"
+            + ("" if trained.reused else f" in {trained.seconds:.0f}s"))
+    state = {k: v.detach().clone() for k, v in trained.supernet.state_dict().items()}
+    return {"state": state, "key": trained.key, "path": str(trained.path),
+            "reused": trained.reused, "train_seconds": trained.seconds}
 
 
-def _supernet_estimator(config: Mapping[str, Any],
-                        shared: Shared) -> Callable[[Arch], Mapping[str, Any]]:
-    raise EvaluationError("estimator 'supernet' needs the supernet module, which this build "
-                          "lacks; use --estimator proxy, train or table")
+def _supernet_estimator(config: Mapping[str, Any], shared: Shared):
+    """The `supernet` estimator on the shared weights (each process rebuilds the supernet
+    from its config and loads them: the weights travel, the module does not)."""
+    from estimators.supernet_estimator import SupernetEstimator
+    from estimators.supernet_training import supernet_for
+
+    if "supernet" not in shared:
+        raise EvaluationError("the supernet estimator needs prepare(config) to have trained "
+                              "or loaded the supernet")
+    recipe = _recipe(config)
+    data = shared["data"]
+    supernet = supernet_for(config["space"], data, recipe)
+    supernet.load_state_dict(shared["supernet"]["state"])
+    supernet.eval()
+    options = config["options"]
+    return SupernetEstimator(supernet, data, recipe=recipe,
+                             calibration_images=int(options["calibration_images"]),
+                             eval_images=options["eval_images"], seed=config["seed"])
 
 
 def supernet_subnet(config: Mapping[str, Any], shared: Shared, arch: Arch) -> Any:
-    """The standalone network of `arch` with the trained supernet's weights."""
-    raise EvaluationError("estimator 'supernet' needs the supernet module, which this build "
-                          "lacks; use --estimator proxy, train or table")
+    """The standalone network of `arch` with the trained supernet's weights and BatchNorm
+    recalibrated (what the `supernet` estimator scores)."""
+    return _supernet_estimator(config, shared).extract(arch)

@@ -41,7 +41,7 @@ def _profiler(args: argparse.Namespace):
     from estimators.latency import Profiler
 
     return Profiler(args.device, args.threads, args.batch_size, args.dtype, args.clock,
-                    getattr(args, "cuda_graphs", False))
+                    getattr(args, "cuda_graphs", False), high_priority=args.high_priority)
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -191,6 +191,8 @@ def _local_options(p: argparse.ArgumentParser, device_help: str) -> None:
     p.add_argument("--dtype", default="float32", help="float32, bfloat16 or (cuda) float16")
     p.add_argument("--clock", default=None,
                    help="thread (CPU time of the timing thread; default with 1 thread) or wall")
+    p.add_argument("--high-priority", action="store_true",
+                   help="measure at niceness -20 where permitted (fewer pre-emptions)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -219,8 +221,8 @@ def register(command: Command) -> None:
     p.add_argument("--space", required=True)
     _local_options(p, "cpu or cuda")
     p.add_argument("--cuda-graphs", action="store_true", help="time CUDA graph replays")
-    p.add_argument("--calibration", type=int, default=8,
-                   help="whole networks measured to fit the correction (default 8)")
+    p.add_argument("--calibration", type=int, default=12,
+                   help="whole networks measured to fit the correction (default 12)")
     p.add_argument("--seed", type=int, default=0)
 
     p = verb("predict", cmd_predict, "predicted latency of one architecture on a device")
@@ -235,8 +237,8 @@ def register(command: Command) -> None:
              "their blocks) against the predictions; writes a CSV and a scatter plot")
     p.add_argument("--space", required=True)
     p.add_argument("-n", type=int, default=100, help="test networks (default 100)")
-    p.add_argument("--calibration", type=int, default=10,
-                   help="extra networks the correction is fitted on (default 10)")
+    p.add_argument("--calibration", type=int, default=20,
+                   help="extra networks the correction is fitted on (default 20)")
     p.add_argument("--passes", type=int, default=3, help="interleaved passes per network")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output folder (default results/latency/validate-SPACE)")

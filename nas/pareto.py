@@ -5,6 +5,7 @@ Every function works on a float array of shape (n, m) in which each column is MI
 """
 from __future__ import annotations
 
+import bisect
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -56,27 +57,19 @@ def pareto_mask(points: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
 
 
 def _pareto_mask_2d(pts: np.ndarray) -> np.ndarray:
-    """Sweep in order of the first objective (ties by the second): a point is non-dominated when
-    its second objective beats every point before it, or equals a point identical to it."""
-    order = np.lexsort((pts[:, 1], pts[:, 0]))
-    mask = np.zeros(len(pts), dtype=bool)
-    best_y = np.inf
-    last_kept: np.ndarray | None = None
-    for idx in order:
-        x, y = pts[idx]
-        if y < best_y:
-            mask[idx] = True
-            best_y = y
-            last_kept = pts[idx]
-        elif last_kept is not None and x == last_kept[0] and y == last_kept[1]:
-            mask[idx] = True
-    return mask
+    """Sweep in order of the first objective (ties by the second): a distinct point is
+    non-dominated when its second objective beats every distinct point before it."""
+    unique, inverse = np.unique(pts, axis=0, return_inverse=True)  # sorted by x, then y
+    before = np.minimum.accumulate(np.concatenate([[np.inf], unique[:-1, 1]]))
+    return (unique[:, 1] < before)[inverse.reshape(-1)]
 
 
 def non_dominated_sort(points: np.ndarray | Sequence[Sequence[float]]) -> list[np.ndarray]:
     """Fronts as arrays of row indices: front 0 is non-dominated, front 1 is non-dominated once
     front 0 is removed, and so on."""
     pts = _as_points(points)
+    if pts.shape[1] == 2 and len(pts):
+        return _sort_2d(pts)
     remaining = np.arange(len(pts))
     fronts: list[np.ndarray] = []
     while len(remaining):
@@ -84,6 +77,24 @@ def non_dominated_sort(points: np.ndarray | Sequence[Sequence[float]]) -> list[n
         fronts.append(remaining[mask])
         remaining = remaining[~mask]
     return fronts
+
+
+def _sort_2d(pts: np.ndarray) -> list[np.ndarray]:
+    """Non-dominated sorting in O(n log n): in order of the first objective, a distinct point
+    joins the first level whose smallest second objective so far is larger than its own (every
+    point before it in that order is no worse on the first objective)."""
+    unique, inverse = np.unique(pts, axis=0, return_inverse=True)  # sorted by x, then y
+    lowest: list[float] = []  # per level, the smallest y so far (increasing with the level)
+    level = np.empty(len(unique), dtype=np.int64)
+    for i, y in enumerate(unique[:, 1]):
+        k = bisect.bisect_right(lowest, y)
+        if k == len(lowest):
+            lowest.append(y)
+        else:
+            lowest[k] = y
+        level[i] = k
+    of_row = level[inverse.reshape(-1)]
+    return [np.flatnonzero(of_row == k) for k in range(len(lowest))]
 
 
 def crowding_distance(points: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
@@ -150,12 +161,34 @@ def _hv_2d(pts: np.ndarray, ref: np.ndarray) -> float:
 
 def hypervolume_contributions(points: np.ndarray | Sequence[Sequence[float]],
                               reference: Sequence[float]) -> np.ndarray:
-    """Exclusive contribution of each row: the hypervolume lost without it (0 for a dominated
-    row or a duplicate of another row)."""
+    """Exclusive contribution of each non-dominated row: the hypervolume the front (the
+    non-dominated rows) loses without it. Dominated rows and duplicated points get 0."""
     pts = _as_points(points)
-    total = hypervolume(pts, reference)
-    return np.array([total - hypervolume(np.delete(pts, i, axis=0), reference)
-                     for i in range(len(pts))])
+    ref = np.asarray(reference, dtype=float)
+    if pts.shape[1] == 2:
+        return _contributions_2d(pts, ref)
+    out = np.zeros(len(pts))
+    idx = np.flatnonzero(pareto_mask(pts))
+    front = pts[idx]
+    total = hypervolume(front, ref)
+    for k, i in enumerate(idx):
+        out[i] = total - hypervolume(np.delete(front, k, axis=0), ref)
+    return out
+
+
+def _contributions_2d(pts: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """In 2-D a front point's exclusive box spans to its neighbours on the front."""
+    out = np.zeros(len(pts))
+    inside = np.all(pts < ref, axis=1)
+    mask = np.zeros(len(pts), dtype=bool)
+    mask[inside] = pareto_mask(pts[inside])
+    idx = np.flatnonzero(mask)
+    unique, first, counts = np.unique(pts[idx], axis=0, return_index=True, return_counts=True)
+    xs = np.append(unique[:, 0], ref[0])  # x ascending, y descending along the front
+    ys = np.concatenate([[ref[1]], unique[:, 1]])
+    boxes = (xs[1:] - xs[:-1]) * (ys[:-1] - ys[1:])
+    out[idx[first]] = np.where(counts == 1, boxes, 0.0)
+    return out
 
 
 def dominance_gap(point: Sequence[float], front: np.ndarray | Sequence[Sequence[float]]) -> float:

@@ -268,33 +268,40 @@ def make_runner(config: Mapping[str, Any], shared: Shared, workers: int | None,
 
 
 # --- differentiable sweeps on Ray Tune ------------------------------------------------------------
-def _differentiable_trial(params: dict[str, Any]) -> None:
-    """One Tune trial: the differentiable search of one cost weight. Its warm-up is seeded, so
-    it equals the shared warm-up of a sequential sweep and the result is the sweep's."""
-    import json
-
+def differentiable_result(params: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """The differentiable search of one cost weight (`params["cost_weight"]`), from its own
+    seeded warm-up: (the result as plain data, the relaxation's base arch key). The same
+    function runs in a Tune trial and in this process, so both give the same result."""
     import torch
-    from ray import tune
 
     from estimators.data import load_data
     from nas.differentiable.config import SearchConfig
     from nas.differentiable.search import DifferentiableSearch
+    from nas.evaluation import torch_threads
     from nas.objectives import Constraint
     from search_spaces import get_space
 
-    torch.set_num_threads(int(params["threads"]))
     space = get_space(params["space"])
     data = load_data(params["data"], params["data_dir"], val_fraction=params["val_fraction"],
                      seed=params["seed"])
     evaluator = Evaluator(params["eval_config"], shared={})  # costs only
-    search = DifferentiableSearch(space, data, SearchConfig.from_dict(params["config"]),
-                                  [Constraint(m, b) for m, b in params["constraints"]],
-                                  evaluator.cost, seed=params["seed"])
-    result = search.run(float(params["cost_weight"]))
-    largest = {d.name: len(d.options) - 1 for d in search.relaxation.searched}
-    base = search.relaxation.arch(largest)
-    tune.report({"result": json.dumps(result.as_dict(space)),
-                 "base": f"{space.name}:{space.encode(base)}"})
+    with torch_threads(int(params["threads"])), torch.random.fork_rng(devices=[]):
+        search = DifferentiableSearch(space, data, SearchConfig.from_dict(params["config"]),
+                                      [Constraint(m, b) for m, b in params["constraints"]],
+                                      evaluator.cost, seed=params["seed"])
+        result = search.run(float(params["cost_weight"]))
+    base = search.relaxation.arch({d.name: len(d.options) - 1 for d in search.relaxation.searched})
+    return result.as_dict(space), f"{space.name}:{space.encode(base)}"
+
+
+def _differentiable_trial(params: dict[str, Any]) -> None:
+    """One Ray Tune trial: `differentiable_result` of its cost weight."""
+    import json
+
+    from ray import tune
+
+    result, base = differentiable_result(params)
+    tune.report({"result": json.dumps(result), "base": base})
 
 
 def tune_sweep(params: Mapping[str, Any], cost_weights: Sequence[float], workers: int | None,
@@ -313,6 +320,9 @@ def tune_sweep(params: Mapping[str, Any], cost_weights: Sequence[float], workers
 
     try:
         capacity = int(ray.cluster_resources().get("CPU", 1))
+        if ray.available_resources().get("CPU", 0.0) < 1.0:
+            raise RunnerError("no free CPU in the Ray cluster for the differentiable search's "
+                              "Tune trials (other work holds them all)")
         concurrent = max(1, min(workers or capacity, capacity, len(cost_weights)))
         tuner = tune.Tuner(
             tune.with_resources(_differentiable_trial, {"cpu": 1}),

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from nas.budget import format_budget, parse_budget
-from nas.evaluation import (Evaluator, Metrics, evaluation_config, numeric_metrics, prepare,
-                            needs_data)
+from nas.evaluation import (Evaluator, Metrics, evaluation_config, needs_data, numeric_metrics,
+                            prepare, torch_threads)
 from nas.objectives import Constraint, Objective, all_satisfied, format_metric
 from nas.results import (atomic_write_json, clean_json, pareto_rows, read_json, summarise,
                          write_csv, columns_of)
@@ -245,7 +245,7 @@ class SearchJob:
         check_feasible(self.space, self.constraints, evaluator.cost)
         self.log(f"preparing {self.eval_config['estimator']} estimator on {self.space.name} "
                  f"({'resuming ' + str(self.run_dir) if checkpoint else str(self.run_dir)})")
-        shared = prepare(self.eval_config, self.log)
+        shared = prepare(self.eval_config, None if self.quiet else self.log)
         evaluator.shared = shared
         evaluator.accuracy  # noqa: B018 - build it here: a bad option fails now, in one line
         largest = evaluator.cost(self.space.max_arch())
@@ -273,9 +273,9 @@ class SearchJob:
             from nas.runners import init_ray
 
             started_ray = init_ray(s.address)
-        if s.strategy == "differentiable" and s.workers != 0:
+        if s.strategy == "differentiable":
             # Before the runner's actors take the CPUs that the Tune trials need.
-            self._sweep_on_tune(strategy)
+            self._sweep(strategy, on_tune=s.workers != 0)
         runner = self._runner or make_runner(self.eval_config, shared, s.workers, s.address,
                                              evaluator if s.workers == 0 else None)
         self.runner = runner
@@ -296,14 +296,16 @@ class SearchJob:
                     break
                 size = self.batch_size if limit is None else min(self.batch_size,
                                                                  limit - len(rows))
-                archs = strategy.ask(size)
+                with torch_threads(s.threads):  # tensor strategies: same threads as workers
+                    archs = strategy.ask(size)
                 if not archs:
                     stopped = "exhausted"
                     break
                 results = self._evaluate_batch(runner, batches, archs)
-                for arch, metrics in zip(archs, results):
-                    strategy.tell(arch, numeric_metrics(metrics))
-                    rows.append(self._row(len(rows), batches, arch, metrics))
+                with torch_threads(s.threads):
+                    for arch, metrics in zip(archs, results):
+                        strategy.tell(arch, numeric_metrics(metrics))
+                        rows.append(self._row(len(rows), batches, arch, metrics))
                 batches += 1
                 elapsed = time.perf_counter() - start
                 self._save(strategy, rows, anchors, batches, elapsed, finished=False)
@@ -334,11 +336,11 @@ class SearchJob:
         return SearchResult(self.run_dir, rows, front, summary["hypervolume"], summary, anchors,
                             stopped)
 
-    def _sweep_on_tune(self, strategy: Any) -> None:
-        """Run the differentiable strategy's cost-weight sweep as parallel Ray Tune trials and
-        hand the results to the strategy, which then proposes exactly what a sequential sweep
-        would have (each trial's seeded warm-up equals the sweep's shared one)."""
-        from nas.runners import tune_sweep
+    def _sweep(self, strategy: Any, on_tune: bool) -> None:
+        """Run the differentiable strategy's cost-weight sweep, one independent search per
+        weight (each from the same seeded warm-up): as parallel Ray Tune trials, or one after
+        another here; then hand the results to the strategy, which proposes from them."""
+        from nas.runners import differentiable_result, tune_sweep
         from nas.strategies import differentiable as module
 
         if strategy.results:  # restored from a checkpoint: searched already
@@ -350,12 +352,18 @@ class SearchJob:
         params = {"space": self.settings.space, "data": o["data"], "data_dir": o["data_dir"],
                   "val_fraction": float(o["val_fraction"]), "config": strategy.config.as_dict(),
                   "constraints": [[c.metric, c.bound] for c in self.constraints],
-                  "eval_config": dict(self.eval_config, device=self.settings.device),
-                  "seed": self.settings.seed, "threads": self.settings.threads}
+                  "eval_config": dict(self.eval_config), "seed": self.settings.seed,
+                  "threads": self.settings.threads}
         weights = [float(w) for w in o["cost_weights"]]
-        self.log(f"differentiable search: {len(weights)} cost weights as Ray Tune trials")
-        results, base = tune_sweep(params, weights, self.settings.workers,
-                                   str((self.run_dir / "tune").resolve()), self.settings.address)
+        if on_tune:
+            self.log(f"differentiable search: {len(weights)} cost weights as Ray Tune trials")
+            results, base = tune_sweep(params, weights, self.settings.workers,
+                                       str((self.run_dir / "tune").resolve()),
+                                       self.settings.address)
+        else:
+            self.log(f"differentiable search: {len(weights)} cost weights in this process")
+            done = [differentiable_result({**params, "cost_weight": w}) for w in weights]
+            results, base = [r for r, _ in done], done[0][1]
         module._CACHE[key] = {"results": results, "base": base}
 
     def _evaluate_batch(self, runner: Runner, batch: int, archs: Sequence[Arch]) -> list[Metrics]:

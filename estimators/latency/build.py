@@ -72,7 +72,7 @@ def measure_missing(profiler: Profiler, store: LatencyStore, specs: list,
     return len(todo)
 
 
-def calibrate(profiler: Profiler, store: LatencyStore, space: SearchSpace, count: int = 8,
+def calibrate(profiler: Profiler, store: LatencyStore, space: SearchSpace, count: int = 12,
               passes: int = 3, seed: int = 0, num_classes: int | None = None,
               stat: str = "median") -> dict[str, float]:
     """Measure `count` whole networks interleaved with their blocks, fit and store the
@@ -94,7 +94,7 @@ def calibrate(profiler: Profiler, store: LatencyStore, space: SearchSpace, count
 
 
 def build_table(space: SearchSpace, profiler: Profiler, store: LatencyStore,
-                num_classes: int | None = None, calibration: int = 8, seed: int = 0,
+                num_classes: int | None = None, calibration: int = 12, seed: int = 0,
                 progress: Progress | None = None) -> BuildReport:
     """Measure every missing distinct block of `space`, then (re)fit the correction."""
     start = time.perf_counter()

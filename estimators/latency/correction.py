@@ -13,13 +13,23 @@ import numpy as np
 from estimators.latency.store import Correction
 
 
+ROBUST_FROM = 10  # networks from which one badly measured network is down-weighted
+
+
 def fit_correction(block_sums: Sequence[float], measured: Sequence[float]) -> Correction:
-    """Overhead and scale minimising the squared relative error; scale only if the two-term fit
-    is degenerate (one network, or a non-positive scale)."""
+    """Overhead and scale minimising the squared relative error (robustly reweighted from
+    ROBUST_FROM networks on); scale only if the two-term fit is degenerate (one network, or
+    a non-positive scale)."""
     sums = np.asarray(block_sums, dtype=float)
     target = np.asarray(measured, dtype=float)
     if len(sums) == 0 or np.any(target <= 0):
         raise ValueError("a correction needs at least one positive measurement")
+    if len(sums) >= ROBUST_FROM and np.ptp(sums) > 0:
+        from estimators.latency.regression import fit_nonneg
+
+        fit = fit_nonneg(sums[:, None], target, alpha=0.0, robust=True)
+        if fit.coef[0] > 0:
+            return Correction(fit.intercept, float(fit.coef[0]))
     weights = 1.0 / target
     if len(sums) >= 2 and np.ptp(sums) > 0:
         design = np.stack([weights, sums * weights], axis=1)

@@ -3,7 +3,7 @@
 Latency is a sum of non-negative per-stage costs, so coefficients are constrained >= 0 (the
 intercept is free). Rows are divided by the target, so the fit minimises relative error, the
 unit the targets are stated in. `robust` reweights rows by Tukey's bisquare of their relative
-residual (scale from the median absolute deviation): published latency columns contain a
+residual (centred on its median, scale from the median absolute deviation): published latency columns contain a
 minority of measurements in a second mode (GPU clock states, drifting segments), which plain
 least squares averages into every prediction.
 """
@@ -16,6 +16,7 @@ from scipy.optimize import nnls
 
 TUKEY_C = 4.685
 IRLS_STEPS = 12
+MIN_SCALE = 0.005  # relative residual scale floor: noise-free rows must not all be outliers
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,8 @@ def fit_nonneg(x: np.ndarray, y: np.ndarray, alpha: float = 1e-3,
         for _ in range(IRLS_STEPS):
             pred = z @ beta[:-2] + beta[-2] - beta[-1]
             r = (pred - y) / y
-            mad = 1.4826 * np.median(np.abs(r - np.median(r)))
-            if mad <= 1e-12:
-                break
+            r = r - np.median(r)  # the current fit may be biased by the rows to down-weight
+            mad = max(1.4826 * np.median(np.abs(r)), MIN_SCALE)
             u = r / (TUKEY_C * mad)
             w_new = np.where(np.abs(u) < 1, (1 - u ** 2) ** 2, 0.0)
             if w_new.sum() < z.shape[1] + 2:

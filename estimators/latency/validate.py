@@ -57,7 +57,7 @@ def distinct_samples(space: SearchSpace, count: int, seed: int,
     return list(archs)
 
 
-def validate(space: SearchSpace, profiler: Profiler, n: int = 100, calibration: int = 10,
+def validate(space: SearchSpace, profiler: Profiler, n: int = 100, calibration: int = 20,
              passes: int = 3, seed: int = 0, num_classes: int | None = None,
              table_predictor=None, progress: Progress | None = None) -> Validation:
     from estimators.flops import analytical_cost

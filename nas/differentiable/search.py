@@ -108,7 +108,9 @@ class DifferentiableSearch:
             results = []
             for weight in weights:
                 net.load_state_dict(snapshot[0])
-                optimizer.load_state_dict(snapshot[1])
+                # load_state_dict keeps the given momentum tensors and steps update them in
+                # place: each weight gets its own copy, so no weight sees another's steps.
+                optimizer.load_state_dict(copy.deepcopy(snapshot[1]))
                 results.append(self._phase(net, optimizer, weight))
         return results
 

@@ -35,6 +35,13 @@ class GeneRanks:
         self._scores.append(float(score))
         self._table = None
 
+    def rescore(self, scores: Sequence[float]) -> None:
+        """Replace the scores of all added archs (in the order added), e.g. by Pareto level."""
+        if len(scores) != len(self._rows):
+            raise ValueError(f"{len(scores)} scores for {len(self._rows)} archs")
+        self._scores = [float(s) for s in scores]
+        self._table = None
+
     def table(self) -> list[np.ndarray]:
         """Smoothed mean rank of every option of every dimension."""
         if self._table is None:
@@ -46,6 +53,7 @@ class GeneRanks:
         if not self._rows:
             return [np.full(k, 0.5) for k in sizes]
         rows = np.stack(self._rows)
+        # Average ranks, so tied scores (archs on one Pareto level) count the same.
         order = np.argsort(np.asarray(self._scores), kind="stable")
         ranks = np.empty(len(order))
         ranks[order] = np.arange(len(order)) / max(len(order) - 1, 1)
@@ -67,3 +75,15 @@ class GeneRanks:
         values = np.array([self.value(a) for a in candidates])
         top = np.flatnonzero(values >= values.max() - 1e-12)
         return candidates[int(top[rng.integers(len(top))])]
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """0-based ranks; tied values share the mean of their ranks."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    ends = np.append(starts[1:], len(values))
+    ranks = np.empty(len(values))
+    for start, end in zip(starts, ends):
+        ranks[order[start:end]] = (start + end - 1) / 2.0
+    return ranks

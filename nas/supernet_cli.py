@@ -1,0 +1,162 @@
+"""`nas supernet train`: train (or reuse from the cache) the weight-sharing supernet of a space
+on a data set; `--workers N` trains data-parallel on N Ray Train CPU workers."""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from typing import Any, Callable
+
+from search_spaces import NasError, get_space
+
+CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
+
+
+def _resolution(text: str) -> int | str | None:
+    if text in ("data", "arch"):
+        return None if text == "data" else "arch"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 'data', 'arch' or a number of pixels, "
+                                         f"got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _recipe(args: argparse.Namespace):
+    from estimators.supernet_training import SupernetRecipe
+
+    defaults = SupernetRecipe()
+    train_images = None if args.train_images == 0 else (args.train_images or
+                                                         defaults.train_images)
+    return SupernetRecipe(
+        epochs=args.epochs or defaults.epochs, train_images=train_images,
+        batch_size=args.batch_size or defaults.batch_size, lr=args.lr or defaults.lr,
+        random_subnets=defaults.random_subnets if args.random_subnets is None
+        else args.random_subnets,
+        kernel_transform=not args.no_kernel_transform, resolution=args.resolution,
+        seed=args.seed)
+
+
+def load_cli_data(args: argparse.Namespace):
+    """The data set named on the command line; loader warnings go to stderr as one line."""
+    from estimators.data import load_data
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_data(args.data, args.data_dir, val_fraction=args.val_fraction,
+                         seed=args.seed)
+    for warning in caught:
+        sys.stderr.write(f"warning: {warning.message}\n")
+    return data
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from estimators.supernet_training import train_supernet
+
+    space = get_space(args.space)
+    data = load_cli_data(args)
+    recipe = _recipe(args)
+    quiet = args.quiet or getattr(args, "json", False)
+    if args.workers > 1:
+        from estimators.supernet_parallel import ensure_ray
+
+        ensure_ray(args.address)
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if not quiet:
+            sys.stderr.write(line + "\n")
+
+    trained = train_supernet(space, data, recipe, workers=args.workers, resume=args.resume,
+                             quiet=quiet, cache_dir=args.cache_dir, reuse=not args.retrain,
+                             log=log)
+    summary: dict[str, Any] = {**trained.summary(), "recipe": recipe.as_dict(),
+                               "data": data.summary(), "workers": args.workers}
+    history = trained.history
+    text = [f"supernet of {space.name} ({trained.supernet.style}), "
+            f"{summary['shared_params']:,} shared parameters in {summary['slots']} slots",
+            f"data: {data.name}, train {len(data.train)}, val {len(data.val)} "
+            f"(trained at {recipe.resolution or data.resolution} px)",
+            f"epochs: {trained.epochs_done}/{recipe.epochs}"
+            + (" (reused from the cache)" if trained.reused else
+               f" in {trained.seconds:.1f}s" + (f", resumed after epoch {trained.resumed_from}"
+                                                if trained.resumed_from else "")),
+            f"checkpoint: {trained.path}"]
+    if history:
+        text.append(f"last epoch loss: {history[-1]['loss']:.4f}")
+    from nas.cli import emit
+
+    emit(args, summary, "\n".join(text))
+    return 0
+
+
+def _missing_verb() -> int:
+    raise NasError("`nas supernet` needs a verb: train (see `nas supernet --help`)")
+
+
+def register(command: CommandAdder) -> None:
+    from estimators.data import DATASETS
+    from estimators.supernet_training import SupernetRecipe
+
+    parent = command("supernet", lambda args: _missing_verb(),
+                     "weight-sharing supernets: train one per space and data set (cached)")
+    verbs = parent.add_subparsers(dest="supernet_command", required=True,
+                                  parser_class=type(parent), metavar="VERB")
+    help_text = ("train the supernet of a space (sandwich rule, in-place distillation, a "
+                 "checkpoint per epoch), or reuse the cached one")
+    p = verbs.add_parser("train", help=help_text, description=help_text)
+    p.set_defaults(func=cmd_train)
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                   help="machine-readable output")
+    p.add_argument("--space", required=True, help="space name or path to a YAML/JSON space file")
+    p.add_argument("--data", default="fashion-mnist", choices=DATASETS,
+                   help="data set (default fashion-mnist; scikit-learn's digits when it is not "
+                        "installed)")
+    p.add_argument("--data-dir", default=None, help="folder of the data set")
+    p.add_argument("--val-fraction", type=float, default=1 / 6,
+                   help="share of the training set held out for validation (default 1/6)")
+    defaults = SupernetRecipe()
+    p.add_argument("--epochs", type=_positive, default=None,
+                   help=f"epochs (default {defaults.epochs}; a checkpoint after each)")
+    p.add_argument("--train-images", type=int, default=None,
+                   help=f"training images drawn per epoch (default {defaults.train_images}; "
+                        f"0: the whole split)")
+    p.add_argument("--batch-size", type=_positive, default=None,
+                   help=f"images per step (default {defaults.batch_size})")
+    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate "
+                                                         f"(default {defaults.lr})")
+    p.add_argument("--random-subnets", type=int, default=None,
+                   help=f"random subnets per step besides the largest and smallest "
+                        f"(default {defaults.random_subnets})")
+    p.add_argument("--resolution", type=_resolution, default=None,
+                   help="training input size: 'data' (default), 'arch' (each subnet's own) or "
+                        "pixels")
+    p.add_argument("--no-kernel-transform", action="store_true",
+                   help="elastic kernels without OFA's kernel transform matrices")
+    p.add_argument("--seed", type=int, default=0,
+                   help="initialisation, data order, subnets and validation split")
+    p.add_argument("--workers", type=_positive, default=1,
+                   help="data-parallel Ray Train CPU workers (default 1: in this process)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join with --workers (default: start one in-process)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last epoch checkpoint")
+    p.add_argument("--retrain", action="store_true",
+                   help="train again even when the cache holds this supernet")
+    p.add_argument("--cache-dir", default=None,
+                   help="where trained supernets live (default $NAS_CACHE_DIR or ~/.cache/nas)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
