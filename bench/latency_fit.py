@@ -22,7 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from estimators.latency.fit import fit_device  # noqa: E402
-from estimators.latency.fit_cli import read_measurements  # noqa: E402
 from search_spaces import get_space  # noqa: E402
 
 SETS = {  # name: (space, csv path under data, classes of the measured networks)
@@ -40,18 +39,24 @@ def columns_of(path: Path) -> list[str]:
 
 def run_set(name: str, data: Path, train: int, seed: int, ceiling: bool,
             only: list[str] | None) -> list[dict[str, object]]:
+    import pandas as pd
+
     space_name, rel, classes = SETS[name]
     space = get_space(space_name)
-    path = data / rel
+    frame = pd.read_csv(data / rel)
+    parsed = [space.parse(a) for a in frame["arch"]]  # once per set, reused by every column
     rows = []
-    for column in columns_of(path):
+    for column in columns_of(data / rel):
         if only and not any(o in column for o in only):
             continue
         start = time.perf_counter()
-        archs, y, dropped = read_measurements(space, path, column)
+        values = frame[column].to_numpy(dtype=float)
+        keep = np.isfinite(values) & (values > 0)
+        archs, y = [a for a, k in zip(parsed, keep) if k], values[keep]
         report, _ = fit_device(space, archs, y, train, seed, num_classes=classes)
         row: dict[str, object] = {
             "set": name, "column": column, "train": report.train_rows, "test": report.test_rows,
+            "dropped": int((~keep).sum()),
             "model": f"{report.model.feature_set}/a={report.model.alpha:g}"
                      f"{'/robust' if report.model.robust else ''}",
             **{k: report.test[k] for k in ("within_5pct", "within_10pct", "mape", "kendall_tau")},

@@ -184,9 +184,10 @@ def make_estimator(name: str, space: SearchSpace | str, *, data: DataSplits | No
                    table: str | Path | None = None, column: str | None = None,
                    proxy: str = "jacov", batch_size: int = 64,
                    recipe: TrainRecipe = TrainRecipe(), seed: int = 0, split: str = "val",
-                   resolution: Resolution = None,
-                   progress: Progress | None = None) -> AccuracyEstimator:
-    """An accuracy estimator by name (`proxy`, `train`, `table`)."""
+                   resolution: Resolution = None, progress: Progress | None = None,
+                   cache_dir: str | Path | None = None) -> AccuracyEstimator:
+    """An accuracy estimator by name (`proxy`, `train`, `table`, `supernet`: the cached
+    supernet of the space trained on `data` with the default recipe, in `cache_dir`)."""
     if name == "proxy":
         return ProxyEstimator(data, proxy, batch_size=batch_size, seed=seed,
                               resolution=resolution)
@@ -198,8 +199,14 @@ def make_estimator(name: str, space: SearchSpace | str, *, data: DataSplits | No
                            "e.g. nb201.csv)")
         return TableEstimator(table, space, column)
     if name == "supernet":
-        raise NasError("estimator 'supernet' needs a trained supernet: this build has no "
-                       "supernet module yet; use proxy, train or table")
+        try:
+            from estimators.supernet_estimator import SupernetEstimator
+        except ImportError:
+            raise NasError("estimator 'supernet' needs a trained supernet: this build has no "
+                           "supernet module; use proxy, train or table") from None
+        return SupernetEstimator.for_space(space, data if data is not None else load_data(),
+                                           train=False, cache_dir=cache_dir, split=split,
+                                           seed=seed)
     raise NasError(f"unknown estimator {name!r}; known: {', '.join(ESTIMATORS)}")
 
 

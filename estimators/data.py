@@ -134,7 +134,9 @@ def load_data(name: str = "fashion-mnist", data_dir: str | Path | None = None, *
     if resolution is not None and resolution < 1:
         raise DataError(f"resolution must be a positive number of pixels, got {resolution}")
     directory = None if data_dir is None else str(Path(data_dir).expanduser().resolve())
-    if canonical == "fashion-mnist" and directory is None and not _has_idx(FASHION_MNIST_DIR):
+    if canonical == "fashion-mnist" and directory is None:
+        directory = str(FASHION_MNIST_DIR) if _has_idx(FASHION_MNIST_DIR) else None
+    if canonical == "fashion-mnist" and directory is None:
         warnings.warn(
             f"Fashion-MNIST not found in {FASHION_MNIST_DIR}; using scikit-learn's digits "
             f"(1,797 8x8 images) instead. For the better data set: `apt-get install "

@@ -62,12 +62,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from estimators.accuracy import make_estimator
     from estimators.train import TrainRecipe
 
-    if args.test and args.estimator != "train":
-        raise NasError("--test (score on the test split) applies to --estimator train only")
+    if args.test and args.estimator not in ("train", "supernet"):
+        raise NasError("--test (score on the test split) applies to --estimator train or "
+                       "supernet only")
     space = get_space(args.space)
     arch = _pick_arch(space, args)
     data = None
-    if args.estimator in ("proxy", "train"):
+    if args.estimator in ("proxy", "train", "supernet"):
         from estimators.data import load_data
 
         with warnings.catch_warnings(record=True) as caught:
@@ -83,7 +84,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.estimator, space, data=data, table=args.table, column=args.column,
         proxy=args.proxy, batch_size=args.batch_size or 64, recipe=recipe, seed=args.seed,
         split="test" if args.test else "val", resolution=args.resolution,
-        progress=_progress(args))
+        progress=_progress(args), cache_dir=args.cache_dir)
     start = time.perf_counter()
     metrics = estimator(arch)
     seconds = time.perf_counter() - start
@@ -122,7 +123,7 @@ def register(command: CommandAdder) -> None:
     p.add_argument("--estimator", required=True, choices=ESTIMATORS)
     p.add_argument("--seed", type=int, default=0,
                    help="initialisation, batch choice, shuffling and validation split")
-    data = p.add_argument_group("data (proxy, train)")
+    data = p.add_argument_group("data (proxy, train, supernet)")
     data.add_argument("--data", default="fashion-mnist", choices=DATASETS,
                       help="data set (default fashion-mnist; scikit-learn's digits when it "
                            "is not installed)")
@@ -148,7 +149,11 @@ def register(command: CommandAdder) -> None:
     train.add_argument("--eval-images", type=int, default=None,
                        help="cap on images scored (default the whole split)")
     train.add_argument("--test", action="store_true",
-                       help="score on the test split (final reports only)")
+                       help="score on the test split (final reports only; train, supernet)")
+    supernet = p.add_argument_group("supernet")
+    supernet.add_argument("--cache-dir", default=None,
+                          help="where `nas supernet train` cached the trained supernet "
+                               "(default: its cache)")
     table = p.add_argument_group("table")
     table.add_argument("--table", default=None, help="CSV with an 'arch' column")
     table.add_argument("--column", default=None,

@@ -56,13 +56,17 @@ def export(run_ref: str | Path, out: str | Path, rank: int = 1, epochs: float = 
     channels = data_info.get("channels") or space.default_channels
     resolution = data_info.get("resolution") or space.input_size(arch)
     info: dict[str, Any] = {}
+    from nas.evaluation import torch_threads
+
     if epochs > 0:
-        model, info = _train(arch, evaluation, seed, epochs, log)
+        with torch_threads(int(evaluation["threads"])):
+            model, info = _train(arch, evaluation, seed, epochs, log)
         weights = "standalone"
     elif evaluation["estimator"] == "supernet":
         from nas.evaluation import prepare, supernet_subnet
 
-        model = supernet_subnet(evaluation, prepare(evaluation), arch)
+        with torch_threads(int(evaluation["threads"])):
+            model = supernet_subnet(evaluation, prepare(evaluation), arch)
         weights = "supernet"
     else:
         torch.manual_seed(seed)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -52,9 +53,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise NasError(f"--device for build must be cpu or cuda (this machine), got {args.device!r}")
     space = get_space(args.space)
     profiler = _profiler(args)
+    if args.rounds < 1 or args.passes < 1:
+        raise NasError(f"--rounds and --passes must be at least 1, got {args.rounds} and {args.passes}")
+    profiler.plan = replace(profiler.plan, rounds=args.rounds)
     store = LatencyStore(cache_dir=args.cache_dir)
     report = build_table(space, profiler, store, args.classes, args.calibration, args.seed,
-                         _progress(args, f"measuring {space.name} blocks"))
+                         _progress(args, f"measuring {space.name} blocks"), args.passes)
     payload = {**report.as_dict(), "store": str(store.path)}
     c = report.correction
     text = (f"{report.entries} entries for {report.fingerprint} (batch {report.batch_size}, "
@@ -223,6 +227,10 @@ def register(command: Command) -> None:
     p.add_argument("--cuda-graphs", action="store_true", help="time CUDA graph replays")
     p.add_argument("--calibration", type=int, default=12,
                    help="whole networks measured to fit the correction (default 12)")
+    p.add_argument("--rounds", type=int, default=7,
+                   help="timed rounds per block (median and min over them; default 7)")
+    p.add_argument("--passes", type=int, default=3,
+                   help="interleaved passes per calibration network (default 3)")
     p.add_argument("--seed", type=int, default=0)
 
     p = verb("predict", cmd_predict, "predicted latency of one architecture on a device")

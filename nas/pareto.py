@@ -191,17 +191,6 @@ def _contributions_2d(pts: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return out
 
 
-def dominance_gap(point: Sequence[float], front: np.ndarray | Sequence[Sequence[float]]) -> float:
-    """How far `point` must move (the same amount in every objective) to be dominated by no row
-    of `front`: 0 when it is already non-dominated."""
-    p = np.asarray(point, dtype=float)
-    pts = _as_points(front)
-    dominating = pts[np.all(pts <= p, axis=1)]
-    if len(dominating) == 0:
-        return 0.0
-    return float(np.max(np.min(p - dominating, axis=1)))
-
-
 def nadir(points: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
     """Worst value of each objective over the non-dominated rows (the front's nadir point)."""
     pts = _as_points(points)

@@ -321,7 +321,7 @@ def summarise(run_dir: str | Path, config: Mapping[str, Any], rows: Sequence[Map
     box = hypervolume_box(rows, objectives, constraints, config["evaluation"]["estimator"],
                           config.get("largest", {}))
     hv = normalised_hypervolume(front, objectives, box)
-    write_csv(run_dir / "pareto.csv", front, columns_of(front, ("rank", "trial", "key")))
+    write_csv(run_dir / "pareto.csv", front, columns_of(front, ("rank", "trial", "batch", "key")))
     summary = {"run_dir": str(run_dir), "space": config["evaluation"]["space"],
                "strategy": config["strategy"], "estimator": config["evaluation"]["estimator"],
                "seed": config["seed"], "trials": len(rows),

@@ -95,14 +95,14 @@ def calibrate(profiler: Profiler, store: LatencyStore, space: SearchSpace, count
 
 def build_table(space: SearchSpace, profiler: Profiler, store: LatencyStore,
                 num_classes: int | None = None, calibration: int = 12, seed: int = 0,
-                progress: Progress | None = None) -> BuildReport:
+                progress: Progress | None = None, passes: int = 3) -> BuildReport:
     """Measure every missing distinct block of `space`, then (re)fit the correction."""
     start = time.perf_counter()
     store.put_device(profiler.fingerprint.key, profiler.fingerprint.describe())
     found = distinct_blocks(space, num_classes, seed)
     measured = measure_missing(profiler, store, list(found.blocks.values()), progress)
-    correction = calibrate(profiler, store, space, calibration, seed=seed,
-                           num_classes=num_classes) if calibration > 0 else {}
+    correction = calibrate(profiler, store, space, calibration, passes, seed,
+                           num_classes) if calibration > 0 else {}
     entries = store.count(profiler.fingerprint.key, profiler.batch_size, profiler.dtype_name)
     return BuildReport(space.name, profiler.fingerprint.key, profiler.batch_size,
                        profiler.dtype_name, len(found.blocks), measured, entries,

@@ -53,7 +53,8 @@ class GeneRanks:
         if not self._rows:
             return [np.full(k, 0.5) for k in sizes]
         rows = np.stack(self._rows)
-        # Average ranks, so tied scores (archs on one Pareto level) count the same.
+        # Ties (archs on one Pareto level) are broken by recency: the search moves on, so of
+        # two equal archs the newer one says more about where good archs are now.
         order = np.argsort(np.asarray(self._scores), kind="stable")
         ranks = np.empty(len(order))
         ranks[order] = np.arange(len(order)) / max(len(order) - 1, 1)
@@ -76,14 +77,3 @@ class GeneRanks:
         top = np.flatnonzero(values >= values.max() - 1e-12)
         return candidates[int(top[rng.integers(len(top))])]
 
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """0-based ranks; tied values share the mean of their ranks."""
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
-    ends = np.append(starts[1:], len(values))
-    ranks = np.empty(len(values))
-    for start, end in zip(starts, ends):
-        ranks[order[start:end]] = (start + end - 1) / 2.0
-    return ranks

@@ -51,8 +51,12 @@ def collect(space: SearchSpace, archs: Iterable[Arch], num_classes: int | None,
             in_channels: int | None) -> dict[str, SlotInfo]:
     """Every bank key the archs use, with the elementwise largest shape asked of it."""
     infos: dict[str, SlotInfo] = {}
+    seen: set[tuple[BlockSpec, str]] = set()
     for arch in archs:
         for spec, slot, tensors in arch_slots(space, arch, num_classes, in_channels):
+            if (spec, slot) in seen:  # most blocks repeat from one probe arch to the next
+                continue
+            seen.add((spec, slot))
             for t in tensors:
                 if t.kind != "mask":
                     _merge(infos, t, spec, slot)

@@ -45,7 +45,7 @@ class Supernet(nn.Module):
 
     def __init__(self, space: SearchSpace, num_classes: int | None = None,
                  in_channels: int | None = None, *, kernel_transform: bool = False,
-                 probe_samples: int = 32, seed: int = 0, channels_last: bool = True,
+                 probe_samples: int = 4, seed: int = 0, channels_last: bool = True,
                  trim_dead_taps: bool = True):
         super().__init__()
         self.space = space

@@ -182,13 +182,13 @@ def test_table_estimator_on_nb201(shared_data):
     assert estimator(space.reference_archs()["all_c3"])["acc"] > estimator(row0)["acc"]
 
 
-def test_make_estimator_names(space, digits):
+def test_make_estimator_names(space, digits, tmp_path):
     assert make_estimator("proxy", space, data=digits, batch_size=8).name == "proxy"
     assert make_estimator("train", space, data=digits).name == "train"
     with pytest.raises(NasError, match="needs a CSV"):
         make_estimator("table", space)
-    with pytest.raises(NasError, match="needs a trained supernet"):
-        make_estimator("supernet", space)
+    with pytest.raises(NasError, match="supernet train --space mobile --data digits"):
+        make_estimator("supernet", "mobile", data=digits, cache_dir=tmp_path)
     with pytest.raises(NasError, match="known: proxy, train, table, supernet"):
         make_estimator("oracle", space)
 
@@ -222,6 +222,13 @@ def test_cli_train_text(space, capsys):
     assert "estimator: train" in out and "acc: " in out and "train_steps: 1" in out
 
 
+def test_cli_supernet_not_trained_yet(capsys, tmp_path):
+    code, _, err = run(capsys, "evaluate", "--space", "mobile", "--ref", "ofa_smallest",
+                       "--estimator", "supernet", "--data", "digits", "--cache-dir",
+                       str(tmp_path))
+    assert code == 2 and "nas supernet train --space mobile --data digits" in err
+
+
 def test_cli_table(shared_data, capsys):
     code, out, _ = run(capsys, "evaluate", "--space", "nb201", "--ref", "all_c3",
                        "--estimator", "table", "--table",
@@ -232,9 +239,8 @@ def test_cli_table(shared_data, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--estimator", "supernet"], "needs a trained supernet"),
     (["--estimator", "table"], "needs a CSV"),
-    (["--estimator", "proxy", "--test"], "--test"),
+    (["--estimator", "proxy", "--test", "--data", "digits"], "--test"),
     (["--estimator", "proxy", "--data", "cifar10"], "needs --data-dir"),
     (["--estimator", "oracle"], "invalid choice"),
     (["--estimator", "proxy", "--resolution", "huge"], "'data', 'arch' or a number"),

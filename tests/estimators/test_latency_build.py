@@ -18,11 +18,17 @@ def toy():
     return toy_space()
 
 
-@pytest.fixture()
-def built(toy, tmp_path):
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("lattoy-cache")
+
+
+@pytest.fixture(scope="module")
+def built(toy, cache):
+    """One table for the module; tests that delete entries rebuild them before returning."""
     profiler = Profiler("cpu", plan=FAST_PLAN)
-    store = LatencyStore(cache_dir=tmp_path)
-    report = build_table(toy, profiler, store, calibration=3)
+    store = LatencyStore(cache_dir=cache)
+    report = build_table(toy, profiler, store, calibration=3, passes=1)
     return profiler, store, report
 
 
@@ -35,9 +41,9 @@ def test_distinct_blocks_are_exactly_the_union_over_all_archs(toy):
     assert swept == union
 
 
-def test_build_is_resumable_and_counts_entries(toy, built, tmp_path):
+def test_build_is_resumable_and_counts_entries(toy, built):
     profiler, store, report = built
-    assert report.measured == report.distinct_blocks == report.entries == 21
+    assert report.distinct_blocks == 21 and report.entries == 21
     fp = profiler.fingerprint.key
     again = build_table(toy, profiler, store, calibration=0)
     assert again.measured == 0 and again.entries == 21
@@ -47,9 +53,9 @@ def test_build_is_resumable_and_counts_entries(toy, built, tmp_path):
     assert build_table(toy, profiler, store, calibration=0).measured == 4
 
 
-def test_prediction_is_corrected_sum_of_entries(toy, built, tmp_path):
+def test_prediction_is_corrected_sum_of_entries(toy, built, cache):
     profiler, store, report = built
-    predictor = open_predictor(toy, "cpu", cache_dir=tmp_path)
+    predictor = open_predictor(toy, "cpu", cache_dir=cache)
     entries = store.entries(profiler.fingerprint.key, 1, "float32")
     correction, info = store.correction(profiler.fingerprint.key, "lattoy", 1, "float32")
     assert info["networks"] == 3
@@ -58,16 +64,16 @@ def test_prediction_is_corrected_sum_of_entries(toy, built, tmp_path):
         assert predictor.latency_ms(arch) == pytest.approx(expected, rel=1e-12)
 
 
-def test_missing_block_is_measured_on_demand_or_reported(toy, built, tmp_path):
+def test_missing_block_is_measured_on_demand_or_reported(toy, built, cache):
     profiler, store, _ = built
     fp = profiler.fingerprint.key
     arch = toy.max_arch()
     victim = toy.blocks(arch)[2].signature
     store._conn.execute("DELETE FROM blocks WHERE signature = ?", (victim,))
-    strict = open_predictor(toy, "cpu", cache_dir=tmp_path, measure_missing=False)
+    strict = open_predictor(toy, "cpu", cache_dir=cache, measure_missing=False)
     with pytest.raises(LatencyError, match="nas latency build"):
         strict.latency_ms(arch)
-    lazy = open_predictor(toy, "cpu", cache_dir=tmp_path)
+    lazy = open_predictor(toy, "cpu", cache_dir=cache)
     assert lazy.latency_ms(arch) > 0
     assert lazy.table.measured_on_demand == 1
     assert store.get(fp, victim, 1, "float32") is not None
@@ -80,11 +86,13 @@ def test_no_table_is_a_user_error_naming_the_fix(toy, tmp_path):
         open_predictor(toy, "nowhere", cache_dir=tmp_path / "empty")
 
 
-def test_estimator_is_cached_and_drives_latency_budget(toy, built, tmp_path):
-    estimator = LatencyEstimator.open(toy, "cpu", cache_dir=tmp_path)
+def test_estimator_is_cached_and_drives_latency_budget(toy, built, cache):
+    estimator = LatencyEstimator.open(toy, "cpu", cache_dir=cache)
     assert estimator.name == "latency[cpu]" and estimator.metrics == ("latency_ms",)
     values = {a.key: estimator(a)["latency_ms"] for a in all_archs(toy)}
-    bound = float(np.median(list(values.values())))
+    # timing noise may make some arch faster than min_arch: keep the budget feasible
+    bound = max(float(np.quantile(list(values.values()), 0.6)),
+                estimator(toy.min_arch())["latency_ms"] * 1.001)
     constraints = parse_budget(f"{bound}ms-latency")
     rng = np.random.default_rng(0)
     for _ in range(20):

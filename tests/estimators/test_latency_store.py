@@ -1,17 +1,13 @@
 """The SQLite lookup-table store and the cache directory."""
 from __future__ import annotations
 
-import os
-import subprocess
+import multiprocessing as mp
 import sys
-from pathlib import Path
 
 import pytest
 
 from estimators.latency.cache import ENV_VAR, cache_dir, platform_cache_dir
 from estimators.latency.store import Correction, Entry, LatencyStore
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_entries_round_trip_keyed_by_fingerprint_batch_dtype(tmp_path):
@@ -45,26 +41,32 @@ def test_store_uses_wal_journal(tmp_path):
     assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-WRITER = """
-import sys
-from estimators.latency.store import Entry, LatencyStore
-store = LatencyStore(sys.argv[1])
-tag = sys.argv[2]
-for i in range(150):
-    store.put("fp", 1, "float32", [Entry(f"{tag}-{i}", float(i), float(i))])
-    store.put("fp", 1, "float32", [Entry(f"shared-{i}", float(i), float(i))])
-"""
+def _writer(path: str, tag: str, start, errors) -> None:
+    try:
+        store = LatencyStore(path)  # a connection of its own, opened in the child
+        start.wait(30)
+        for i in range(150):
+            store.put("fp", 1, "float32", [Entry(f"{tag}-{i}", float(i), float(i))])
+            store.put("fp", 1, "float32", [Entry(f"shared-{i}", float(i), float(i))])
+    except Exception as exc:  # reported to the parent, which fails the test
+        errors.put(repr(exc))
 
 
 def test_two_processes_write_at_once(tmp_path):
     path = tmp_path / "shared.sqlite"
     LatencyStore(path).close()
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), tag], env=env,
-                              stderr=subprocess.PIPE, text=True) for tag in ("a", "b")]
+    # fork where available: the children start without re-importing torch
+    context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    start, errors = context.Event(), context.Queue()
+    procs = [context.Process(target=_writer, args=(str(path), tag, start, errors))
+             for tag in ("a", "b")]
     for proc in procs:
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
+        proc.start()
+    start.set()
+    for proc in procs:
+        proc.join(120)
+        assert proc.exitcode == 0
+    assert errors.empty(), errors.get()
     entries = LatencyStore(path).entries("fp", 1, "float32")
     assert len(entries) == 3 * 150
     assert {f"a-{i}" for i in range(150)} <= entries.keys()

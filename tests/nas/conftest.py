@@ -51,7 +51,7 @@ def strip_timing(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         clean = {}
         for key, value in row.items():
-            if key in TIMING:
+            if key in TIMING or key.endswith("_seconds"):
                 continue
             clean[key] = None if isinstance(value, float) and math.isnan(value) else value
         out.append(clean)

@@ -14,16 +14,25 @@ from nas.search import SearchJob
 from search_spaces import get_space
 
 
+def supernet_options(cache_dir) -> dict:
+    """A supernet trained for two steps: real weights to share, in a second."""
+    return {"epochs": 1, "train_images": 64, "batch_size": 32, "eval_images": 200,
+            "calibration_images": 64, "cache_dir": str(cache_dir)}
+
+
 @pytest.fixture(scope="module")
-def setup():
-    config = evaluation_config("nb201", "proxy",
-                               {"proxy": "jacov", "proxies": ["jacov"], "batch_size": 16},
-                               {"name": "digits"}, seed=0)
+def setup(tmp_path_factory):
+    """The supernet estimator's config, its shared objects (data and supernet weights),
+    8 keys and their metrics evaluated in this process."""
+    options = supernet_options(tmp_path_factory.mktemp("supernets"))
+    config = evaluation_config("nb201", "supernet", options, {"name": "digits"}, seed=0)
     shared = prepare(config)
+    assert set(shared) == {"data", "supernet"} and shared["supernet"]["state"]
     space = get_space("nb201")
     rng = np.random.default_rng(7)
     keys = list(dict.fromkeys(space.sample(rng).key for _ in range(8)))
     local = LocalRunner(config, shared).evaluate(keys)
+    assert all(r["acc_estimator"] == "supernet" and 0 <= r["acc"] <= 100 for r in local)
     return config, shared, keys, local
 
 
@@ -52,7 +61,8 @@ def test_ray_runner_matches_local_and_puts_shared_objects_once(ray_runner, setup
     results = ray_runner.evaluate(keys, on_result=lambda i, m: seen.append(i))
     assert sorted(seen) == list(range(len(keys)))
     assert all(same_metrics(a, b) for a, b in zip(results, local))
-    assert len(ray_runner.puts) == 1  # the data set went to the object store once, for both
+    # The supernet's weights (and the data) went to the object store once, for both actors.
+    assert len(ray_runner.puts) == 1
 
 
 def test_worker_killed_mid_run_is_retried_elsewhere(ray_runner, setup):
@@ -79,12 +89,15 @@ def test_worker_killed_mid_run_is_retried_elsewhere(ray_runner, setup):
     assert all(same_metrics(a, b) for a, b in zip(results, local))
 
 
-def test_search_on_ray_gives_the_local_search(ray_runner, tmp_path, small_settings, same_rows,
-                                              ray_session):
-    local = SearchJob(small_settings(trials=8, anchors=False), tmp_path / "local",
-                      quiet=True).run()
-    job = SearchJob(small_settings(trials=8, anchors=False, workers=2), tmp_path / "ray",
-                    quiet=True, runner=ray_runner)
+def test_search_on_ray_gives_the_local_search(ray_runner, setup, tmp_path, small_settings,
+                                              same_rows, ray_session):
+    config = setup[0]
+    settings = dict(estimator="supernet", estimator_options=config["options"], trials=8,
+                    anchors=False)
+    local = SearchJob(small_settings(**settings), tmp_path / "local", quiet=True).run()
+    job = SearchJob(small_settings(**settings, workers=2), tmp_path / "ray", quiet=True,
+                    runner=ray_runner)
+    assert job.eval_config == ray_runner.config
     on_ray = job.run()
     assert same_rows(on_ray.rows, local.rows)
     assert ray_session.is_initialized()
