@@ -75,7 +75,8 @@ def run_set(name: str, data: Path, train: int, seed: int, ceiling: bool,
 
 def _line(r: dict[str, object]) -> str:
     text = (f"{r['set']:6s} {str(r['column'])[11:]:22s} w5 {100 * r['within_5pct']:5.1f}%  "
-            f"w10 {100 * r['within_10pct']:5.1f}%  mape {r['mape']:5.2f}%  tau {r['kendall_tau']:.3f}"
+            f"w10 {100 * r['within_10pct']:5.1f}%  mape {r['mape']:5.2f}%  "
+            f"tau {r['kendall_tau']:.3f}"
             f"  | flops w10 {100 * r['flops_within_10pct']:5.1f}% tau {r['flops_kendall_tau']:.3f}")
     if "ceiling_within_10pct" in r:
         text += (f"  | ceiling w10 {100 * r['ceiling_within_10pct']:5.1f}% "

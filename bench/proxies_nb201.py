@@ -13,7 +13,8 @@ CIFAR-10 here: `--inputs fmnist` (default) uses Fashion-MNIST training images re
 and repeated over 3 channels, with their labels; `--inputs random` uses standard-normal images
 and uniform labels. Run from the repository root:
 
-    python bench/proxies_nb201.py [--data ../shared/data] [--subset 2000] [--workers 2]
+    python bench/proxies_nb201.py [--data ../shared/data] [--subset 1000] [--workers 2]
+        [--inputs fmnist|random] [--parts naslib,nb201] [--out DIR]
 """
 from __future__ import annotations
 
@@ -133,7 +134,8 @@ def main() -> None:
                         help="random cells for part 2 (0 = all 15,625)")
     parser.add_argument("--naslib-limit", type=int, default=0,
                         help="first N NASLib cells only (0 = all)")
-    parser.add_argument("--skip-naslib", action="store_true")
+    parser.add_argument("--parts", default="naslib,nb201",
+                        help="which parts to run: naslib, nb201 or both (comma-separated)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for the per-cell scores (CSV)")
@@ -144,33 +146,46 @@ def main() -> None:
     print(f"inputs: {args.inputs}, batch {args.batch_size}, seed {args.seed}, "
           f"{args.workers} worker(s), torch {torch.__version__}")
 
-    if not args.skip_naslib:
-        published = json.loads((args.data / "nb201" / "naslib_zc_nb201.json").read_text())
-        entries = published["nasbench201"]["cifar10"]
-        ref = pd.DataFrame([{"arch": naslib_to_official(k), **v} for k, v in entries.items()])
-        if args.naslib_limit:
-            ref = ref.head(args.naslib_limit)
-        ours, seconds = score_all(list(ref["arch"]), batch, args.seed, args.workers, "naslib")
-        merged = ours.merge(ref, on="arch", suffixes=("", "_naslib"))
-        merged["acc12"] = table.loc[merged["arch"], "acc12_cifar10_val"].to_numpy()
-        rows = []
-        for name in PROXY_NAMES:
-            row = {"proxy": name,
-                   "vs_naslib_same": (spearman(merged[name], merged[f"{PUBLISHED[name]}_naslib"])
-                                      if name in PUBLISHED else float("nan")),
-                   "ours_vs_val200": spearman(merged[name], merged["val_accuracy"]),
-                   "ours_vs_acc12": spearman(merged[name], merged["acc12"]),
-                   "naslib_vs_val200": (spearman(merged[f"{PUBLISHED[name]}_naslib"],
-                                                 merged["val_accuracy"])
-                                        if name in PUBLISHED else float("nan"))}
-            rows.append(row)
-        print(f"\nPart 1: {len(merged)} NASLib cells (CIFAR-10), Spearman; per cell "
-              f"median {statistics.median(seconds):.2f} s, total {sum(seconds):.0f} s of "
-              f"worker time")
-        print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        if args.out:
-            write_csv(merged, args.out / f"naslib_cells_{args.inputs}.csv")
+    parts = set(args.parts.split(","))
+    if not parts <= {"naslib", "nb201"}:
+        parser.error(f"--parts takes naslib and/or nb201, got {args.parts!r}")
+    if "naslib" in parts:
+        score_naslib(args, batch, table)
+    if "nb201" in parts:
+        score_nb201(args, batch, table)
 
+
+def score_naslib(args: argparse.Namespace, batch: tuple[torch.Tensor, torch.Tensor],
+                 table: pd.DataFrame) -> None:
+    published = json.loads((args.data / "nb201" / "naslib_zc_nb201.json").read_text())
+    entries = published["nasbench201"]["cifar10"]
+    ref = pd.DataFrame([{"arch": naslib_to_official(k), **v} for k, v in entries.items()])
+    if args.naslib_limit:
+        ref = ref.head(args.naslib_limit)
+    ours, seconds = score_all(list(ref["arch"]), batch, args.seed, args.workers, "naslib")
+    merged = ours.merge(ref, on="arch", suffixes=("", "_naslib"))
+    merged["acc12"] = table.loc[merged["arch"], "acc12_cifar10_val"].to_numpy()
+    rows = []
+    for name in PROXY_NAMES:
+        row = {"proxy": name,
+               "vs_naslib_same": (spearman(merged[name], merged[f"{PUBLISHED[name]}_naslib"])
+                                  if name in PUBLISHED else float("nan")),
+               "ours_vs_val200": spearman(merged[name], merged["val_accuracy"]),
+               "ours_vs_acc12": spearman(merged[name], merged["acc12"]),
+               "naslib_vs_val200": (spearman(merged[f"{PUBLISHED[name]}_naslib"],
+                                             merged["val_accuracy"])
+                                    if name in PUBLISHED else float("nan"))}
+        rows.append(row)
+    print(f"\nPart 1: {len(merged)} NASLib cells (CIFAR-10), Spearman; per cell "
+          f"median {statistics.median(seconds):.2f} s, total {sum(seconds):.0f} s of "
+          f"worker time")
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.out:
+        write_csv(merged, args.out / f"naslib_cells_{args.inputs}.csv")
+
+
+def score_nb201(args: argparse.Namespace, batch: tuple[torch.Tensor, torch.Tensor],
+                table: pd.DataFrame) -> None:
     space = get_space("nb201")
     cells = [space.to_official(space.from_index(i)) for i in range(15_625)]
     if args.subset:

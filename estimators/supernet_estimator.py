@@ -29,22 +29,28 @@ EVAL_IMAGES = 2000
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> None:
-    """Replace every BatchNorm's running statistics by their exact average over `images`
-    (momentum None: a cumulative average), other layers in eval mode (no dropout)."""
+def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor,
+                          batch_size: int | None = None) -> None:
+    """Replace every BatchNorm's running statistics by those of `images` (other layers in eval
+    mode: no dropout). In one pass (`batch_size` None) they are exact; in batches, the mean is
+    exact and the variance the image-weighted average of the batches' variances."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return
     model.eval()
-    saved = []
+    saved = [norm.momentum for norm in norms]
     for norm in norms:
         norm.reset_running_stats()
-        saved.append(norm.momentum)
-        norm.momentum = None
         norm.train()
+    size = batch_size or images.shape[0]
     try:
-        for start in range(0, images.shape[0], batch_size):
-            model(images[start:start + batch_size])
+        seen = 0
+        for start in range(0, images.shape[0], size):
+            batch = images[start:start + size]
+            for norm in norms:  # weight each batch by its images (a cumulative average)
+                norm.momentum = batch.shape[0] / (seen + batch.shape[0])
+            model(batch)
+            seen += batch.shape[0]
     finally:
         for norm, momentum in zip(norms, saved):
             norm.momentum = momentum

@@ -189,6 +189,10 @@ class SandwichTrainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr_at(global_step, self.total_steps, self.recipe)
             archs = sandwich(self.supernet, self.recipe, epoch, step)
+            # dropout draws from torch's generator: seeded per step, so a resumed run and a
+            # straight one draw the same masks
+            torch.manual_seed(int(np.random.default_rng(
+                [self.recipe.seed, epoch, step, 2]).integers(2 ** 62)))
             losses.append(self.train_step(inputs, labels, archs))
             if progress is not None:
                 progress(global_step + 1, self.total_steps, losses[-1])

@@ -254,7 +254,10 @@ def _recipe(config: Mapping[str, Any]):
     from estimators.supernet_training import SupernetRecipe
 
     options = config["options"]
-    return SupernetRecipe(**{k: options[k] for k in RECIPE_OPTIONS if options.get(k) is not None})
+    values = {k: options[k] for k in RECIPE_OPTIONS if options.get(k) is not None}
+    if isinstance(values.get("epochs"), float) and values["epochs"].is_integer():
+        values["epochs"] = int(values["epochs"])  # --epochs is a float for the train estimator
+    return SupernetRecipe(**values)
 
 
 def _supernet_weights(config: Mapping[str, Any], data: Any,

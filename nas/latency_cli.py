@@ -50,11 +50,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     from estimators.latency import LatencyStore, build_table
 
     if args.device not in ("cpu", "cuda"):
-        raise NasError(f"--device for build must be cpu or cuda (this machine), got {args.device!r}")
+        raise NasError(f"--device for build must be cpu or cuda (this machine), "
+                       f"got {args.device!r}")
     space = get_space(args.space)
     profiler = _profiler(args)
     if args.rounds < 1 or args.passes < 1:
-        raise NasError(f"--rounds and --passes must be at least 1, got {args.rounds} and {args.passes}")
+        raise NasError(f"--rounds and --passes must be at least 1, got {args.rounds} and "
+                       f"{args.passes}")
     profiler.plan = replace(profiler.plan, rounds=args.rounds)
     store = LatencyStore(cache_dir=args.cache_dir)
     report = build_table(space, profiler, store, args.classes, args.calibration, args.seed,
@@ -97,7 +99,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                    "latency_ms": ms} for s, ms in predictor.block_ms(arch)]
         payload["layers"] = layers
         c = predictor.correction
-        text += (f" = {c.overhead_ms:.3f} + {c.scale:.3f} x {sum(r['latency_ms'] for r in layers):.3f}"
+        total = sum(r["latency_ms"] for r in layers)
+        text += (f" = {c.overhead_ms:.3f} + {c.scale:.3f} x {total:.3f}"
                  f" (sum of {len(layers)} blocks)")
         if args.layers:
             text += "\n\n" + format_table(layers, ["name", "op", "in_shape", "latency_ms"])
@@ -249,7 +252,8 @@ def register(command: Command) -> None:
                    help="extra networks the correction is fitted on (default 20)")
     p.add_argument("--passes", type=int, default=3, help="interleaved passes per network")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output folder (default results/latency/validate-SPACE)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default results/latency/validate-SPACE)")
     _local_options(p, "cpu or cuda")
 
     p = verb("fit", cmd_fit, "learn a device from whole-network latencies measured on it "

@@ -259,12 +259,14 @@ class RayRunner:
 def make_runner(config: Mapping[str, Any], shared: Shared, workers: int | None,
                 address: str | None = None, evaluator: Evaluator | None = None) -> Runner:
     """`workers == 0`: in this process; otherwise Ray (embedded, or the cluster at `address`;
-    None: one worker per CPU of the cluster)."""
+    None: one worker per CPU of the cluster), whose workers leave latency to the caller."""
     if workers == 0:
         if address:
             raise RunnerError("--address joins a Ray cluster; it needs --workers of at least 1")
         return LocalRunner(config, shared, evaluator)
-    return RayRunner(config, shared, workers, address)
+    # Latency comes from a predictor in the driver (cheap): workers on other nodes need no
+    # latency table or fitted device of their own.
+    return RayRunner(dict(config, device=None), shared, workers, address)
 
 
 # --- differentiable sweeps on Ray Tune ------------------------------------------------------------

@@ -247,6 +247,7 @@ class SearchJob:
                  f"({'resuming ' + str(self.run_dir) if checkpoint else str(self.run_dir)})")
         shared = prepare(self.eval_config, None if self.quiet else self.log)
         evaluator.shared = shared
+        self.evaluator = evaluator
         evaluator.accuracy  # noqa: B018 - build it here: a bad option fails now, in one line
         largest = evaluator.cost(self.space.max_arch())
         data_info = None
@@ -385,7 +386,12 @@ class SearchJob:
 
         if todo:
             runner.evaluate([keys[i] for i in todo], on_result=save)
-        return [_restore_nan(done[i]) for i in range(len(keys))]
+        return [self._with_cost(arch, done[i]) for i, arch in enumerate(archs)]
+
+    def _with_cost(self, arch: Arch, metrics: Metrics) -> Metrics:
+        """A worker's result with the driver's cost metrics (latency is predicted here, so
+        remote workers need no device table; a lost evaluation still gets its costs)."""
+        return {**self.evaluator.cost(arch), **_restore_nan(metrics)}
 
     def _row(self, index: int, batch: int, arch: Arch, metrics: Metrics) -> dict[str, Any]:
         row: dict[str, Any] = {"trial": index, "batch": batch, "key": arch.key, **metrics}
@@ -426,7 +432,8 @@ class SearchJob:
             names = list(own)
             results = runner.evaluate([own[n].key for n in names])
             for name, metrics in zip(names, results):
-                out.append({"name": name, "key": own[name].key, **_restore_nan(metrics)})
+                out.append({"name": name, "key": own[name].key,
+                            **self._with_cost(own[name], metrics)})
         for ref in FOREIGN_ANCHORS.get(self.space.name, ()):
             if ref in have:
                 continue

@@ -85,7 +85,8 @@ def calibrate(profiler: Profiler, store: LatencyStore, space: SearchSpace, count
     correction = fit_correction(sums, measured)
     errors = [abs(correction.apply(s) - m) / m for s, m in zip(sums, measured)]
     info = {"networks": len(pairs), "passes": passes, "stat": stat,
-            "max_rel_error": float(max(errors)), "mean_ratio": float(np.mean(np.divide(measured, sums))),
+            "max_rel_error": float(max(errors)),
+            "mean_ratio": float(np.mean(np.divide(measured, sums))),
             "archs": [a.key for a in archs], "fitted_at": time.time()}
     store.put_correction(profiler.fingerprint.key, space.name, profiler.batch_size,
                          profiler.dtype_name, correction, info)

@@ -93,8 +93,9 @@ def open_predictor(space: SearchSpace, device: str = "cpu", *, cache_dir: CacheD
         table = LocalTable(store, fp, batch_size, dtype, stat,
                            profiler if measure_missing else None)
         return TablePredictor(space, table, correction, device, num_classes,
-                              {"fingerprint": fp, "entries": len(table.ms), "batch_size": batch_size,
-                               "dtype": dtype, "stat": stat, "calibration": info})
+                              {"fingerprint": fp, "entries": len(table.ms),
+                               "batch_size": batch_size, "dtype": dtype, "stat": stat,
+                               "calibration": info})
     data = load_device(device, cache_dir)
     if data.get("kind") == "lut":
         from estimators.latency.lut import KEYERS

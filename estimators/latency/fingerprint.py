@@ -36,7 +36,8 @@ class Fingerprint:
     @property
     def key(self) -> str:
         if self.kind == "cpu":
-            return f"cpu|{self.model}|threads={self.threads}|torch={self.torch_version}|{self.clock}"
+            return (f"cpu|{self.model}|threads={self.threads}|torch={self.torch_version}"
+                    f"|{self.clock}")
         graphs = "|graphs" if self.graphs else ""
         return (f"cuda|{self.model}|cuda={self.cuda_version}|cudnn={self.cudnn_version}"
                 f"|torch={self.torch_version}{graphs}")
@@ -92,8 +93,8 @@ def cuda_fingerprint(index: int = 0, graphs: bool = False) -> Fingerprint:
         raise LatencyError("--device cuda: no CUDA device is visible to torch here; "
                            "use --device cpu or a fitted/imported device name")
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    return Fingerprint("cuda", torch.cuda.get_device_name(index), 0, torch.__version__, "cuda-events",
-                       str(torch.version.cuda), str(cudnn or "none"), graphs)
+    return Fingerprint("cuda", torch.cuda.get_device_name(index), 0, torch.__version__,
+                       "cuda-events", str(torch.version.cuda), str(cudnn or "none"), graphs)
 
 
 def local_fingerprint(device: str = "cpu", threads: int | None = None, clock: str | None = None,

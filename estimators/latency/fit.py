@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from estimators.latency.errors import LatencyError
-from estimators.latency.features import STATS, TABLE_STAT, StageFeatures
+from estimators.latency.features import TABLE_STAT, StageFeatures
 from estimators.latency.metrics import accuracy
 from estimators.latency.regression import LinearFit, fit_nonneg
 from search_spaces import Arch, SearchSpace

@@ -77,7 +77,8 @@ def fit_from_csv(space: SearchSpace, measurements: str, column: str, train: int,
     models = existing.get("models", {}) if existing.get("kind") == "fit" else {}
     summary = report.as_dict()
     models[space.name] = {"model": report.model.as_dict(),
-                          "evaluation": {k: v for k, v in summary.items() if k != "cross_validation"},
+                          "evaluation": {k: v for k, v in summary.items()
+                                         if k != "cross_validation"},
                           "source": {"file": str(Path(measurements).resolve()), "column": column,
                                      "rows": len(archs), "dropped_rows": dropped, "seed": seed},
                           "fitted_at": time.time()}

@@ -53,7 +53,8 @@ class LocalTable:
     def _fill(self, missing: list[BlockSpec]) -> None:
         if self.profiler is None:
             raise LatencyError(f"the latency table lacks {len(missing)} block(s) of this network, "
-                               f"e.g. {missing[0].signature}; run `nas latency build` for the space")
+                               f"e.g. {missing[0].signature}; run `nas latency build` for the "
+                               f"space")
         with self.profiler.session():
             for spec in {s.signature: s for s in missing}.values():
                 timing = self.profiler.time_block(spec)

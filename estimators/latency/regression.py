@@ -3,9 +3,9 @@
 Latency is a sum of non-negative per-stage costs, so coefficients are constrained >= 0 (the
 intercept is free). Rows are divided by the target, so the fit minimises relative error, the
 unit the targets are stated in. `robust` reweights rows by Tukey's bisquare of their relative
-residual (centred on its median, scale from the median absolute deviation): published latency columns contain a
-minority of measurements in a second mode (GPU clock states, drifting segments), which plain
-least squares averages into every prediction.
+residual (centred on its median, scale from the median absolute deviation): published
+latency columns contain a minority of measurements in a second mode (GPU clock states,
+drifting segments), which plain least squares averages into every prediction.
 """
 from __future__ import annotations
 

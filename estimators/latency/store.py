@@ -116,7 +116,8 @@ class LatencyStore:
     def count(self, fingerprint: str | None = None, batch: int | None = None,
               dtype: str | None = None) -> int:
         clauses, params = _where(fingerprint=fingerprint, batch=batch, dtype=dtype)
-        return int(self._conn.execute(f"SELECT COUNT(*) FROM blocks{clauses}", params).fetchone()[0])
+        row = self._conn.execute(f"SELECT COUNT(*) FROM blocks{clauses}", params).fetchone()
+        return int(row[0])
 
     def summary(self) -> list[dict[str, object]]:
         """Entry counts per (fingerprint, batch, dtype)."""

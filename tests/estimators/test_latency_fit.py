@@ -102,7 +102,8 @@ def test_fit_and_predict_from_the_cli(toy, tmp_path, capsys):
 
 def test_fit_user_errors_are_one_line(toy, tmp_path, capsys):
     csv = tmp_path / "m.csv"
-    pd.DataFrame({"arch": ["r8-k3e2-k3e2", "r9-k3e2-k3e2"], "lat": [1.0, 2.0]}).to_csv(csv, index=False)
+    frame = pd.DataFrame({"arch": ["r8-k3e2-k3e2", "r9-k3e2-k3e2"], "lat": [1.0, 2.0]})
+    frame.to_csv(csv, index=False)
     cases = [(["--column", "nope"], "has no column 'nope'; numeric columns: lat"),
              (["--column", "lat"], "row 3"),
              (["--column", "lat", "--arch-column", "key"], "no architecture column 'key'")]

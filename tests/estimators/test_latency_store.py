@@ -15,11 +15,13 @@ def test_entries_round_trip_keyed_by_fingerprint_batch_dtype(tmp_path):
     store.put("fpA", 1, "float32", [Entry("conv[3x8x8](k=3)", 0.5, 0.4, 7, 10)])
     store.put("fpA", 8, "float32", [Entry("conv[3x8x8](k=3)", 2.0, 1.9, 7, 3)])
     store.put("fpB", 1, "float32", [Entry("conv[3x8x8](k=3)", 9.0, 8.0, 7, 1)])
-    assert store.get("fpA", "conv[3x8x8](k=3)", 1, "float32") == Entry("conv[3x8x8](k=3)", 0.5, 0.4, 7, 10)
+    expected = Entry("conv[3x8x8](k=3)", 0.5, 0.4, 7, 10)
+    assert store.get("fpA", "conv[3x8x8](k=3)", 1, "float32") == expected
     assert store.get("fpA", "conv[3x8x8](k=3)", 1, "bfloat16") is None
     assert store.entries("fpA", 8, "float32")["conv[3x8x8](k=3)"].median_ms == 2.0
     assert store.count("fpA") == 2 and store.count() == 3
-    assert {(r["fingerprint"], r["batch"]) for r in store.summary()} == {("fpA", 1), ("fpA", 8), ("fpB", 1)}
+    keys = {(r["fingerprint"], r["batch"]) for r in store.summary()}
+    assert keys == {("fpA", 1), ("fpA", 8), ("fpB", 1)}
     store.put("fpA", 1, "float32", [Entry("conv[3x8x8](k=3)", 0.7, 0.6)])  # replace, not duplicate
     assert store.count("fpA", 1, "float32") == 1
     assert store.get("fpA", "conv[3x8x8](k=3)", 1, "float32").stat("min") == 0.6

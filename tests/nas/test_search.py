@@ -145,3 +145,22 @@ def test_csv_round_trip_keeps_numbers_text_and_nan(tmp_path):
     assert back[0]["acc"] == 0.1 + 0.2 and back[0]["trial"] == 0 and back[0]["error"] is None
     assert math.isnan(back[1]["acc"]) and back[1]["error"] == "boom, twice"
     assert back[1]["within_budget"] is False
+
+
+def test_device_adds_latency_to_every_row_the_objectives_and_the_budget(
+        shared_data, tmp_path, monkeypatch, small_settings):
+    """A device fitted on published NB201 latencies (Pixel 3) drives a latency budget."""
+    from estimators.latency.fit_cli import fit_from_csv
+    from search_spaces import get_space
+
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
+    rows = (shared_data / "nb201" / "nb201.csv").read_text().splitlines()[:121]
+    (tmp_path / "pixel3.csv").write_text("\n".join(rows) + "\n")
+    fit_from_csv(get_space("nb201"), str(tmp_path / "pixel3.csv"), "latency_ms_pixel3", 100,
+                 name="pixel3")
+    result = SearchJob(small_settings(budget="12ms-latency", device="pixel3", trials=8,
+                                      anchors=False), tmp_path / "run", quiet=True).run()
+    assert result.summary["objectives"] == [["acc", "maximize"], ["latency_ms", "minimize"]]
+    assert all(r["latency_ms"] > 0 and r["flops"] > 0 for r in result.rows)
+    assert result.pareto and all(r["latency_ms"] <= 12.0 for r in result.pareto)
+    assert result.summary["hypervolume_box"]["latency_ms"] == [0.0, 12.0]

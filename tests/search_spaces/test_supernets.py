@@ -100,7 +100,7 @@ def test_sparse_subnets_mask_the_shared_weight():
     space = net.space
     dense = space.max_arch()
     sparse = space.make({**dense.as_dict(), "density1": 0.25})
-    model = net.extract(sparse)
+    model = net.extract(sparse).requires_grad_(False)
     conv = model[2].body[0][0]  # stage 1, block 1, first conv
     assert type(conv).__name__ == "SparseConv2d" and conv.density == 0.25
     key = f"stage1.0/{sparse['block']}/body.0.0.weight"

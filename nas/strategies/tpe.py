@@ -1,0 +1,96 @@
+"""`tpe`: Optuna's Tree-structured Parzen Estimator over the space's dimensions.
+
+Each dimension becomes a categorical distribution. The Optuna study holds exactly the told
+trials (a failed evaluation is a FAIL trial, which TPE ignores), so the checkpoint is simply the
+trial list and a restored strategy rebuilds the same study. Every `ask` builds a fresh sampler
+seeded from (seed, number of asks): no sampler state needs saving, and a restored strategy
+continues identically. Several objectives use Optuna's multi-objective TPE.
+
+Optuna's own asks are only used to draw parameters: each drawn trial is closed as FAIL at once
+(invisible to TPE) and the arch, once repaired to meet the constraints and checked to be new, is
+what the caller evaluates and tells. A TPE draw that is already known is drawn again, then
+replaced by a random walk from it.
+"""
+from __future__ import annotations
+
+import warnings
+import zlib
+from typing import Any, Mapping
+
+import numpy as np
+
+from nas.strategies.base import Strategy, StrategyError, Trial
+from search_spaces import Arch
+
+
+class TPE(Strategy):
+    name = "tpe"
+    multi_objective = True
+    defaults = {"startup": 10, "candidates": 24, "multivariate": True}
+
+    def _setup(self) -> None:
+        o = self.options
+        for name in ("startup", "candidates"):
+            if not (isinstance(o[name], int) and o[name] >= 1):
+                raise StrategyError(f"tpe: {name} must be a positive integer, got {o[name]!r}")
+        import optuna
+
+        self._optuna = optuna
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per trial
+        self._distributions = {d.name: optuna.distributions.CategoricalDistribution(list(d.options))
+                               for d in self.space.dimensions}
+        self._study = self._new_study()
+
+    def _new_study(self) -> Any:
+        return self._optuna.create_study(directions=[o.direction for o in self.objectives],
+                                         sampler=self._sampler(0))
+
+    def _sampler(self, seed: int) -> Any:
+        with warnings.catch_warnings():  # multivariate TPE is flagged experimental
+            warnings.simplefilter("ignore")
+            return self._optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=self.options["startup"],
+                n_ei_candidates=self.options["candidates"],
+                multivariate=bool(self.options["multivariate"]))
+
+    # --- proposals -----------------------------------------------------------------------------
+    def _propose(self, rng: np.random.Generator) -> Arch | None:
+        self._study.sampler = self._sampler(int(rng.integers(2**31 - 1)))
+
+        def draw(_: np.random.Generator) -> Arch:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                trial = self._study.ask(self._distributions)
+                self._study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+            return self.space.make(trial.params)
+
+        return self._fresh(draw, rng)
+
+    # --- learning ------------------------------------------------------------------------------
+    def _observe(self, trial: Trial) -> None:
+        self._record(trial)
+
+    def _record(self, trial: Trial) -> None:
+        states = self._optuna.trial.TrialState
+        ok = trial.ok
+        values = [trial.metrics[o.metric] for o in self.objectives] if ok else None
+        self._study.add_trial(self._optuna.trial.create_trial(
+            params=self._params(trial.arch), distributions=self._distributions,
+            values=values, state=states.COMPLETE if ok else states.FAIL))
+
+    def _params(self, arch: Arch) -> dict[str, Any]:
+        """The arch's genes; an inactive gene (which did not shape the network) gets an option
+        picked by a hash of the arch and dimension: stable, and unbiased across archs."""
+        params = {}
+        for dim, (name, value) in zip(self.space.dimensions, arch.genes):
+            if value is None:
+                value = dim.options[zlib.crc32(f"{self.key(arch)}|{name}".encode())
+                                    % len(dim.options)]
+            params[name] = value
+        return params
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        self._study = self._new_study()
+        for trial in self.trials:
+            self._record(trial)
