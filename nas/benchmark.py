@@ -47,7 +47,7 @@ class Table:
 
         path = Path(path)
         try:
-            frame = pd.read_csv(path)
+            frame = pd.read_csv(path, dtype={arch_column: str})  # keys like "012" stay text
         except FileNotFoundError:
             raise BenchmarkError(f"table {path} does not exist") from None
         except Exception as exc:  # pandas parser errors, OSError, UnicodeDecodeError

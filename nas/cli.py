@@ -114,7 +114,8 @@ CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argpars
 
 # Modules that add subcommands: each has `register(command: CommandAdder) -> None`.
 COMMAND_MODULES: tuple[str, ...] = ("nas.evaluate_cli", "nas.search_cli", "nas.latency_cli",
-                                    "nas.differentiable_cli", "nas.supernet_cli")
+                                    "nas.differentiable_cli", "nas.supernet_cli",
+                                    "nas.benchmark_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -267,9 +267,10 @@ def _supernet_weights(config: Mapping[str, Any], data: Any,
     from estimators.supernet_training import train_supernet
 
     options = config["options"]
+    # resume: an interrupted training (a killed search) continues from its last epoch.
     trained = train_supernet(config["space"], data, _recipe(config),
-                             workers=int(options["train_workers"]), quiet=log is None,
-                             cache_dir=options["cache_dir"], log=log)
+                             workers=int(options["train_workers"]), resume=True,
+                             quiet=log is None, cache_dir=options["cache_dir"], log=log)
     if log is not None:
         log(f"supernet {'reused from' if trained.reused else 'trained into'} {trained.path}"
             + ("" if trained.reused else f" in {trained.seconds:.0f}s"))

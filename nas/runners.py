@@ -266,7 +266,8 @@ def make_runner(config: Mapping[str, Any], shared: Shared, workers: int | None,
         return LocalRunner(config, shared, evaluator)
     # Latency comes from a predictor in the driver (cheap): workers on other nodes need no
     # latency table or fitted device of their own.
-    return RayRunner(dict(config, device=None), shared, workers, address)
+    return RayRunner(dict(config, device=None), shared, workers, address,
+                     cpus_per_worker=float(config.get("threads", 1)))
 
 
 # --- differentiable sweeps on Ray Tune ------------------------------------------------------------

@@ -14,7 +14,7 @@ import re
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -169,7 +169,8 @@ class SearchJob:
             # The supernet of a differentiable search trains on the search's data by default.
             defaults = {"data": settings.data, "data_dir": settings.data_dir,
                         "val_fraction": settings.val_fraction}
-            settings.strategy_options = {**defaults, **settings.strategy_options}
+            self.settings = settings = replace(
+                settings, strategy_options={**defaults, **settings.strategy_options})
         self.eval_config = evaluation_config(
             settings.space, settings.estimator, settings.estimator_options,
             {"name": settings.data, "dir": settings.data_dir,
@@ -243,13 +244,17 @@ class SearchJob:
         # Costs need nothing heavy: an impossible budget fails before data or supernet work.
         evaluator = Evaluator(self.eval_config, shared={})
         check_feasible(self.space, self.constraints, evaluator.cost)
+        largest = evaluator.cost(self.space.max_arch())
+        if checkpoint is None:
+            # Written before the data and supernet work, so that a run killed while training
+            # its supernet can be resumed (the training continues from its last epoch).
+            atomic_write_json(self.run_dir / "config.json", self.config_payload(largest, None))
         self.log(f"preparing {self.eval_config['estimator']} estimator on {self.space.name} "
                  f"({'resuming ' + str(self.run_dir) if checkpoint else str(self.run_dir)})")
         shared = prepare(self.eval_config, None if self.quiet else self.log)
         evaluator.shared = shared
         self.evaluator = evaluator
         evaluator.accuracy  # noqa: B018 - build it here: a bad option fails now, in one line
-        largest = evaluator.cost(self.space.max_arch())
         data_info = None
         if needs_data(self.eval_config):
             data = shared["data"]

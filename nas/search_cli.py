@@ -120,29 +120,24 @@ def cmd_search(args: argparse.Namespace) -> int:
             run_dir = None
     quiet = args.quiet or args.json
     log = (lambda text: None) if quiet else (lambda text: sys.stderr.write(text + "\n"))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = _show_warning  # restored when the block ends
         job = SearchJob(settings, run_dir or Path(args.results), quiet=quiet, log=log)
         if run_dir is None:
             job.run_dir = new_run_dir(args.results, settings.space, settings.strategy,
                                       settings.seed)
-        try:
-            result = job.run()
-        finally:
-            _show_warnings(caught)
+        result = job.run()
     emit(args, result.payload(), format_front(result, job.objectives, job.constraints))
     return 0
 
 
-def _show_warnings(caught: list) -> None:
-    """Our own warnings (e.g. the data-set fallback), once each; library noise is dropped."""
-    seen = set()
-    for warning in caught:
-        text = str(warning.message).splitlines()[0]
-        ours = warning.category.__module__.split(".")[0] in ("estimators", "nas", "search_spaces")
-        if ours and text not in seen:
-            seen.add(text)
-            sys.stderr.write(f"warning: {text}\n")
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Our own warnings (e.g. the data-set fallback) as one `warning: ...` line when they
+    happen; library noise (deprecations inside Ray, fvcore...) is dropped."""
+    if category.__module__.split(".")[0] in ("estimators", "nas", "search_spaces"):
+        sys.stderr.write(f"warning: {str(message).splitlines()[0]}\n")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -6,7 +6,6 @@ measurements are only comparable when their fingerprints are equal.
 """
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
 import sys
@@ -72,8 +71,8 @@ def cpu_model() -> str:
 def default_clock(threads: int) -> str:
     """CPU time of the timing thread when one thread does all the work (it excludes the time the
     thread waits while other processes run, which dominates wall time on a shared machine);
-    wall time otherwise."""
-    return "thread" if threads == 1 and hasattr(os, "sched_getaffinity") else "wall"
+    wall time otherwise, and on Windows (whose thread clock ticks in ~15 ms steps)."""
+    return "thread" if threads == 1 and sys.platform != "win32" else "wall"
 
 
 def cpu_fingerprint(threads: int = 1, clock: str | None = None) -> Fingerprint:

@@ -22,6 +22,7 @@ from estimators.latency.correction import fit_correction, fit_linear
 from estimators.latency.errors import LatencyError
 from estimators.latency.interleave import Paired, measure_paired
 from estimators.latency.metrics import accuracy
+from estimators.latency.predictor import Predictor
 from estimators.latency.profiler import Profiler
 from search_spaces import Arch, SearchSpace
 
@@ -59,7 +60,10 @@ def distinct_samples(space: SearchSpace, count: int, seed: int,
 
 def validate(space: SearchSpace, profiler: Profiler, n: int = 100, calibration: int = 20,
              passes: int = 3, seed: int = 0, num_classes: int | None = None,
-             table_predictor=None, progress: Progress | None = None) -> Validation:
+             table_predictor: Predictor | None = None,
+             progress: Progress | None = None) -> Validation:
+    """Measure `calibration` + `n` random networks (shuffled, each interleaved with its blocks),
+    fit the correction on the first group, and score predictions on the second."""
     from estimators.flops import analytical_cost
 
     if n < 2 or calibration < 2:

@@ -9,7 +9,9 @@ mixed by per-dimension weights.
 
 `aux` adds `aux * x` to every shape-preserving mixed output: DARTS-'s auxiliary skip, which
 takes the advantage of residual paths away from the architecture weights while it decays.
-Candidates whose weight is a constant zero (a one-hot evaluation) are not run.
+A candidate whose weight is a constant (no gradient flows to it: a weight step, a one-hot
+evaluation) below `NEGLIGIBLE` is not run: late in a Gumbel search most sampled weights are
+that small, and their blocks would cost as much as the chosen ones.
 """
 from __future__ import annotations
 
@@ -23,10 +25,11 @@ from search_spaces.ops import block_out_shape, build_block
 from search_spaces.ops.cell import EDGE_ARGS, EDGES, make_edge
 
 Weights = Mapping[str, torch.Tensor]
+NEGLIGIBLE = 1e-4
 
 
 def _skippable(weight: torch.Tensor) -> bool:
-    return not weight.requires_grad and float(weight) == 0.0
+    return not weight.requires_grad and float(weight) < NEGLIGIBLE
 
 
 class MixedBlock(nn.Module):
@@ -56,7 +59,7 @@ class MixedBlock(nn.Module):
                 continue
             term = weight * block(x)
             out = term if out is None else out + term
-        assert out is not None, "every candidate has weight zero"
+        assert out is not None, "every candidate's weight is negligible"
         if aux and self.preserves_shape:
             out = out + aux * x
         return out
@@ -108,7 +111,7 @@ class MixedCell(nn.Module):
                 continue
             term = weight * op(x)
             out = term if out is None else out + term
-        assert out is not None, "every edge op has weight zero"
+        assert out is not None, "every edge op's weight is negligible"
         return out
 
 

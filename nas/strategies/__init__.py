@@ -2,6 +2,7 @@
 
 The registry maps names to `module:Class` and imports lazily, so using `random` never imports
 the modules (and their dependencies, e.g. Optuna or torch) of the other strategies.
+`Strategy.needs_tensors` tells which ones train networks themselves (`differentiable`).
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ STRATEGIES: dict[str, str] = {
     "nsga2": "nas.strategies.nsga2:NSGA2",
     "rl": "nas.strategies.rl:Reinforce",
     "tpe": "nas.strategies.tpe:TPE",
+    # A supernet trained by gradient descent (needs torch and data; `nas.differentiable`).
+    "differentiable": "nas.strategies.differentiable:DifferentiableSearchStrategy",
 }
 
 

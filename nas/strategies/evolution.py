@@ -51,9 +51,9 @@ class RegularizedEvolution(Strategy):
         o = self.options
         if not (isinstance(o["population"], int) and o["population"] >= 2):
             raise StrategyError(f"evolution: population must be an integer >= 2, got {o['population']!r}")
-        if not (isinstance(o["sample_size"], int) and 1 <= o["sample_size"] <= o["population"]):
-            raise StrategyError(f"evolution: sample_size must be an integer in 1..population, "
-                                f"got {o['sample_size']!r}")
+        if not (isinstance(o["sample_size"], int) and o["sample_size"] >= 1):
+            raise StrategyError(f"evolution: sample_size must be an integer >= 1 (capped at the "
+                                f"population), got {o['sample_size']!r}")
         if not 0.0 <= float(o["exploit"]) <= 1.0:
             raise StrategyError(f"evolution: exploit must be in [0, 1], got {o['exploit']!r}")
         if not 0.0 < float(o["reject_quantile"]) < 1.0:
@@ -91,8 +91,8 @@ class RegularizedEvolution(Strategy):
             return self._fresh(self.space.sample, rng)
         if rng.random() < self.options["exploit"]:
             child = self._best_first_neighbour(rng)
-            if child is not None:
-                return child
+            if child is not None or not self.population:  # found, restarted or exhausted
+                return child if child is not None else self._fresh(self.space.sample, rng)
         k = min(self.options["sample_size"], len(self.population))
         picks = rng.choice(len(self.population), size=k, replace=False)
         parent = self.trials[max((self.population[int(i)] for i in picks),

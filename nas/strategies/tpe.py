@@ -1,10 +1,11 @@
 """`tpe`: Optuna's Tree-structured Parzen Estimator over the space's dimensions.
 
-Each dimension becomes a categorical distribution. The Optuna study holds exactly the told
-trials (a failed evaluation is a FAIL trial, which TPE ignores), so the checkpoint is simply the
-trial list and a restored strategy rebuilds the same study. Every `ask` builds a fresh sampler
-seeded from (seed, number of asks): no sampler state needs saving, and a restored strategy
-continues identically. Several objectives use Optuna's multi-objective TPE.
+Each dimension becomes a categorical distribution. The Optuna study holds the told trials (a
+failed evaluation is a FAIL trial, which TPE ignores), so the checkpoint is simply the trial list
+and a restored strategy rebuilds an equivalent study. Every `ask` reseeds the sampler from
+(seed, number of asks): no sampler state needs saving, and a restored strategy continues
+identically. (One sampler is kept rather than one made per ask: its search-space cache is what
+keeps TPE's overhead per ask in milliseconds.) Several objectives use Optuna's multi-objective TPE.
 
 Optuna's own asks are only used to draw parameters: each drawn trial is closed as FAIL at once
 (invisible to TPE) and the arch, once repaired to meet the constraints and checked to be new, is
@@ -21,6 +22,8 @@ import numpy as np
 
 from nas.strategies.base import Strategy, StrategyError, Trial
 from search_spaces import Arch
+
+DRAWS = 2  # TPE draws per proposal before a random walk from the last one
 
 
 class TPE(Strategy):
@@ -42,20 +45,30 @@ class TPE(Strategy):
         self._study = self._new_study()
 
     def _new_study(self) -> Any:
-        return self._optuna.create_study(directions=[o.direction for o in self.objectives],
-                                         sampler=self._sampler(0))
-
-    def _sampler(self, seed: int) -> Any:
         with warnings.catch_warnings():  # multivariate TPE is flagged experimental
             warnings.simplefilter("ignore")
-            return self._optuna.samplers.TPESampler(
-                seed=seed, n_startup_trials=self.options["startup"],
+            sampler = self._optuna.samplers.TPESampler(
+                seed=self.seed, n_startup_trials=self.options["startup"],
                 n_ei_candidates=self.options["candidates"],
                 multivariate=bool(self.options["multivariate"]))
+        return self._optuna.create_study(directions=[o.direction for o in self.objectives],
+                                         sampler=sampler)
+
+    def _reseed(self, seed: int) -> None:
+        """Seed the sampler's two generators (TPE's own and its random startup sampler).
+        Optuna offers only a random reseed, so this sets the seeds it was built with; the
+        attributes are those of the pinned Optuna (5.0)."""
+        sampler = self._study.sampler
+        try:
+            sampler._rng.rng.seed(seed)
+            sampler._random_sampler._rng.rng.seed(seed)
+        except AttributeError as exc:  # another Optuna version: fail loudly, not silently
+            raise RuntimeError(f"tpe: cannot seed this Optuna's TPESampler ({exc}); "
+                               f"pin optuna==5.0.0") from None
 
     # --- proposals -----------------------------------------------------------------------------
     def _propose(self, rng: np.random.Generator) -> Arch | None:
-        self._study.sampler = self._sampler(int(rng.integers(2**31 - 1)))
+        self._reseed(int(rng.integers(2**31 - 1)))
 
         def draw(_: np.random.Generator) -> Arch:
             with warnings.catch_warnings():
@@ -64,7 +77,9 @@ class TPE(Strategy):
                 self._study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
             return self.space.make(trial.params)
 
-        return self._fresh(draw, rng)
+        # Few redraws: a TPE that keeps drawing known archs has converged, and each draw costs
+        # milliseconds; the random walk from its last draw is the better use of the time.
+        return self._fresh(draw, rng, tries=DRAWS)
 
     # --- learning ------------------------------------------------------------------------------
     def _observe(self, trial: Trial) -> None:

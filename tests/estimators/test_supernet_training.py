@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from estimators.data import load_data
-from estimators.supernet_estimator import SupernetEstimator, recalibrate_batchnorm
+from estimators.batchnorm import fold_batchnorm, recalibrate_batchnorm
+from estimators.supernet_estimator import SupernetEstimator
 from estimators.supernet_training import SupernetRecipe, load_trained, train_supernet
 from search_spaces import NasError, load_space_file, register_space
 
@@ -143,6 +144,18 @@ def test_recalibration_replaces_running_statistics():
     assert not model.training and model[1].momentum == 0.1
     recalibrate_batchnorm(model, images, batch_size=3)  # 3 + 3 + 3 + 1 images
     torch.testing.assert_close(model[1].running_mean, out.mean(dim=(0, 2, 3)))
+
+
+def test_folding_batchnorm_keeps_the_outputs(trained, tiny, digits):
+    result, _ = trained
+    model = SupernetEstimator(result, digits, calibration_images=64).extract(tiny.max_arch())
+    x = digits.sample_batch(16, seed=3, split="val")[0]
+    with torch.no_grad():
+        before = model(x)
+        assert fold_batchnorm(model) > 0
+        after = model(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
 
 
 def test_a_network_that_cannot_run_at_the_data_resolution_says_how(digits, tmp_path):

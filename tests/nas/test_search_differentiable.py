@@ -9,8 +9,9 @@ from nas.runners import LocalRunner
 from nas.search import SearchJob
 from nas.strategies import STRATEGIES
 
-pytestmark = pytest.mark.skipif("differentiable" not in STRATEGIES,
-                                reason="the differentiable strategy is not registered")
+pytestmark = [pytest.mark.skipif("differentiable" not in STRATEGIES,
+                                 reason="the differentiable strategy is not registered"),
+              pytest.mark.slow]  # Tune trials start their own worker processes: ~30 s
 
 TINY = {"steps": 2, "warmup_steps": 1, "batch_size": 16, "eval_images": 32,
         "cost_weights": [0.0, 4.0]}

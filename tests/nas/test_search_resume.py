@@ -16,6 +16,7 @@ import pytest
 from nas.cli import main
 from nas.runners import LocalRunner
 from nas.search import SearchJob
+from nas.strategies import STRATEGIES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -120,3 +121,14 @@ def test_resume_keeps_the_run_settings(tmp_path, small_settings, capsys):
     # More trials may be asked for: the run goes on from where it stopped.
     assert main(["search", "--resume", str(tmp_path), "--trials", "8", "--quiet", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["trials"] == 8
+
+
+@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "differentiable"])
+def test_every_strategy_resumes_to_the_uninterrupted_run(strategy, tmp_path, small_settings,
+                                                         same_rows):
+    settings = dict(strategy=strategy, batch_size=2, anchors=False)
+    whole = SearchJob(small_settings(trials=4, **settings), tmp_path / "whole", quiet=True).run()
+    SearchJob(small_settings(trials=2, **settings), tmp_path / "parts", quiet=True).run()
+    resumed = SearchJob(small_settings(trials=4, **settings), tmp_path / "parts",
+                        quiet=True).run()
+    assert same_rows(resumed.rows, whole.rows)
