@@ -62,9 +62,11 @@ def main() -> None:
                "at_50": round(r.curve[min(49, len(r.curve) - 1)], 3),
                "at_100": round(r.curve[min(99, len(r.curve) - 1)], 3),
                "seconds": round(r.seconds, 1)}
-        if baseline is not None and name != "random":
+        if baseline is not None:
+            # How many standard errors of the difference this strategy is ahead of random.
             gap = baseline.mean_regret - r.mean_regret
-            row["vs_random_in_stderr"] = round(gap / math.hypot(baseline.stderr, r.stderr), 1)
+            row["ahead_of_random_in_stderr"] = "-" if r is baseline else \
+                round(gap / math.hypot(baseline.stderr, r.stderr), 1)
         rows.append(row)
     print(format_table(rows))
 

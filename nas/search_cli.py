@@ -149,7 +149,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     payload: dict[str, Any] = {"runs": []}
     texts = []
     for run in runs:
-        summary = summarise(run.path, run.config, run.rows, run.anchors)
+        summary = summarise(run.path, run.config, run.rows, run.anchors, _kept(run.path))
         front = run.front()
         payload["runs"].append({"run_dir": str(run.path), "pareto": front,
                                 "hypervolume": summary["hypervolume"], "trials": len(run.rows)})
@@ -172,6 +172,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     emit(args, clean_json(payload), "\n\n".join(texts))
     return 0
+
+
+def _kept(run_dir: Path) -> dict[str, Any]:
+    """What a re-render cannot recompute from the trials (which runner ran the search)."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return {}
+    old = json.loads(path.read_text())
+    return {k: old[k] for k in ("runner", "search_seconds") if k in old}
 
 
 def _plot_fronts(path: str, runs: list) -> None:

@@ -99,6 +99,7 @@ def test_report_rerenders_and_compares_runs(cli_run, tmp_path, capsys):
     assert code == 0
     report = json.loads(text)
     assert (out / "pareto.md").is_file()  # re-rendered
+    assert json.loads((out / "summary.json").read_text())["runner"]["runner"] == "local"
     assert report["runs"][0]["hypervolume"] == pytest.approx(payload["hypervolume"])
     rows = report["comparison"]
     assert [r["trials"] for r in rows] == [12, 8] and all("hypervolume_common" in r for r in rows)
