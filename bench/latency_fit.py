@@ -3,8 +3,8 @@
 For every latency column of the published data sets (OFA MobileNetV3 on 12 GPU settings,
 FBNet and NAS-Bench-201 on 27 devices each): train on `--train` random architectures, test on
 all the others, and print within +-5% / +-10%, MAPE and Kendall tau beside a FLOPs-only linear
-model fitted on the same rows. `--ceiling` also fits the same model class on all but 1,000
-rows and tests on those 1,000: what the column's measurement noise allows at all.
+model fitted on the same rows. `--ceiling` also fits the chosen model (same features and
+settings) on all but 1,000 rows and tests on those 1,000: what the column's noise allows.
 
     python bench/latency_fit.py [--data ../shared/data] [--train 100] [--sets ofa,fbnet,nb201]
 """
@@ -38,7 +38,7 @@ def columns_of(path: Path) -> list[str]:
 
 
 def run_set(name: str, data: Path, train: int, seed: int, ceiling: bool,
-            only: list[str] | None) -> list[dict[str, object]]:
+            only: list[str] | None, sink: Path | None = None) -> list[dict[str, object]]:
     import pandas as pd
 
     space_name, rel, classes = SETS[name]
@@ -64,12 +64,15 @@ def run_set(name: str, data: Path, train: int, seed: int, ceiling: bool,
             "flops_kendall_tau": report.flops_baseline["kendall_tau"]}
         if ceiling and len(y) > 2000:
             big, _ = fit_device(space, archs, y, len(y) - 1000, seed, num_classes=classes,
-                                feature_sets=[report.model.feature_set])
+                                feature_sets=[report.model.feature_set],
+                                fixed=(report.model.alpha, report.model.robust))
             row["ceiling_within_10pct"] = big.test["within_10pct"]
             row["ceiling_kendall_tau"] = big.test["kendall_tau"]
         row["seconds"] = round(time.perf_counter() - start, 1)
         rows.append(row)
         print(_line(row), flush=True)
+        if sink is not None:  # rows so far, so a long run can be read while it goes
+            sink.write_text(json.dumps(rows, indent=1))
     return rows
 
 
@@ -100,7 +103,8 @@ def main() -> None:
     only = args.columns.split(",") if args.columns else None
     rows = []
     for name in args.sets.split(","):
-        rows += run_set(name, data, args.train, args.seed, args.ceiling, only)
+        sink = Path(f"{args.json}.{name}.partial") if args.json else None
+        rows += run_set(name, data, args.train, args.seed, args.ceiling, only, sink)
     for name in args.sets.split(","):
         mine = [r for r in rows if r["set"] == name]
         if mine:

@@ -61,7 +61,7 @@ def main() -> None:
                "stderr": round(r.stderr, 3), "median": round(r.median_regret, 3),
                "at_50": round(r.curve[min(49, len(r.curve) - 1)], 3),
                "at_100": round(r.curve[min(99, len(r.curve) - 1)], 3),
-               "seconds": round(r.seconds, 1)}
+               "seconds": round(r.seconds, 1), "cpu_s": round(r.cpu_seconds, 1)}
         if baseline is not None:
             # How many standard errors of the difference this strategy is ahead of random.
             gap = baseline.mean_regret - r.mean_regret

@@ -38,6 +38,8 @@ class Table:
         if len(self.row_of) != len(self.archs):
             raise BenchmarkError("the table lists some architecture twice")
         self._metrics: list[dict[str, float] | None] = [None] * len(self.archs)
+        # (objective, direction, cost) -> reference point and hypervolume of the true front
+        self.fronts: dict[tuple[str, str, str], tuple[np.ndarray, float]] = {}
 
     @classmethod
     def from_csv(cls, path: str | Path, space: SearchSpace, columns: Sequence[str],
@@ -94,7 +96,8 @@ class BenchmarkResult:
     seeds: int
     regrets: list[float]
     curve: list[float]
-    seconds: float
+    seconds: float  # wall clock of the whole run
+    cpu_seconds: float  # processor time of the seeds' loops, summed (robust to a busy machine)
     costs: list[str] = field(default_factory=list)
     hypervolume_ratios: dict[str, list[float]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
@@ -121,6 +124,7 @@ class BenchmarkResult:
             "options": self.options,
             "mean_regret": self.mean_regret, "median_regret": self.median_regret,
             "stderr": self.stderr, "seconds": round(self.seconds, 3),
+            "cpu_seconds": round(self.cpu_seconds, 3),
             "curve": {"queries": list(range(1, len(self.curve) + 1)), "mean_regret": self.curve},
         }
         if self.costs:
@@ -153,6 +157,8 @@ def run_benchmark(table: Table, strategy: str, objective: str, report: str | Non
     if costs and cls.multi_objective:
         objectives += [Objective(c, "minimize") for c in costs]
     cls(table.space, objectives, seed=0, **options)  # fail fast on bad options, in this process
+    for cost in costs:  # once here, not once per seed (or per forked worker)
+        _true_front(table, objectives[0], cost)
     job = _Job(table, strategy, tuple(objectives), report, tuple(costs), queries, options, batch)
     start = time.perf_counter()
     if workers > 1 and len(seed_list) > 1:
@@ -169,7 +175,8 @@ def run_benchmark(table: Table, strategy: str, objective: str, report: str | Non
     return BenchmarkResult(
         strategy=strategy, space=table.space.name, objective=objective, report=report,
         queries=queries, seeds=len(seed_list), regrets=[float(c[-1]) for c in curves],
-        curve=[float(v) for v in curves.mean(axis=0)], seconds=seconds, costs=list(costs),
+        curve=[float(v) for v in curves.mean(axis=0)], seconds=seconds,
+        cpu_seconds=float(sum(r[2] for r in runs)), costs=list(costs),
         hypervolume_ratios={c: [r[1][c] for r in runs] for c in costs}, options=options)
 
 
@@ -184,8 +191,10 @@ class _Job:
     options: Mapping[str, Any]
     batch: int
 
-    def run(self, seed: int) -> tuple[np.ndarray, dict[str, float]]:
-        """Regret after each query, and the hypervolume ratio of each cost."""
+    def run(self, seed: int) -> tuple[np.ndarray, dict[str, float], float]:
+        """Regret after each query, the hypervolume ratio of each cost, and the processor
+        seconds of the search loop."""
+        start = time.process_time()
         table, objective = self.table, self.objectives[0]
         sign = objective.sign()
         found = table.columns[objective.metric] * sign
@@ -212,8 +221,9 @@ class _Job:
                 regret[q] = current
                 q += 1
         regret[q:] = current  # the space ran out before the query budget
+        cpu = time.process_time() - start
         ratios = {c: self._hv_ratio(rows, c) for c in self.costs}
-        return regret, ratios
+        return regret, ratios, cpu
 
     def _hv_ratio(self, rows: list[int], cost: str) -> float:
         reference, true_volume = _true_front(self.table, self.objectives[0], cost)
@@ -223,10 +233,9 @@ class _Job:
 
 
 _JOB: _Job | None = None
-_FRONTS: dict[tuple[int, str, str, str], tuple[np.ndarray, float]] = {}
 
 
-def _run_in_worker(seed: int) -> tuple[np.ndarray, dict[str, float]]:
+def _run_in_worker(seed: int) -> tuple[np.ndarray, dict[str, float], float]:
     assert _JOB is not None
     return _JOB.run(seed)
 
@@ -239,14 +248,14 @@ def _points(table: Table, objective: Objective, cost: str) -> np.ndarray:
 
 def _true_front(table: Table, objective: Objective, cost: str) -> tuple[np.ndarray, float]:
     """Reference point (the nadir of the table's true front) and the front's hypervolume."""
-    key = (id(table), objective.metric, objective.direction, cost)
-    if key not in _FRONTS:
+    key = (objective.metric, objective.direction, cost)
+    if key not in table.fronts:
         points = _points(table, objective, cost)
         points = points[np.all(np.isfinite(points), axis=1)]
         reference = nadir(points)
         front = points[pareto_mask(points)]
-        _FRONTS[key] = (reference, hypervolume(front, reference))
-    return _FRONTS[key]
+        table.fronts[key] = (reference, hypervolume(front, reference))
+    return table.fronts[key]
 
 
 def _stderr(values: Sequence[float]) -> float:

@@ -46,7 +46,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 def format_result(result: BenchmarkResult) -> str:
     lines = [f"{result.strategy} on {result.space}: search {result.objective}, report "
              f"{result.report}; {result.queries} queries x {result.seeds} seeds "
-             f"({result.seconds:.1f} s)",
+             f"({result.seconds:.1f} s; {result.cpu_seconds:.1f} s of processor time)",
              f"regret of {result.report} against the table's optimum: mean "
              f"{result.mean_regret:.3f} +- {result.stderr:.3f} (stderr), median "
              f"{result.median_regret:.3f}", ""]

@@ -66,6 +66,10 @@ def load_cli_data(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from estimators.supernet_training import train_supernet
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     space = get_space(args.space)
     data = load_cli_data(args)
     recipe = _recipe(args)
@@ -159,4 +163,7 @@ def register(command: CommandAdder) -> None:
                    help="train again even when the cache holds this supernet")
     p.add_argument("--cache-dir", default=None,
                    help="where trained supernets live (default $NAS_CACHE_DIR or ~/.cache/nas)")
+    p.add_argument("--threads", type=_positive, default=None,
+                   help="torch threads of this process (default: torch's, one per core; use 1 "
+                        "on a machine other work keeps busy)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

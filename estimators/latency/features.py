@@ -62,6 +62,11 @@ def stage_of(spec: BlockSpec) -> str:
 
 
 @lru_cache(maxsize=50_000)
+def _arch_stages(space: SearchSpace, arch: Arch, num_classes: int | None) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(stage_of(s) for s in space.blocks(arch, num_classes)))
+
+
+@lru_cache(maxsize=50_000)
 def stage_stats(space: SearchSpace, arch: Arch, stages: tuple[str, ...],
                 num_classes: int | None) -> np.ndarray:
     """All block statistics of `arch` summed per stage (rows in `stages` order); blocks of a
@@ -96,10 +101,11 @@ class StageFeatures:
     @staticmethod
     def stages_of(space: SearchSpace, archs: Iterable[Arch],
                   num_classes: int | None = None) -> list[str]:
+        """Stage names in order of first appearance over `archs`."""
         order: dict[str, None] = {}
         for arch in archs:
-            for spec in space.blocks(arch, num_classes):
-                order.setdefault(stage_of(spec), None)
+            for stage in _arch_stages(space, arch, num_classes):
+                order.setdefault(stage, None)
         return list(order)
 
     @property

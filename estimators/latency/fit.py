@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -78,11 +79,16 @@ class FitReport:
                 "cross_validation": self.cv, "seconds": round(self.seconds, 2)}
 
 
-def flops_matrix(space: SearchSpace, archs: Sequence[Arch],
-                 num_classes: int | None = None) -> np.ndarray:
+@lru_cache(maxsize=50_000)
+def _macs(arch: Arch, num_classes: int | None) -> float:
     from estimators.flops import analytical_cost
 
-    return np.array([[float(analytical_cost(a, num_classes).macs)] for a in archs])
+    return float(analytical_cost(arch, num_classes).macs)
+
+
+def flops_matrix(space: SearchSpace, archs: Sequence[Arch],
+                 num_classes: int | None = None) -> np.ndarray:
+    return np.array([[_macs(a, num_classes)] for a in archs])
 
 
 def _cv_score(x: np.ndarray, y: np.ndarray, alpha: float, robust: bool,
@@ -108,8 +114,10 @@ def select_and_fit(space: SearchSpace, archs: Sequence[Arch], y: np.ndarray,
                    num_classes: int | None = None, seed: int = 0,
                    feature_sets: Sequence[str] | None = None,
                    robust_options: Sequence[bool] = (True, False),
+                   alphas: Sequence[float] = ALPHAS,
                    ) -> tuple[FittedModel, list[dict[str, object]]]:
-    """Choose feature set, ridge strength and robustness by cross-validation; refit on all."""
+    """Choose feature set, ridge strength and robustness by cross-validation (skipped when
+    only one candidate is given); refit on all."""
     if len(archs) < 2 * FOLDS:
         raise LatencyError(f"need at least {2 * FOLDS} training rows, got {len(archs)}")
     stages = StageFeatures.stages_of(space, archs, num_classes)
@@ -118,16 +126,18 @@ def select_and_fit(space: SearchSpace, archs: Sequence[Arch], y: np.ndarray,
     folds = _folds(len(y), seed)
     results = []
     best: tuple[tuple[float, float], str, float, bool] | None = None
+    single = len(names) * len(alphas) * len(robust_options) == 1
     for name in names:
         features = StageFeatures(space, FEATURE_SETS[name], stages, num_classes, table)
         x = features.matrix(list(archs))
-        for alpha in ALPHAS:
+        for alpha in alphas:
             for robust in robust_options:
-                within, mape = _cv_score(x, y, alpha, robust, folds)
+                within, mape = (float("nan"), float("nan")) if single else \
+                    _cv_score(x, y, alpha, robust, folds)
                 results.append({"feature_set": name, "alpha": alpha, "robust": robust,
                                 "cv_within_10pct": round(within, 4), "cv_mape": round(mape, 3)})
                 score = (within, -mape)
-                if best is None or score > best[0]:
+                if best is None or single or score > best[0]:
                     best = (score, name, alpha, robust)
     assert best is not None
     _, name, alpha, robust = best
@@ -143,8 +153,10 @@ def select_and_fit(space: SearchSpace, archs: Sequence[Arch], y: np.ndarray,
 def fit_device(space: SearchSpace, archs: Sequence[Arch], latencies: Sequence[float],
                train: int, seed: int = 0, table: dict[str, float] | None = None,
                table_fingerprint: str = "", num_classes: int | None = None,
-               feature_sets: Sequence[str] | None = None) -> tuple[FitReport, "FittedPredictor"]:
-    """Fit on `train` random rows (seeded), evaluate on the rest, with the FLOPs baseline."""
+               feature_sets: Sequence[str] | None = None,
+               fixed: tuple[float, bool] | None = None) -> tuple[FitReport, "FittedPredictor"]:
+    """Fit on `train` random rows (seeded), evaluate on the rest, with the FLOPs baseline.
+    `fixed` = (alpha, robust) skips the search over those (with one feature set: no CV)."""
     start = time.perf_counter()
     y = np.asarray(latencies, dtype=float)
     if not 2 * FOLDS <= train < len(y):
@@ -154,8 +166,9 @@ def fit_device(space: SearchSpace, archs: Sequence[Arch], latencies: Sequence[fl
     tr, te = order[:train], order[train:]
     train_archs = [archs[i] for i in tr]
     test_archs = [archs[i] for i in te]
+    options = {} if fixed is None else {"alphas": (fixed[0],), "robust_options": (fixed[1],)}
     model, cv = select_and_fit(space, train_archs, y[tr], table, table_fingerprint, num_classes,
-                               seed, feature_sets)
+                               seed, feature_sets, **options)
     predictor = FittedPredictor(space, model, "fitted", table)
     predicted = np.array([predictor.latency_ms(a) for a in test_archs])
     flops_tr = flops_matrix(space, train_archs, num_classes)

@@ -140,7 +140,6 @@ class Strategy(ABC):
         trial = Trial(arch, clean, failed, self._satisfies(arch, clean))
         self._told[arch] = len(self.trials)
         self.trials.append(trial)
-        # A told arch makes the space less exhausted only in the rare case it was not proposed.
         self._observe(trial)
         return trial
 
