@@ -48,6 +48,20 @@ SPACES = {
 }
 
 
+def progress_lines():
+    """A search progress callback that prints one line per tenth of each phase to stderr."""
+    shown: dict[str, int] = {}
+
+    def report(phase: str, step: int, total: int, info: dict) -> None:
+        tenth = 10 * step // total
+        if tenth > shown.get(phase, 0):
+            shown[phase] = tenth
+            values = " ".join(f"{k}={v:.3g}" for k, v in info.items() if k != "step")
+            print(f"  {phase} {step}/{total} {values}", file=sys.stderr, flush=True)
+
+    return report
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "fashion-mnist"))
@@ -78,7 +92,8 @@ def main() -> int:
                           batch_size=args.batch_size, arch_lr=args.arch_lr,
                           cost_metric=args.metric, resolution=args.resolution, eval_images=2000)
     start = time.perf_counter()
-    search = DifferentiableSearch(space, data, config, cost_fn=estimator, seed=args.seed)
+    search = DifferentiableSearch(space, data, config, cost_fn=estimator, seed=args.seed,
+                                  progress=progress_lines())
     results = search.sweep([float(w) for w in args.weights.split(",")])
     search_s = time.perf_counter() - start
     rows = []

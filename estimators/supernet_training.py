@@ -45,8 +45,8 @@ class SupernetRecipe:
     position embeddings fix the input size). The defaults fit a `mobile` supernet on
     Fashion-MNIST into a few minutes on two CPU cores (see docs/supernet.md)."""
 
-    epochs: int = 4
-    train_images: int | None = 12_000
+    epochs: int = 5
+    train_images: int | None = 8_000
     batch_size: int = 64
     lr: float = 0.05
     momentum: float = 0.9

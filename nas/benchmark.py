@@ -26,11 +26,16 @@ class BenchmarkError(NasError):
     pass
 
 
+# One seed's run: regret after each query, hypervolume ratio per cost, processor seconds.
+SeedRun = tuple[np.ndarray, dict[str, float], float]
+
+
 class Table:
     """Measured metrics of architectures of one space, looked up by `Arch` (rows are parsed once
     from the `arch` column, which holds keys or the space's published form)."""
 
-    def __init__(self, space: SearchSpace, archs: Sequence[Arch], columns: Mapping[str, np.ndarray]):
+    def __init__(self, space: SearchSpace, archs: Sequence[Arch],
+                 columns: Mapping[str, np.ndarray]):
         self.space = space
         self.archs = list(archs)
         self.columns = {name: np.asarray(values, dtype=float) for name, values in columns.items()}
@@ -162,12 +167,7 @@ def run_benchmark(table: Table, strategy: str, objective: str, report: str | Non
     job = _Job(table, strategy, tuple(objectives), report, tuple(costs), queries, options, batch)
     start = time.perf_counter()
     if workers > 1 and len(seed_list) > 1:
-        import multiprocessing
-
-        global _JOB
-        _JOB = job  # inherited by forked workers: the table is not pickled per seed
-        with multiprocessing.get_context("fork").Pool(min(workers, len(seed_list))) as pool:
-            runs = pool.map(_run_in_worker, seed_list)
+        runs = _run_forked(job, seed_list, workers)
     else:
         runs = [job.run(s) for s in seed_list]
     seconds = time.perf_counter() - start
@@ -191,7 +191,7 @@ class _Job:
     options: Mapping[str, Any]
     batch: int
 
-    def run(self, seed: int) -> tuple[np.ndarray, dict[str, float], float]:
+    def run(self, seed: int) -> SeedRun:
         """Regret after each query, the hypervolume ratio of each cost, and the processor
         seconds of the search loop."""
         start = time.process_time()
@@ -235,7 +235,20 @@ class _Job:
 _JOB: _Job | None = None
 
 
-def _run_in_worker(seed: int) -> tuple[np.ndarray, dict[str, float], float]:
+def _run_forked(job: _Job, seeds: list[int], workers: int) -> list[SeedRun]:
+    """Seeds in forked processes, which inherit the job (the table is not pickled per seed)."""
+    import multiprocessing
+
+    global _JOB
+    _JOB = job
+    try:
+        with multiprocessing.get_context("fork").Pool(min(workers, len(seeds))) as pool:
+            return pool.map(_run_in_worker, seeds)
+    finally:
+        _JOB = None
+
+
+def _run_in_worker(seed: int) -> SeedRun:
     assert _JOB is not None
     return _JOB.run(seed)
 

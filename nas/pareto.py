@@ -13,7 +13,8 @@ import numpy as np
 from nas.objectives import Objective
 
 
-def to_minimization(rows: Sequence[Mapping[str, float]], objectives: Sequence[Objective]) -> np.ndarray:
+def to_minimization(rows: Sequence[Mapping[str, float]],
+                    objectives: Sequence[Objective]) -> np.ndarray:
     """(n, m) array of the objectives of each row, negated where the objective is maximised."""
     values = np.array([[float(r[o.metric]) for o in objectives] for r in rows], dtype=float)
     return values.reshape(len(rows), len(objectives)) * -np.array([o.sign() for o in objectives])

@@ -273,8 +273,8 @@ def make_runner(config: Mapping[str, Any], shared: Shared, workers: int | None,
 # --- differentiable sweeps on Ray Tune ------------------------------------------------------------
 def differentiable_result(params: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     """The differentiable search of one cost weight (`params["cost_weight"]`), from its own
-    seeded warm-up: (the result as plain data, the relaxation's base arch key). The same
-    function runs in a Tune trial and in this process, so both give the same result."""
+    seeded warm-up (equal to the warm-up a sequential sweep shares): (the result as plain
+    data, the relaxation's base arch key)."""
     import torch
 
     from estimators.data import load_data

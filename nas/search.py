@@ -279,9 +279,9 @@ class SearchJob:
             from nas.runners import init_ray
 
             started_ray = init_ray(s.address)
-        if s.strategy == "differentiable":
+        if s.strategy == "differentiable" and s.workers != 0:
             # Before the runner's actors take the CPUs that the Tune trials need.
-            self._sweep(strategy, on_tune=s.workers != 0)
+            self._sweep_on_tune(strategy)
         runner = self._runner or make_runner(self.eval_config, shared, s.workers, s.address,
                                              evaluator if s.workers == 0 else None)
         self.runner = runner
@@ -342,11 +342,12 @@ class SearchJob:
         return SearchResult(self.run_dir, rows, front, summary["hypervolume"], summary, anchors,
                             stopped)
 
-    def _sweep(self, strategy: Any, on_tune: bool) -> None:
-        """Run the differentiable strategy's cost-weight sweep, one independent search per
-        weight (each from the same seeded warm-up): as parallel Ray Tune trials, or one after
-        another here; then hand the results to the strategy, which proposes from them."""
-        from nas.runners import differentiable_result, tune_sweep
+    def _sweep_on_tune(self, strategy: Any) -> None:
+        """Run the differentiable strategy's cost-weight sweep as parallel Ray Tune trials, one
+        search per weight, and hand the results to the strategy. Each weight's search starts
+        from the same seeded warm-up and does not depend on the other weights, so the strategy
+        then proposes exactly what its own sequential sweep (`--workers 0`) would have."""
+        from nas.runners import tune_sweep
         from nas.strategies import differentiable as module
 
         if strategy.results:  # restored from a checkpoint: searched already
@@ -361,15 +362,9 @@ class SearchJob:
                   "eval_config": dict(self.eval_config), "seed": self.settings.seed,
                   "threads": self.settings.threads}
         weights = [float(w) for w in o["cost_weights"]]
-        if on_tune:
-            self.log(f"differentiable search: {len(weights)} cost weights as Ray Tune trials")
-            results, base = tune_sweep(params, weights, self.settings.workers,
-                                       str((self.run_dir / "tune").resolve()),
-                                       self.settings.address)
-        else:
-            self.log(f"differentiable search: {len(weights)} cost weights in this process")
-            done = [differentiable_result({**params, "cost_weight": w}) for w in weights]
-            results, base = [r for r, _ in done], done[0][1]
+        self.log(f"differentiable search: {len(weights)} cost weights as Ray Tune trials")
+        results, base = tune_sweep(params, weights, self.settings.workers,
+                                   str((self.run_dir / "tune").resolve()), self.settings.address)
         module._CACHE[key] = {"results": results, "base": base}
 
     def _evaluate_batch(self, runner: Runner, batch: int, archs: Sequence[Arch]) -> list[Metrics]:

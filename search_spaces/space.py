@@ -9,14 +9,14 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
-import torch
-from torch import nn
-
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError
+
+if TYPE_CHECKING:
+    from search_spaces.network import Network
 
 Rng = np.random.Generator | int | None
 
@@ -61,18 +61,6 @@ class BlockSpec:
         args = ",".join(f"{k}={v}" for k, v in self.args)
         shape = "x".join(str(s) for s in self.in_shape)
         return f"{self.op}[{shape}]({args})"
-
-
-class Network(nn.Sequential):
-    """A built architecture: its blocks in order, plus the key and input size it was built for."""
-
-    def __init__(self, blocks: Iterable[nn.Module], arch_key: str, input_shape: tuple[int, ...]):
-        super().__init__(*blocks)
-        self.arch_key = arch_key
-        self.input_shape = input_shape
-
-    def example_input(self, batch_size: int = 1) -> torch.Tensor:
-        return torch.randn(batch_size, *self.input_shape)
 
 
 class SearchSpace(ABC):
@@ -216,7 +204,8 @@ class SearchSpace(ABC):
         return np.concatenate(parts)
 
     def build(self, arch: Arch, num_classes: int | None = None,
-              in_channels: int | None = None) -> Network:
+              in_channels: int | None = None) -> "Network":
+        from search_spaces.network import Network
         from search_spaces.ops import build_block
 
         specs = self.blocks(arch, num_classes, in_channels)

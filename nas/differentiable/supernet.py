@@ -171,7 +171,7 @@ def extract(supernet: Supernet, relaxation: Relaxation, choice: Mapping[str, int
     import copy
 
     from nas.differentiable.relax import position_spec
-    from search_spaces.space import Network
+    from search_spaces.network import Network
 
     arch = relaxation.arch(choice)
     active = relaxation.active_positions(choice)

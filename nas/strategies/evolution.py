@@ -50,7 +50,8 @@ class RegularizedEvolution(Strategy):
     def _setup(self) -> None:
         o = self.options
         if not (isinstance(o["population"], int) and o["population"] >= 2):
-            raise StrategyError(f"evolution: population must be an integer >= 2, got {o['population']!r}")
+            raise StrategyError(f"evolution: population must be an integer >= 2, "
+                                f"got {o['population']!r}")
         if not (isinstance(o["sample_size"], int) and o["sample_size"] >= 1):
             raise StrategyError(f"evolution: sample_size must be an integer >= 1 (capped at the "
                                 f"population), got {o['sample_size']!r}")

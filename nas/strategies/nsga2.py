@@ -38,7 +38,8 @@ class NSGA2(Strategy):
     def _setup(self) -> None:
         o = self.options
         if not (isinstance(o["population"], int) and o["population"] >= 4):
-            raise StrategyError(f"nsga2: population must be an integer >= 4, got {o['population']!r}")
+            raise StrategyError(f"nsga2: population must be an integer >= 4, "
+                                f"got {o['population']!r}")
         for name in ("crossover", "exploit"):
             if not 0.0 <= float(o[name]) <= 1.0:
                 raise StrategyError(f"nsga2: {name} must be in [0, 1], got {o[name]!r}")

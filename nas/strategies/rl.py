@@ -38,7 +38,8 @@ class Reinforce(Strategy):
         if not float(o["lr"]) > 0:
             raise StrategyError(f"rl: lr must be positive, got {o['lr']!r}")
         if not 0.0 <= float(o["baseline_decay"]) < 1.0:
-            raise StrategyError(f"rl: baseline_decay must be in [0, 1), got {o['baseline_decay']!r}")
+            raise StrategyError(f"rl: baseline_decay must be in [0, 1), "
+                                f"got {o['baseline_decay']!r}")
         if (o["cost_metric"] is None) != (o["cost_target"] is None):
             raise StrategyError("rl: give both cost_metric and cost_target (MnasNet reward), "
                                 "or neither")

@@ -19,7 +19,8 @@ from torch.func import functional_call
 
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import NasError
-from search_spaces.space import Network, Rng, SearchSpace, as_rng
+from search_spaces.network import Network
+from search_spaces.space import Rng, SearchSpace, as_rng
 from search_spaces.supernets import elastic
 from search_spaces.supernets.dead_taps import dead_taps_trimmed
 from search_spaces.supernets.bank import WeightBank, arch_slots, collect

@@ -65,7 +65,8 @@ def test_hypervolume_matches_grid_count(points):
 def test_two_and_three_dimensional_paths_agree(points):
     reference = np.array([50.0, 50.0])
     lifted = np.column_stack([points, np.zeros(len(points))])  # a constant third objective
-    assert hypervolume(lifted, [50.0, 50.0, 2.0]) == pytest.approx(2 * hypervolume(points, reference))
+    assert hypervolume(lifted, [50.0, 50.0, 2.0]) == pytest.approx(
+        2 * hypervolume(points, reference))
 
 
 @settings(max_examples=100, deadline=None)
