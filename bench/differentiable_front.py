@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -48,7 +49,7 @@ SPACES = {
 }
 
 
-def progress_lines():
+def progress_lines() -> Callable[[str, int, int, dict], None]:
     """A search progress callback that prints one line per tenth of each phase to stderr."""
     shown: dict[str, int] = {}
 

@@ -420,7 +420,9 @@ def plot_run(path: str | Path, config: Mapping[str, Any], rows: Sequence[Mapping
                         rotation=90, fontsize=8, color="#1f77b4", xytext=(3, 0),
                         textcoords="offset points")
     if low is not None:
-        values = [p[1] for p in pts] + [p[1] for p in fpts]
+        values = [p[1] for p in pts] + [p[1] for p in fpts] + [
+            float(a[y]) for a in anchors if _finite(a.get(y)) and _finite(a.get(x))
+            and not a.get("error") and float(a[y]) >= low]
         high = max(values)
         pad = 0.05 * ((high - low) or abs(high) or 1.0)
         ax.set_ylim(low - pad, high + pad)
@@ -430,7 +432,7 @@ def plot_run(path: str | Path, config: Mapping[str, Any], rows: Sequence[Mapping
     ax.set_title(f"{evaluation['space']}: {config['strategy']}, {len(rows)} trials, "
                  f"hypervolume {hv:.3f}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

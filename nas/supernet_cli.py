@@ -83,7 +83,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         lines.append(line)
         if not quiet:
-            sys.stderr.write(line + "\n")
+            from tqdm import tqdm
+
+            tqdm.write(line, file=sys.stderr)  # above the progress bar, not inside it
 
     trained = train_supernet(space, data, recipe, workers=args.workers, resume=args.resume,
                              quiet=quiet, cache_dir=args.cache_dir, reuse=not args.retrain,
