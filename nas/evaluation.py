@@ -40,7 +40,10 @@ ESTIMATOR_OPTIONS: dict[str, dict[str, Any]] = {
                  "eval_images": 2000, "cache_dir": None, "train_workers": 1},
 }
 RECIPE_OPTIONS = ("epochs", "train_images", "batch_size", "lr", "random_subnets", "resolution")
-DATA_DEFAULTS: dict[str, Any] = {"name": "fashion-mnist", "dir": None, "val_fraction": 1 / 6}
+# The validation split is drawn with its own seed, not the search's: a search with another seed
+# must see the same split, or it could not reuse the supernet cached for it.
+DATA_DEFAULTS: dict[str, Any] = {"name": "fashion-mnist", "dir": None, "val_fraction": 1 / 6,
+                                 "split_seed": 0}
 
 
 class EvaluationError(NasError):
@@ -90,7 +93,7 @@ def load_config_data(config: Mapping[str, Any]):
 
     data = config["data"]
     return load_data(data["name"], data["dir"], val_fraction=data["val_fraction"],
-                     seed=config["seed"])
+                     seed=data.get("split_seed", 0))
 
 
 def prepare(config: Mapping[str, Any], log: Callable[[str], None] | None = None) -> Shared:

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from estimators.latency.errors import LatencyError
-from estimators.latency.features import TABLE_STAT, StageFeatures
+from estimators.latency.features import KINDS, TABLE_STAT, StageFeatures
 from estimators.latency.metrics import accuracy
 from estimators.latency.regression import LinearFit, fit_nonneg
 from search_spaces import Arch, SearchSpace
@@ -25,6 +25,8 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "launch": ("blocks", "layers", "macs"),
     "compute": ("blocks", "macs", "io_elems", "inner_elems"),
     "structure": ("blocks", "layers", "macs", "io_elems", "inner_elems", "params"),
+    "kinds": ("blocks", "macs", KINDS),
+    "compute+kinds": ("blocks", "macs", "io_elems", "inner_elems", KINDS),
     "table": (TABLE_STAT, "blocks", "layers"),
     "table+compute": (TABLE_STAT, "blocks", "macs", "io_elems", "inner_elems"),
 }
@@ -47,11 +49,12 @@ class FittedModel:
     robust: bool
     table_fingerprint: str = ""
     num_classes: int | None = None
+    kinds: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return {"space": self.space, "feature_set": self.feature_set, "stats": list(self.stats),
-                "stages": list(self.stages), "coef": list(self.coef), "intercept": self.intercept,
-                "alpha": self.alpha, "robust": self.robust,
+                "stages": list(self.stages), "kinds": list(self.kinds), "coef": list(self.coef),
+                "intercept": self.intercept, "alpha": self.alpha, "robust": self.robust,
                 "table_fingerprint": self.table_fingerprint, "num_classes": self.num_classes}
 
     @staticmethod
@@ -59,7 +62,8 @@ class FittedModel:
         return FittedModel(data["space"], data["feature_set"], tuple(data["stats"]),
                            tuple(data["stages"]), list(data["coef"]), float(data["intercept"]),
                            float(data["alpha"]), bool(data["robust"]),
-                           data.get("table_fingerprint", ""), data.get("num_classes"))
+                           data.get("table_fingerprint", ""), data.get("num_classes"),
+                           tuple(data.get("kinds", ())))
 
 
 @dataclass
@@ -121,6 +125,7 @@ def select_and_fit(space: SearchSpace, archs: Sequence[Arch], y: np.ndarray,
     if len(archs) < 2 * FOLDS:
         raise LatencyError(f"need at least {2 * FOLDS} training rows, got {len(archs)}")
     stages = StageFeatures.stages_of(space, archs, num_classes)
+    kinds = StageFeatures.kinds_of(space, archs, num_classes)
     names = [n for n in (feature_sets or FEATURE_SETS)
              if table is not None or TABLE_STAT not in FEATURE_SETS[n]]
     folds = _folds(len(y), seed)
@@ -128,7 +133,7 @@ def select_and_fit(space: SearchSpace, archs: Sequence[Arch], y: np.ndarray,
     best: tuple[tuple[float, float], str, float, bool] | None = None
     single = len(names) * len(alphas) * len(robust_options) == 1
     for name in names:
-        features = StageFeatures(space, FEATURE_SETS[name], stages, num_classes, table)
+        features = StageFeatures(space, FEATURE_SETS[name], stages, num_classes, table, kinds)
         x = features.matrix(list(archs))
         for alpha in alphas:
             for robust in robust_options:
@@ -141,12 +146,12 @@ def select_and_fit(space: SearchSpace, archs: Sequence[Arch], y: np.ndarray,
                     best = (score, name, alpha, robust)
     assert best is not None
     _, name, alpha, robust = best
-    features = StageFeatures(space, FEATURE_SETS[name], stages, num_classes, table)
+    features = StageFeatures(space, FEATURE_SETS[name], stages, num_classes, table, kinds)
     fit = fit_nonneg(features.matrix(list(archs)), y, alpha, robust)
     model = FittedModel(space.name, name, FEATURE_SETS[name], tuple(stages),
                         [float(c) for c in fit.coef], fit.intercept, alpha, robust,
                         table_fingerprint if TABLE_STAT in FEATURE_SETS[name] else "",
-                        num_classes)
+                        num_classes, tuple(features.kinds))
     return model, results
 
 
@@ -188,7 +193,8 @@ class FittedPredictor:
             raise LatencyError(f"device {device!r} was fitted for space {model.space!r}, "
                                f"not {space.name!r}")
         self.space, self.model, self.device = space, model, device
-        self.features = StageFeatures(space, model.stats, model.stages, model.num_classes, table)
+        self.features = StageFeatures(space, model.stats, model.stages, model.num_classes, table,
+                                      model.kinds)
         self.coef = np.asarray(model.coef)
 
     def latency_ms(self, arch: Arch) -> float:

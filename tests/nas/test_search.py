@@ -164,3 +164,22 @@ def test_device_adds_latency_to_every_row_the_objectives_and_the_budget(
     assert all(r["latency_ms"] > 0 and r["flops"] > 0 for r in result.rows)
     assert result.pareto and all(r["latency_ms"] <= 12.0 for r in result.pareto)
     assert result.summary["hypervolume_box"]["latency_ms"] == [0.0, 12.0]
+
+
+def test_supernet_is_trained_once_and_reused_by_searches_with_other_seeds(tmp_path):
+    from nas.evaluation import evaluation_config, prepare
+
+    options = {"epochs": 1, "train_images": 64, "batch_size": 32, "eval_images": 100,
+               "calibration_images": 64, "cache_dir": str(tmp_path)}
+    first = prepare(evaluation_config("nb201", "supernet", options, {"name": "digits"}, seed=0))
+    again = prepare(evaluation_config("nb201", "supernet", options, {"name": "digits"}, seed=5))
+    assert not first["supernet"]["reused"] and again["supernet"]["reused"]
+    assert first["supernet"]["key"] == again["supernet"]["key"]
+    assert all(torch_equal(first["supernet"]["state"][k], v)
+               for k, v in again["supernet"]["state"].items())
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
