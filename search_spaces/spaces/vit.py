@@ -10,6 +10,8 @@ Key bodies read like timm block strings, '-' between parts and '.' between block
 """
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import math
 import re
 from dataclasses import dataclass, fields
@@ -69,9 +71,9 @@ class _AttentionSpace(SearchSpace):
     def input_size(self, arch: Arch) -> int:
         return int(arch["r"])
 
+    @abstractmethod
     def groups(self) -> Iterator[tuple[str, list[str]]]:
         """(depth dimension, [per-block dimension prefixes]) of each variable-depth group."""
-        raise NotImplementedError
 
     def per_block_names(self) -> set[str]:
         return {f"{prefix}{j}" for depth_name, prefixes in self.groups() for prefix in prefixes
