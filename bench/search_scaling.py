@@ -7,7 +7,7 @@ sets of matched cost; one set runs on one worker, the other on two, the order al
 between rounds. Prints candidates per second of each side per round and the median ratio.
 
     python bench/search_scaling.py [--space mobile] [--estimator proxy|supernet] [--rounds 4]
-        [--candidates 16] [--data-dir ../shared/data/fashion-mnist]
+        [--candidates 16] [--data-dir ../shared/data/fashion-mnist] [--option epochs=4 ...]
 """
 from __future__ import annotations
 
@@ -34,7 +34,18 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--candidates", type=int, default=16, help="per side and round")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="estimator option, e.g. epochs=4 (a supernet recipe in the cache)")
     args = parser.parse_args()
+    import json
+
+    options = {}
+    for pair in args.option:
+        name, _, text = pair.partition("=")
+        try:
+            options[name] = json.loads(text)
+        except ValueError:
+            options[name] = text
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
@@ -48,7 +59,7 @@ def main() -> int:
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              logging_level="ERROR")
-    config = evaluation_config(args.space, args.estimator,
+    config = evaluation_config(args.space, args.estimator, options,
                                data={"name": "fashion-mnist", "dir": args.data_dir},
                                seed=args.seed)
     start = time.perf_counter()

@@ -20,7 +20,8 @@ def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
     emit(args, payload, text)
 
 
-def _progress(args: argparse.Namespace, label: str) -> Callable[[int, int], None] | None:
+def _progress(args: argparse.Namespace, label: str,
+              unit: str = "block") -> Callable[[int, int], None] | None:
     """A tqdm bar on stderr (None with --quiet or --json)."""
     if args.quiet or args.json:
         return None
@@ -30,7 +31,7 @@ def _progress(args: argparse.Namespace, label: str) -> Callable[[int, int], None
 
     def update(done: int, total: int) -> None:
         if "bar" not in bar:
-            bar["bar"] = tqdm(total=total, desc=label, unit="block", file=sys.stderr)
+            bar["bar"] = tqdm(total=total, desc=label, unit=unit, file=sys.stderr)
         bar["bar"].update(done - bar["bar"].n)
         if done >= total:
             bar["bar"].close()
@@ -123,7 +124,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                                batch_size=args.batch_size, dtype=args.dtype,
                                threads=args.threads, clock=args.clock, num_classes=args.classes)
     result = validate(space, profiler, args.n, args.calibration, args.passes, args.seed,
-                      args.classes, table, _progress(args, "measuring networks"))
+                      args.classes, table, _progress(args, "measuring networks", "network"))
     out = Path(args.out or Path("results") / "latency" / f"validate-{space.name}")
     write_csv(result.rows, out / "validation.csv")
     write_scatter(result.rows, out / "validation.png",

@@ -201,6 +201,9 @@ class RayRunner:
                 actor = idle.pop(0)
                 inflight[actor.evaluate.remote(keys[index])] = (index, tries, actor)
                 self._busy.append(actor)
+            if not inflight:  # every worker is gone and none could be started
+                raise RunnerError("no Ray worker is left to evaluate on; the evaluations "
+                                  "done so far are saved")
             ready, _ = ray.wait(list(inflight), num_returns=1)
             ref = ready[0]
             index, tries, actor = inflight.pop(ref)

@@ -20,14 +20,13 @@ from torch.func import functional_call
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import NasError
 from search_spaces.network import Network
-from search_spaces.space import Rng, SearchSpace, as_rng
+from search_spaces.space import BlockSpec, Rng, SearchSpace, as_rng
 from search_spaces.supernets import elastic
-from search_spaces.supernets.dead_taps import dead_taps_trimmed
 from search_spaces.supernets.bank import WeightBank, arch_slots, collect
+from search_spaces.supernets.dead_taps import dead_taps_trimmed
 from search_spaces.supernets.masks import magnitude_mask
 from search_spaces.supernets.probe import probe_archs
 from search_spaces.supernets.slots import TensorSlot, block_template
-
 
 RESOLUTION = "r"  # the resolution dimension's name in every space
 
@@ -137,7 +136,7 @@ class Supernet(nn.Module):
             state.update({f"{index}.{name}": value for name, value in local.items()})
         return state
 
-    def _slots(self, arch: Arch):
+    def _slots(self, arch: Arch) -> list[tuple[BlockSpec, str, tuple[TensorSlot, ...]]]:
         return _cached_slots(self.space, self.structural(arch), self.num_classes,
                              self.in_channels)
 
@@ -188,5 +187,6 @@ class Supernet(nn.Module):
 
 
 @lru_cache(maxsize=4096)
-def _cached_slots(space: SearchSpace, arch: Arch, num_classes: int, in_channels: int):
+def _cached_slots(space: SearchSpace, arch: Arch, num_classes: int,
+                  in_channels: int) -> list[tuple[BlockSpec, str, tuple[TensorSlot, ...]]]:
     return arch_slots(space, arch, num_classes, in_channels)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -75,7 +76,7 @@ def block_slots(spec: BlockSpec, slot: str) -> tuple[TensorSlot, ...]:
                  for t in block_tensors(spec))
 
 
-def _tensors(module: nn.Module):
+def _tensors(module: nn.Module) -> Iterator[tuple[str, torch.Tensor, bool]]:
     for name, param in module.named_parameters():
         yield name, param, True
     for name, buffer in module.named_buffers():

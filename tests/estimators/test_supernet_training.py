@@ -194,6 +194,23 @@ def test_cli_trains_then_reuses(space_file, tmp_path, capsys):
     assert "reused from the cache" in capsys.readouterr().out
 
 
+def test_nas_evaluate_scores_with_the_cached_supernet(space_file, tiny, digits, tmp_path,
+                                                      capsys):
+    from nas.cli import main
+
+    # a 10% training split keeps the default recipe's epochs to two steps each
+    data = ["--data", "digits", "--val-fraction", "0.9", "--cache-dir", str(tmp_path)]
+    argv = ["evaluate", "--space", str(space_file), "--arch", tiny.min_arch().key,
+            "--estimator", "supernet", *data, "--json"]
+    assert main(argv) == 2  # nothing trained yet: says how to train it
+    assert "nas supernet train" in capsys.readouterr().err
+    assert main(["supernet", "train", "--space", str(space_file), *data, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(argv) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["acc_estimator"] == "supernet" and 0 <= payload["acc"] <= 100
+
+
 def test_cli_mistakes_exit_2(space_file, tmp_path, capsys):
     from nas.cli import main
 
