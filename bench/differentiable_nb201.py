@@ -3,15 +3,16 @@ standalone accuracy, and whether it collapsed to skip connections, with and with
 
 For each guard (`none`, `aux_skip` = DARTS-'s decaying auxiliary skip, `early_stop` = stop
 before more than `max_skip` edges prefer a skip) the search runs on a search network (the NB201
-skeleton with `--cells` cells per stage and `--channels` channels: a smaller proxy, as DARTS
-itself searches on a smaller network than it evaluates), from the same seed and the same
-warm-up. Each derived cell is then trained from scratch in the real `nb201` network (16
-channels, 5 cells per stage) with the same short recipe and scored on the Fashion-MNIST test
-split, beside the two reference cells `all_skip` (the collapsed cell) and `all_c3`. With
-`--table`, the cell's published 12-epoch CIFAR-10 test accuracy is shown for context.
+skeleton with `--cells` cells per stage and `--channels` channels: by default the real depth
+at a quarter of the width, as DARTS itself searches on a cheaper network than it evaluates),
+from the same seed and the same warm-up. Each derived cell is then trained from scratch in
+the real `nb201` network (16 channels, 5 cells per stage) with the same short recipe and
+scored on the Fashion-MNIST test split, beside the two reference cells `all_skip` (the
+collapsed cell) and `all_c3`. With `--table`, the cell's published 12-epoch CIFAR-10 test
+accuracy is shown for context.
 
-    python bench/differentiable_nb201.py                 # defaults: ~12 CPU-minutes
-    python bench/differentiable_nb201.py --cells 2 --channels 16 --steps 1000   # closer to DARTS
+    python bench/differentiable_nb201.py                   # ~10 CPU-minutes per guard
+    python bench/differentiable_nb201.py --guards none --cells 1 --channels 8 --steps 400
 """
 from __future__ import annotations
 
@@ -56,13 +57,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--table", default=str(ROOT.parent / "shared" / "data" / "nb201" / "nb201.csv"),
                    help="nb201.csv for the cells' published CIFAR-10 accuracy ('' to skip)")
     p.add_argument("--guards", default="none,aux_skip,early_stop")
-    p.add_argument("--steps", type=int, default=400, help="alternating DARTS steps")
+    p.add_argument("--steps", type=int, default=1000, help="alternating DARTS steps")
     p.add_argument("--warmup", type=int, default=50, help="weight-only steps first")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--arch-lr", type=float, default=1e-2)
     p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--cells", type=int, default=1, help="cells per stage of the search network")
-    p.add_argument("--channels", type=int, default=8)
+    p.add_argument("--cells", type=int, default=5, help="cells per stage of the search network")
+    p.add_argument("--channels", type=int, default=4)
     p.add_argument("--resolution", type=int, default=16, help="images resized to this (CPU time)")
     p.add_argument("--max-skip", type=int, default=2)
     p.add_argument("--eval-epochs", type=float, default=1.0)
