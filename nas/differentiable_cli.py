@@ -83,7 +83,8 @@ def cmd_differentiable(args: argparse.Namespace) -> int:
                           warmup_steps=args.warmup, batch_size=args.batch_size, lr=args.lr,
                           arch_lr=args.arch_lr, cost_metric=metric,
                           fixed=parse_fixed(space, args.fix), train_images=args.train_images,
-                          resolution=args.resolution, max_skip=args.max_skip)
+                          resolution=args.resolution, max_skip=args.max_skip,
+                          stop_patience=args.stop_patience)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         data = load_data(args.data, args.data_dir, seed=args.seed)
@@ -140,6 +141,8 @@ def register(command: CommandAdder) -> None:
     p.add_argument("--guard", default="auto",
                    choices=["auto", "none", "aux_skip", "early_stop"])
     p.add_argument("--max-skip", type=int, default=2, help="early_stop threshold")
+    p.add_argument("--stop-patience", type=float, default=0.1,
+                   help="early_stop: share of the steps the skips must dominate (default 0.1)")
     p.add_argument("--steps", type=int, default=200, help="alternating steps per cost weight")
     p.add_argument("--warmup", type=int, default=100, help="shared weight-only steps")
     p.add_argument("--batch-size", type=int, default=64)

@@ -23,8 +23,9 @@ class SearchConfig:
     `cost_weight * E[cost] / cost(largest network)`; hard constraints add
     `constraint_weight * max(0, E[metric] / bound - 1)`. `guard` against DARTS's collapse to
     skip connections: `aux_skip` (DARTS-: an auxiliary skip on every mixed edge, decayed from
-    1 to 0), `early_stop` (stop the phase before more than `max_skip` searched dimensions
-    prefer a skip connection), `none`, or `auto` (aux_skip for darts, none for gumbel).
+    1 to 0), `early_stop` (once more than `max_skip` searched dimensions have preferred a skip
+    connection for `stop_patience` of the steps, stop the phase and restore the logits from
+    before that began), `none`, or `auto` (aux_skip for darts, none for gumbel).
     `fixed` holds genes not to search (a dimension that reshapes the network, such as the
     input resolution, is always fixed: by default at the largest value within the budget)."""
 
@@ -43,6 +44,7 @@ class SearchConfig:
     constraint_weight: float = 5.0
     guard: str = "auto"
     max_skip: int = 2
+    stop_patience: float = 0.1
     fixed: Mapping[str, Gene] = field(default_factory=dict)
     train_images: int | None = None
     eval_images: int = 1000
@@ -66,6 +68,9 @@ class SearchConfig:
         for name in ("lr", "arch_lr", "tau_start", "tau_end", "grad_clip"):
             if not float(getattr(self, name)) > 0:
                 raise SearchConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not 0.0 <= float(self.stop_patience) < 1.0:
+            raise SearchConfigError(f"stop_patience must be a fraction in [0, 1), "
+                                    f"got {self.stop_patience!r}")
         for name in ("momentum", "weight_decay", "arch_weight_decay", "constraint_weight"):
             if not float(getattr(self, name)) >= 0:
                 raise SearchConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")

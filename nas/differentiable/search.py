@@ -183,18 +183,26 @@ class DifferentiableSearch:
         reference = self.cost.reference()
         history: list[dict[str, float]] = []
         stopped_at: int | None = None
+        # early_stop: skip dominance must last `patience` steps (a transient early in the
+        # search is not a collapse); the logits from before it began are restored.
+        patience = max(1, int(cfg.stop_patience * cfg.steps))
+        clean, dominated_since = dist.snapshot(), None
         step = 0
         net.train()
         for step in range(cfg.steps):
             tau = tau_at(step, cfg.steps, cfg.tau_start, cfg.tau_end)
             aux = 1.0 - step / cfg.steps if self.guard == "aux_skip" else 0.0
-            before = dist.snapshot()
             ce, expected = self._arch_step(net, dist, arch_opt, val.next(), tau, aux, generator,
                                            cost_weight, reference)
-            if self.guard == "early_stop" and self._skip_dominated(dist):
-                dist.restore(before)
-                stopped_at = step
-                break
+            if self.guard == "early_stop":
+                if not self._skip_dominated(dist):
+                    clean, dominated_since = dist.snapshot(), None
+                else:
+                    dominated_since = step if dominated_since is None else dominated_since
+                    if step - dominated_since + 1 >= patience:
+                        dist.restore(clean)
+                        stopped_at = dominated_since
+                        break
             with torch.no_grad():
                 mixing = dist.probs() if self.method == "darts" else dist.gumbel(tau, generator)
             loss = self._weight_step(net, optimizer, cfg.warmup_steps + step, train.next(),

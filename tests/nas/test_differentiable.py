@@ -200,18 +200,26 @@ def test_each_cost_weight_of_a_sweep_is_its_own_run(cell_space, digits):
     assert sweep[0].probs != sweep[1].probs
 
 
-def test_early_stop_restores_the_logits_before_skip_dominance(cell_space, digits, monkeypatch):
-    seen: list[list[torch.Tensor]] = []
+def test_early_stop_ignores_transients_and_restores_the_logits_before_dominance(
+        cell_space, digits, monkeypatch):
+    def pretend(dominated_at):  # which steps see the skips dominate
+        seen: list[list[torch.Tensor]] = []
 
-    def dominated(self, dist):  # pretend the skips take over at the third check
-        seen.append([p.detach().clone() for p in dist.logits])
-        return len(seen) == 3
+        def dominated(self, dist):
+            seen.append([p.detach().clone() for p in dist.logits])
+            return dominated_at(len(seen) - 1)
 
-    monkeypatch.setattr(DifferentiableSearch, "_skip_dominated", dominated)
-    config = SearchConfig(**{**FAST, "steps": 6}, guard="early_stop")
+        monkeypatch.setattr(DifferentiableSearch, "_skip_dominated", dominated)
+        return seen
+
+    config = SearchConfig(**{**FAST, "steps": 10}, guard="early_stop", stop_patience=0.2)
+    pretend(lambda step: step == 2)  # one step: a transient, shorter than the patience (2)
+    transient = DifferentiableSearch(cell_space, digits, config, seed=0).run()
+    assert transient.stopped_at is None and transient.steps == 10
+    seen = pretend(lambda step: step >= 2)  # lasting from step 2: stop after step 3
     result = DifferentiableSearch(cell_space, digits, config, seed=0).run()
-    assert result.stopped_at == 2 and result.steps == 2 and len(seen) == 3
-    for name, logits in zip(cell_space.dimension_names, seen[1]):
+    assert result.stopped_at == 2 and result.steps == 2 and len(seen) == 4
+    for name, logits in zip(cell_space.dimension_names, seen[1]):  # the last clean logits
         assert result.probs[name] == pytest.approx(torch.softmax(logits, 0).tolist())
     assert not any(torch.equal(a, b) for a, b in zip(seen[1], seen[2]))
 
