@@ -27,14 +27,28 @@ def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
     print(json.dumps(payload, indent=2) if args.json else text)
 
 
-def _cost_fn(space: SearchSpace, constraints: Sequence[Constraint], classes: int | None):
-    """Cost metrics for sampling under a budget (analytical FLOPs and params)."""
+def _cost_fn(space: SearchSpace, constraints: Sequence[Constraint], classes: int | None,
+             device: str | None = None, cache_dir: str | None = None):
+    """Cost metrics for sampling under a budget: analytical FLOPs and params, plus
+    `latency_ms` on `device` (`cpu`/`cuda`: this machine's table; another name: a device from
+    `nas latency fit` or `nas latency import`)."""
     from estimators.flops import FlopsEstimator
 
-    if any(c.metric.startswith("latency") for c in constraints):
-        raise NasError("latency budgets need a latency predictor for a device; this build "
-                       "counts flops and params only: use NUMBER-flops or NUMBER-params")
-    return FlopsEstimator(num_classes=classes)
+    flops = FlopsEstimator(num_classes=classes)
+    if device is None:
+        if any(c.metric.startswith("latency") for c in constraints):
+            raise NasError("a latency budget needs --device NAME: cpu or cuda (a table built by "
+                           "`nas latency build`) or a device from `nas latency fit` or "
+                           "`nas latency import` (see `nas latency devices`)")
+        return flops
+    from estimators.latency import LatencyEstimator
+
+    latency = LatencyEstimator.open(space, device, num_classes=classes, cache_dir=cache_dir)
+
+    def cost(arch: Arch) -> dict[str, float]:
+        return {**flops(arch), **latency(arch)}
+
+    return cost
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -60,7 +74,7 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     space = get_space(args.space)
     constraints = parse_budget(args.budget)
-    cost_fn = _cost_fn(space, constraints, args.classes)
+    cost_fn = _cost_fn(space, constraints, args.classes, args.device, args.cache_dir)
     check_feasible(space, constraints, cost_fn)
     if args.n < 1:
         raise NasError(f"-n must be at least 1, got {args.n}")
@@ -71,8 +85,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     for _ in range(args.n):
         arch = sample_within(space, constraints, cost_fn, rng)
         rows.append({"key": arch.key, **cost_fn(arch)})
-    header = f"{args.n} samples of {space.name} (seed {args.seed}, budget {format_budget(constraints)})"
-    emit(args, rows, header + "\n" + format_table(rows, ["key", "flops", "flops_sparse", "params"]))
+    header = (f"{args.n} samples of {space.name} (seed {args.seed}, budget "
+              f"{format_budget(constraints)}{f', device {args.device}' if args.device else ''})")
+    columns = ["key", "flops", "flops_sparse", "params"] + (["latency_ms"] if args.device else [])
+    emit(args, rows, header + "\n" + format_table(rows, columns))
     return 0
 
 
@@ -144,8 +160,15 @@ def register_explore_commands(command: CommandAdder) -> None:
     p.add_argument("--space", required=True, help="space name or path to a YAML/JSON space file")
     p.add_argument("-n", type=int, default=10, help="number of samples (default 10)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--budget", help="e.g. 300M-flops or 300M-flops,5M-params")
+    p.add_argument("--budget", help="e.g. 300M-flops, 300M-flops,5M-params or (with --device) "
+                                    "20ms-latency")
     p.add_argument("--classes", type=int, default=None, help="classifier outputs (space default)")
+    p.add_argument("--device", default=None,
+                   help="latency device: cpu/cuda (`nas latency build`) or a name from `nas "
+                        "latency fit`/`import`; adds latency_ms and allows latency budgets")
+    p.add_argument("--cache-dir", default=None,
+                   help="where latency tables and devices live (default $NAS_CACHE_DIR or "
+                        "~/.cache/nas)")
 
     p = command("describe", cmd_describe, "flops, params and a per-layer table of one network")
     p.add_argument("--space", required=True)

@@ -25,6 +25,7 @@ import numpy as np
 
 from nas.objectives import Constraint, Objective, all_satisfied
 from nas.pareto import pareto_mask
+from nas.strategies.neighbourhood import neighbours
 from nas.sampling import CostFn, repair
 from search_spaces import Arch, NasError, SearchSpace
 
@@ -88,6 +89,7 @@ class Strategy(ABC):
         self._told: dict[Arch, int] = {}
         self._pending: dict[Arch, None] = {}
         self._cost_cache: dict[Arch, Mapping[str, float]] = {}
+        self._neighbour_cache: dict[Arch, list[Arch]] = {}
         self._asks = 0
         self._exhausted = False
         self._setup()
@@ -233,6 +235,13 @@ class Strategy(ABC):
         if arch not in self._cost_cache:
             self._cost_cache[arch] = dict(self.cost_fn(arch))
         return self._cost_cache[arch]
+
+    def untried_neighbours(self, arch: Arch) -> list[Arch]:
+        """The archs one gene away from `arch` that are new and meet every constraint."""
+        if arch not in self._neighbour_cache:
+            self._neighbour_cache[arch] = neighbours(self.space, arch)
+        return [n for n in self._neighbour_cache[arch] if self.is_new(n) and (
+            not self.constraints or all_satisfied(self.constraints, self.cost(n)))]
 
     def feasible(self, arch: Arch, rng: np.random.Generator) -> Arch:
         """`arch`, shrunk until it meets every constraint."""

@@ -35,7 +35,6 @@ import numpy as np
 
 from nas.strategies.base import Strategy, StrategyError, Trial
 from nas.strategies.marginals import GeneRanks
-from nas.strategies.neighbourhood import neighbours
 from search_spaces import Arch
 
 MIN_PROXY_HISTORY = 5  # proxy scores needed before a quantile threshold means anything
@@ -71,7 +70,6 @@ class RegularizedEvolution(Strategy):
         self.ranks = GeneRanks(self.space, float(o["prior"]))
         self.exhausted: set[Arch] = set()  # parents with no untried neighbour left
         self.rejected: dict[Arch, None] = {}  # dropped by the proxy, never proposed
-        self._neighbours: dict[Arch, list[Arch]] = {}
 
     # --- proposals -----------------------------------------------------------------------------
     def is_new(self, arch: Arch) -> bool:
@@ -109,7 +107,7 @@ class RegularizedEvolution(Strategy):
         best = max(run, key=self.score)
         for trial in sorted((t for t in run if t.arch not in self.exhausted),
                             key=self.score, reverse=True):
-            untried = [a for a in self._neighbours_of(trial.arch) if self._allowed(a)]
+            untried = self.untried_neighbours(trial.arch)
             if untried:
                 return self.ranks.best_of(untried, rng)
             self.exhausted.add(trial.arch)
@@ -118,16 +116,6 @@ class RegularizedEvolution(Strategy):
                 self.population = []
                 return self._fresh(self.space.sample, rng)
         return None
-
-    def _neighbours_of(self, arch: Arch) -> list[Arch]:
-        if arch not in self._neighbours:
-            self._neighbours[arch] = neighbours(self.space, arch)
-        return self._neighbours[arch]
-
-    def _allowed(self, arch: Arch) -> bool:
-        if not self.is_new(arch):
-            return False
-        return not self.constraints or all(c.satisfied(self.cost(arch)) for c in self.constraints)
 
     def _reject(self, child: Arch) -> bool:
         """Early rejection: the child's proxy is below the quantile of the evaluated ones."""

@@ -24,7 +24,6 @@ import numpy as np
 from nas.pareto import crowding_distance, hypervolume_contributions, non_dominated_sort
 from nas.strategies.base import Strategy, StrategyError, Trial
 from nas.strategies.marginals import GeneRanks
-from nas.strategies.neighbourhood import neighbours
 from search_spaces import Arch
 
 MARGIN = 0.1  # reference point beyond the front's nadir, as a fraction of the front's span
@@ -45,7 +44,6 @@ class NSGA2(Strategy):
                 raise StrategyError(f"nsga2: {name} must be in [0, 1], got {o[name]!r}")
         self.population: list[int] = []  # indices into self.trials
         self._rank: dict[int, tuple[int, float]] = {}  # trial -> (front level, -crowding)
-        self._neighbours: dict[Arch, list[Arch]] = {}
         self._ok: list[int] = []  # successful feasible trials, in told order
         self._points = np.zeros((0, len(self.objectives)))  # their objectives, minimised
         self._ranks = GeneRanks(self.space, float(o["prior"]))
@@ -90,21 +88,11 @@ class NSGA2(Strategy):
             arch = self.trials[self._ok[front[k]]].arch
             if arch in self.exhausted:
                 continue
-            untried = [n for n in self._neighbours_of(arch) if self._allowed(n)]
+            untried = self.untried_neighbours(arch)
             if untried:
                 return self._ranks.best_of(untried, rng)
             self.exhausted.add(arch)
         return None
-
-    def _neighbours_of(self, arch: Arch) -> list[Arch]:
-        if arch not in self._neighbours:
-            self._neighbours[arch] = neighbours(self.space, arch)
-        return self._neighbours[arch]
-
-    def _allowed(self, arch: Arch) -> bool:
-        if not self.is_new(arch):
-            return False
-        return not self.constraints or all(c.satisfied(self.cost(arch)) for c in self.constraints)
 
     # --- learning and selection ----------------------------------------------------------------
     def _minimised(self, trial: Trial) -> np.ndarray:

@@ -63,6 +63,21 @@ def test_validate_writes_csv_plot_and_metrics(built, tmp_path, capsys):
     assert (out / "validation.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_sample_under_a_latency_budget_on_this_cpu(built, capsys):
+    """`nas sample --device cpu` prices samples with the table built here."""
+    assert main(["latency", "predict", "--space", "lattoy", "--arch", "r8-k3e2-k3e2",
+                 "--cache-dir", built, "--json", "--no-measure"]) == 0
+    smallest = json.loads(capsys.readouterr().out)["latency_ms"]
+    budget = 1.5 * smallest
+    assert main(["sample", "--space", "lattoy", "-n", "4", "--device", "cpu", "--budget",
+                 f"{budget:.5f}ms-latency", "--cache-dir", built, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 4 and all(0 < r["latency_ms"] <= budget for r in rows)
+    assert main(["sample", "--space", "lattoy", "-n", "2", "--device", "cpu", "--budget",
+                 f"{0.5 * smallest:.5f}ms-latency", "--cache-dir", built]) == 2
+    assert "smallest architecture" in capsys.readouterr().err
+
+
 def test_user_errors_exit_2_with_one_line(built, tmp_path, capsys):
     cases = [
         (["latency", "predict", "--space", "lattoy", "--arch", "r9-k3e2-k3e2", "--cache-dir",

@@ -10,8 +10,9 @@ from latency_toy import toy_space
 
 from estimators.latency.blockset import all_archs
 from estimators.latency.errors import LatencyError
-from estimators.latency.features import STATS, StageFeatures, block_stats
-from estimators.latency.fit import fit_device
+from estimators.latency.features import (KERNEL_CATEGORIES, STATS, KernelFeatures, StageFeatures,
+                                         block_kernels, block_stats, kernel_knots)
+from estimators.latency.fit import FittedModel, FittedPredictor, fit_device
 from estimators.latency.metrics import accuracy
 from estimators.latency.regression import fit_nonneg
 from nas.cli import main
@@ -66,6 +67,45 @@ def test_block_stats_match_the_analytical_costs(toy):
     assert mb["inner_elems"] == 2 * 32 * 12 * 12
 
 
+def test_block_kernels_carry_the_analytical_macs(toy):
+    from search_spaces.ops import block_cost
+
+    for arch in all_archs(toy)[:4]:
+        for spec in toy.blocks(arch):
+            kernels = block_kernels(spec)
+            assert {c for c, _, _ in kernels} <= set(KERNEL_CATEGORIES)
+            macs = sum(w for c, w, _ in kernels if c != "memory")
+            assert macs == block_cost(spec).macs
+    mbconv = block_kernels(toy.blocks(toy.max_arch())[1])
+    assert [c for c, _, _ in mbconv].count("compute") == 2  # expand and project 1x1 convs
+    assert [c for c, _, _ in mbconv].count("depthwise") == 1
+    assert all(e > 0 for _, _, e in mbconv)
+
+
+def roofline_latency(space, archs, floor=0.02):
+    """A made-up GPU: each kernel costs max(launch floor, work / throughput), so small
+    networks are launch-bound and large ones throughput-bound (convex in the work)."""
+    speed = {"compute": 2e-7, "depthwise": 1e-6, "memory": 4e-6}
+    return np.array([0.1 + sum(max(floor, w * speed[c]) for s in space.blocks(a)
+                               for c, w, _ in block_kernels(s)) for a in archs])
+
+
+def test_kernel_features_fit_a_launch_floor_then_throughput_device(toy):
+    archs = all_archs(toy)
+    y = roofline_latency(toy, archs)
+    knots = kernel_knots(s for a in archs[:20] for s in toy.blocks(a))
+    assert all(len(knots[c]) >= 1 for c in KERNEL_CATEGORIES)
+    features = KernelFeatures(knots)
+    assert len(features.vector(toy.blocks(archs[0]))) == len(features.names)
+    report, predictor = fit_device(toy, archs, y, train=20, seed=0, feature_sets=["kernels"])
+    assert report.model.knots and report.test["within_5pct"] == 1.0
+    stages, _ = fit_device(toy, archs, y, train=20, seed=0, feature_sets=["compute"])
+    assert report.test["mape"] < 0.5 < stages.test["mape"]  # per-stage sums stay linear
+    restored = FittedModel.from_dict(json.loads(json.dumps(report.model.as_dict())))
+    again = FittedPredictor(toy, restored, "roofline")
+    assert [again.latency_ms(a) for a in archs] == [predictor.latency_ms(a) for a in archs]
+
+
 def test_fit_learns_a_device_from_few_networks(toy):
     archs = all_archs(toy)
     y = synthetic_latency(toy, archs, noise=0.01)
@@ -73,7 +113,7 @@ def test_fit_learns_a_device_from_few_networks(toy):
     assert report.train_rows == 20 and report.test_rows == 12
     assert report.test["within_10pct"] >= 0.9 and report.test["kendall_tau"] > 0.7
     assert set(report.flops_baseline) >= {"within_5pct", "within_10pct", "mape", "kendall_tau"}
-    assert {r["feature_set"] for r in report.cv} >= {"launch", "compute", "structure"}
+    assert {r["feature_set"] for r in report.cv} >= {"launch", "compute", "structure", "kernels"}
     with pytest.raises(LatencyError, match="--train must be between 10 and 31"):
         fit_device(toy, archs, y, train=32)
 
@@ -127,3 +167,35 @@ def test_published_gpu_column_from_100_networks(shared_data):
     y = frame["latency_ms_v100_64"].to_numpy()
     report, _ = fit_device(space, archs, y, train=100, seed=0, feature_sets=["compute"])
     assert report.test["within_10pct"] >= 0.9 and report.test["kendall_tau"] >= 0.85
+
+
+def test_sample_under_a_latency_budget_on_a_fitted_device(toy, tmp_path, capsys):
+    """`nas sample --device NAME --budget Xms-latency` with a device fitted from a CSV."""
+    archs = all_archs(toy)
+    y = synthetic_latency(toy, archs)
+    csv = tmp_path / "measured.csv"
+    pd.DataFrame({"arch": [a.key for a in archs], "latency_ms_toyphone": y}).to_csv(csv,
+                                                                                     index=False)
+    cache = str(tmp_path / "cache")
+    assert main(["latency", "fit", "--space", "lattoy", "--measurements", str(csv), "--column",
+                 "latency_ms_toyphone", "--train", "20", "--cache-dir", cache]) == 0
+    capsys.readouterr()
+    budget = float(np.quantile(y, 0.4))
+    argv = ["sample", "--space", "lattoy", "-n", "6", "--seed", "1", "--device", "toyphone",
+            "--budget", f"{budget:.4f}ms-latency", "--cache-dir", cache]
+    assert main([*argv, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 6 and all(r["latency_ms"] <= budget for r in rows)
+    assert {"key", "flops", "params", "latency_ms"} <= set(rows[0])
+    assert main(argv) == 0
+    assert "device toyphone" in capsys.readouterr().out
+    cases = [(["--device", "pixel9"], "unknown device 'pixel9'"),
+             (["--device", "toyphone", "--budget", "0.001ms-latency"], "smallest architecture"),
+             (["--budget", "5ms-latency"], "needs --device")]
+    for extra, message in cases:
+        base = ["sample", "--space", "lattoy", "--cache-dir", cache]
+        if "--budget" not in extra:
+            base += ["--budget", f"{budget:.4f}ms-latency"]
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1

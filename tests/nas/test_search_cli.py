@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nas.cli import main
-from nas.export import load
+from nas import load  # the public name users call
 
 SMALL_ARGV = ["--space", "nb201", "--budget", "60M-flops", "--estimator", "proxy",
               "--option", 'proxies=["jacov"]', "--option", "batch_size=16", "--data", "digits",
