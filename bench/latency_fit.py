@@ -38,7 +38,8 @@ def columns_of(path: Path) -> list[str]:
 
 
 def run_set(name: str, data: Path, train: int, seed: int, ceiling: bool,
-            only: list[str] | None, sink: Path | None = None) -> list[dict[str, object]]:
+            only: list[str] | None, sink: Path | None = None,
+            feature_sets: list[str] | None = None) -> list[dict[str, object]]:
     import pandas as pd
 
     space_name, rel, classes = SETS[name]
@@ -53,7 +54,8 @@ def run_set(name: str, data: Path, train: int, seed: int, ceiling: bool,
         values = frame[column].to_numpy(dtype=float)
         keep = np.isfinite(values) & (values > 0)
         archs, y = [a for a, k in zip(parsed, keep) if k], values[keep]
-        report, _ = fit_device(space, archs, y, train, seed, num_classes=classes)
+        report, _ = fit_device(space, archs, y, train, seed, num_classes=classes,
+                               feature_sets=feature_sets)
         row: dict[str, object] = {
             "set": name, "column": column, "train": report.train_rows, "test": report.test_rows,
             "dropped": int((~keep).sum()),
@@ -95,6 +97,8 @@ def main() -> None:
     parser.add_argument("--sets", default="ofa,fbnet,nb201")
     parser.add_argument("--columns", default=None, help="substrings of columns to keep")
     parser.add_argument("--ceiling", action="store_true")
+    parser.add_argument("--feature-sets", default=None,
+                        help="candidate feature sets, comma-separated (default: all)")
     parser.add_argument("--json", default=None, help="also write all rows to this JSON file")
     args = parser.parse_args()
     data = Path(args.data)
@@ -104,7 +108,8 @@ def main() -> None:
     rows = []
     for name in args.sets.split(","):
         sink = Path(f"{args.json}.{name}.partial") if args.json else None
-        rows += run_set(name, data, args.train, args.seed, args.ceiling, only, sink)
+        rows += run_set(name, data, args.train, args.seed, args.ceiling, only, sink,
+                        args.feature_sets.split(",") if args.feature_sets else None)
     for name in args.sets.split(","):
         mine = [r for r in rows if r["set"] == name]
         if mine:

@@ -1,8 +1,10 @@
 """Learning a device the engine cannot run on, from whole-network latencies measured there.
 
-Candidate models share one structure, latency = intercept + sum over stages of non-negative
-per-stage costs (see `features.py`), and differ in which block statistics feed them and in
-the ridge strength. The candidate is chosen by k-fold cross-validation on the training rows
+Candidate models share one structure, latency = intercept + a non-negative combination of
+features (see `features.py`): per-stage sums of block statistics, network-wide layer counts by
+kind, and network-wide kernel features (each kernel's cost a convex function of its work:
+launch floor, then throughput); they differ in which features feed them and in the ridge
+strength. The candidate is chosen by k-fold cross-validation on the training rows
 only (the held-out rows are touched once, for the reported figures); a FLOPs-only linear
 model is fitted on the same rows as the baseline.
 """
@@ -16,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from estimators.latency.errors import LatencyError
-from estimators.latency.features import KINDS, TABLE_STAT, StageFeatures
+from estimators.latency.features import KERNELS, KINDS, TABLE_STAT, StageFeatures
 from estimators.latency.metrics import accuracy
 from estimators.latency.regression import LinearFit, fit_nonneg
 from search_spaces import Arch, SearchSpace
@@ -29,6 +31,9 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "compute+kinds": ("blocks", "macs", "io_elems", "inner_elems", KINDS),
     "table": (TABLE_STAT, "blocks", "layers"),
     "table+compute": (TABLE_STAT, "blocks", "macs", "io_elems", "inner_elems"),
+    "kernels": (KERNELS,),
+    "kernels+blocks": ("blocks", KERNELS),
+    "kernels+compute": ("blocks", "macs", "io_elems", "inner_elems", KERNELS),
 }
 FLOPS_SET = "flops"
 ALPHAS = (1e-6, 1e-5, 1e-4, 1e-3)
@@ -50,12 +55,14 @@ class FittedModel:
     table_fingerprint: str = ""
     num_classes: int | None = None
     kinds: tuple[str, ...] = ()
+    knots: dict[str, list[float]] | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {"space": self.space, "feature_set": self.feature_set, "stats": list(self.stats),
-                "stages": list(self.stages), "kinds": list(self.kinds), "coef": list(self.coef),
-                "intercept": self.intercept, "alpha": self.alpha, "robust": self.robust,
-                "table_fingerprint": self.table_fingerprint, "num_classes": self.num_classes}
+                "stages": list(self.stages), "kinds": list(self.kinds), "knots": self.knots,
+                "coef": list(self.coef), "intercept": self.intercept, "alpha": self.alpha,
+                "robust": self.robust, "table_fingerprint": self.table_fingerprint,
+                "num_classes": self.num_classes}
 
     @staticmethod
     def from_dict(data: dict) -> "FittedModel":
@@ -63,7 +70,7 @@ class FittedModel:
                            tuple(data["stages"]), list(data["coef"]), float(data["intercept"]),
                            float(data["alpha"]), bool(data["robust"]),
                            data.get("table_fingerprint", ""), data.get("num_classes"),
-                           tuple(data.get("kinds", ())))
+                           tuple(data.get("kinds", ())), data.get("knots"))
 
 
 @dataclass
@@ -128,12 +135,21 @@ def select_and_fit(space: SearchSpace, archs: Sequence[Arch], y: np.ndarray,
     kinds = StageFeatures.kinds_of(space, archs, num_classes)
     names = [n for n in (feature_sets or FEATURE_SETS)
              if table is not None or TABLE_STAT not in FEATURE_SETS[n]]
+    knots = None
+    if any(KERNELS in FEATURE_SETS[n] for n in names):
+        try:
+            knots = StageFeatures.knots_of(space, archs, num_classes)
+        except LatencyError:
+            if feature_sets:  # asked for by name: say why it cannot be had
+                raise
+            names = [n for n in names if KERNELS not in FEATURE_SETS[n]]
     folds = _folds(len(y), seed)
     results = []
     best: tuple[tuple[float, float], str, float, bool] | None = None
     single = len(names) * len(alphas) * len(robust_options) == 1
     for name in names:
-        features = StageFeatures(space, FEATURE_SETS[name], stages, num_classes, table, kinds)
+        features = StageFeatures(space, FEATURE_SETS[name], stages, num_classes, table, kinds,
+                                 knots)
         x = features.matrix(list(archs))
         for alpha in alphas:
             for robust in robust_options:
@@ -146,12 +162,14 @@ def select_and_fit(space: SearchSpace, archs: Sequence[Arch], y: np.ndarray,
                     best = (score, name, alpha, robust)
     assert best is not None
     _, name, alpha, robust = best
-    features = StageFeatures(space, FEATURE_SETS[name], stages, num_classes, table, kinds)
+    features = StageFeatures(space, FEATURE_SETS[name], stages, num_classes, table, kinds,
+                             knots)
     fit = fit_nonneg(features.matrix(list(archs)), y, alpha, robust)
     model = FittedModel(space.name, name, FEATURE_SETS[name], tuple(stages),
                         [float(c) for c in fit.coef], fit.intercept, alpha, robust,
                         table_fingerprint if TABLE_STAT in FEATURE_SETS[name] else "",
-                        num_classes, tuple(features.kinds))
+                        num_classes, tuple(features.kinds),
+                        knots if KERNELS in FEATURE_SETS[name] else None)
     return model, results
 
 
@@ -194,7 +212,7 @@ class FittedPredictor:
                                f"not {space.name!r}")
         self.space, self.model, self.device = space, model, device
         self.features = StageFeatures(space, model.stats, model.stages, model.num_classes, table,
-                                      model.kinds)
+                                      model.kinds, model.knots)
         self.coef = np.asarray(model.coef)
 
     def latency_ms(self, arch: Arch) -> float:

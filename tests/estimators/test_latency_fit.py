@@ -199,3 +199,33 @@ def test_sample_under_a_latency_budget_on_a_fitted_device(toy, tmp_path, capsys)
         assert main([*base, *extra]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_blocks_that_cannot_run_on_meta_drop_the_kernel_features(toy, monkeypatch):
+    """A block whose forward needs real data (here `.item()`) has no kernel features: model
+    selection leaves those sets out, and asking for them by name says why."""
+    import search_spaces.ops as ops
+    from torch import nn
+
+    from estimators.latency import features
+
+    class DataDependent(nn.Module):
+        def forward(self, x):
+            return x * 2 if x.sum().item() > 0 else x
+
+    real = ops.build_block
+    monkeypatch.setattr(ops, "build_block", lambda spec: nn.Sequential(DataDependent(),
+                                                                       real(spec)))
+    caches = (features._trace, features.block_stats, features.arch_kinds, features.stage_stats)
+    for cache in caches:
+        cache.cache_clear()
+    try:
+        archs = all_archs(toy)
+        y = synthetic_latency(toy, archs)
+        report, _ = fit_device(toy, archs, y, train=20, seed=0)
+        assert report.cv and not any("kernels" in r["feature_set"] for r in report.cv)
+        with pytest.raises(LatencyError, match="cannot run on the meta device"):
+            fit_device(toy, archs, y, train=20, seed=0, feature_sets=["kernels"])
+    finally:
+        for cache in caches:
+            cache.cache_clear()
