@@ -15,11 +15,12 @@ over processes (`--part standalone --shard 0/2` and `--shard 1/2`, then `--part 
 Run from the repository root:
 
     python bench/supernet_ranking.py [--data ../shared/data] [--out results/bench-supernet]
-        [--part all|supernet|standalone|report] [--shard I/N] [--threads 1]
+        [--part all|supernet|standalone|report] [--shard I/N] [--threads 1] [--epochs 1]
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -49,7 +50,7 @@ SPACE = "mobile"
 SUBNETS = 20
 NOISE_SUBNETS = 3  # trained again with another seed
 SEED = 0
-STANDALONE = TrainRecipe(epochs=1.0, batch_size=128, lr=0.1, train_images=30_000)
+STANDALONE = TrainRecipe(epochs=1.0, batch_size=128, lr=0.1, train_images=30_000)  # --epochs
 
 
 def biased_pool(space: SearchSpace, count: int, seed: int) -> list[Arch]:
@@ -119,11 +120,13 @@ def part_supernet(data, subnets, out: Path, cache: Path) -> None:
         print(f"supernet {metrics['acc']:.2f} in {metrics['supernet_seconds']:.2f}s {arch.key}",
               flush=True)
     record["scores"] = scores
+    record["eval_threads"] = torch.get_num_threads()
     record["eval_load_average"] = os.getloadavg()
     save_json(out / "supernet.json", record)
 
 
 def part_standalone(data, subnets, out: Path, shard: tuple[int, int]) -> None:
+    """Runs are keyed by arch, seed and recipe, so several recipes can share one --out."""
     jobs = [(arch, SEED) for arch, _ in subnets]
     jobs += [(subnets[i][0], SEED + 1) for i in noise_indices(len(subnets))]
     for index, (arch, seed) in enumerate(jobs):
@@ -202,7 +205,7 @@ def part_report(subnets, out: Path) -> dict[str, Any]:
             b = np.array([r["standalone_acc"] for r in rows])
             report["noise"]["tau_two_seeds_would_reach"] = simulated_tau(b, sigma)
     for name in ("train_seconds", "train_cpu_seconds", "recipe", "history", "load_average",
-                 "threads"):
+                 "threads", "eval_threads"):
         if name in supernet:
             report[f"supernet_{name}"] = supernet[name]
     if rows:
@@ -222,6 +225,7 @@ def part_report(subnets, out: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    global STANDALONE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"),
                         help="reference data folder (holds fashion-mnist/)")
@@ -232,7 +236,10 @@ def main() -> None:
     parser.add_argument("--shard", default="0/1", help="I/N: this process's share of the "
                                                        "standalone runs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--epochs", type=float, default=STANDALONE.epochs,
+                        help=f"standalone training epochs (default {STANDALONE.epochs:g})")
     args = parser.parse_args()
+    STANDALONE = dataclasses.replace(STANDALONE, epochs=args.epochs)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ class SearchConfig:
     skip connections: `aux_skip` (DARTS-: an auxiliary skip on every mixed edge, decayed from
     1 to 0), `early_stop` (once more than `max_skip` searched dimensions have preferred a skip
     connection for `stop_patience` of the steps, stop the phase and restore the logits from
-    before that began), `none`, or `auto` (aux_skip for darts, none for gumbel).
+    before that began), `none`, or `auto` (early_stop for darts, none for gumbel).
     `fixed` holds genes not to search (a dimension that reshapes the network, such as the
     input resolution, is always fixed: by default at the largest value within the budget)."""
 

@@ -65,7 +65,7 @@ class DifferentiableSearch:
         self.method = config.method if config.method != "auto" else (
             "darts" if decomposed else "gumbel")
         self.guard = config.guard if config.guard != "auto" else (
-            "aux_skip" if self.method == "darts" else "none")
+            "early_stop" if self.method == "darts" else "none")
         self.cost: CostModel = cost_model(self.relaxation, config.cost_metric, block_cost,
                                           self.cost_fn)
         self.bounds: list[tuple[Constraint, CostModel]] = [

@@ -178,7 +178,9 @@ def test_block_tables_and_linearised_costs(fbnet_sparse):
 # --- search -----------------------------------------------------------------------------------
 def test_darts_steps_learn_a_cell_and_repeat_with_the_seed(cell_space, digits):
     config = SearchConfig(**FAST)
-    first = DifferentiableSearch(cell_space, digits, config, seed=3).run()
+    search = DifferentiableSearch(cell_space, digits, config, seed=3)
+    assert search.guard == "early_stop"  # the default for DARTS (see docs/differentiable.md)
+    first = search.run()
     again = DifferentiableSearch(cell_space, digits, config, seed=3).run()
     assert first.probs == again.probs and first.arch == again.arch
     assert cell_space.contains(first.arch)
@@ -186,8 +188,14 @@ def test_darts_steps_learn_a_cell_and_repeat_with_the_seed(cell_space, digits):
     uniform = 1 / 5
     assert max(abs(p - uniform) for v in first.probs.values() for p in v) > 1e-3  # it moved
     assert [h["step"] for h in first.history][0] == 0.0
-    assert first.history[0]["aux"] == 1.0  # DARTS-'s auxiliary skip is the default guard
     assert 0.0 <= first.supernet_acc <= 100.0
+
+
+def test_aux_skip_decays_from_one_to_zero(cell_space, digits):
+    config = SearchConfig(**{**FAST, "steps": 4}, guard="aux_skip")
+    history = DifferentiableSearch(cell_space, digits, config, seed=3).run().history
+    aux = [h["aux"] for h in history]
+    assert aux[0] == 1.0 and aux == sorted(aux, reverse=True) and aux[-1] < 1.0
 
 
 def test_each_cost_weight_of_a_sweep_is_its_own_run(cell_space, digits):
@@ -349,7 +357,7 @@ def test_cli_sweeps_and_reports(cell_space, capsys, tmp_path):
                    "--out", str(out)])
     assert status == 0
     payload = json.loads(capsys.readouterr().out)
-    assert payload["method"] == "darts" and payload["guard"] == "aux_skip"
+    assert payload["method"] == "darts" and payload["guard"] == "early_stop"
     assert [r["cost_weight"] for r in payload["results"]] == [0.0, 5.0]
     for row in payload["results"]:
         assert cell_space.contains(cell_space.parse(row["key"]))
