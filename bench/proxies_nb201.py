@@ -6,7 +6,8 @@ Two parts:
    proxies with NASLib's score of the same name, and of each with NASLib's 200-epoch
    `val_accuracy` and with `acc12_cifar10_val` of `nb201/nb201.csv`.
 2. All 15,625 cells, or a seeded random subset of `--subset` of them: Spearman of each proxy
-   with `acc12_cifar10_val`.
+   with `acc12_cifar10_val`. With `--out`, scores are saved every 500 cells and a new run
+   with the same `--out` scores only the cells missing there.
 
 Every network is initialised with the same seed and scored on the same batch. We have no
 CIFAR-10 here: `--inputs fmnist` (default) uses Fashion-MNIST training images resized to 32x32
@@ -87,8 +88,12 @@ def score_cell(official: str) -> tuple[str, dict[str, float], float]:
 
 
 def score_all(cells: list[str], batch: tuple[torch.Tensor, torch.Tensor], seed: int,
-              workers: int, label: str) -> tuple[pd.DataFrame, list[float]]:
+              workers: int, label: str, done: pd.DataFrame | None = None,
+              sink: Path | None = None) -> tuple[pd.DataFrame, list[float]]:
+    """Scores `cells`; with `sink`, `done` (earlier scores) plus the new ones are written there
+    every 500 cells, so a killed run resumes where it was."""
     rows, seconds = [], []
+    earlier = done if done is not None else pd.DataFrame()
     start = time.perf_counter()
     if workers <= 1:
         _init_worker(batch, seed)
@@ -104,11 +109,13 @@ def score_all(cells: list[str], batch: tuple[torch.Tensor, torch.Tensor], seed: 
             if i % 100 == 0 or i == len(cells):
                 elapsed = time.perf_counter() - start
                 print(f"  [{label}] {i}/{len(cells)} cells, {elapsed:.0f} s", flush=True)
+            if sink is not None and (i % 500 == 0 or i == len(cells)):
+                write_csv(pd.concat([earlier, pd.DataFrame(rows)], ignore_index=True), sink)
     finally:
         if pool is not None:
             pool.close()
             pool.join()
-    return pd.DataFrame(rows), seconds
+    return pd.concat([earlier, pd.DataFrame(rows)], ignore_index=True), seconds
 
 
 def spearman(a: pd.Series, b: pd.Series) -> float:
@@ -191,21 +198,30 @@ def score_nb201(args: argparse.Namespace, batch: tuple[torch.Tensor, torch.Tenso
     if args.subset:
         rng = np.random.default_rng(args.seed)
         cells = [cells[i] for i in sorted(rng.choice(len(cells), args.subset, replace=False))]
+    sink = args.out / f"nb201_cells_{args.inputs}.csv" if args.out else None
+    done = pd.DataFrame()
+    if sink is not None and sink.exists():  # resume: keep the cells scored before
+        done = pd.read_csv(sink, usecols=["arch", *PROXY_NAMES])
+        done = done[done["arch"].isin(set(cells))]
+        print(f"resuming: {len(done)} of {len(cells)} cells already in {sink}")
+    scored = set(done["arch"]) if len(done) else set()
+    todo = [c for c in cells if c not in scored]
     start = time.perf_counter()
-    ours, seconds = score_all(cells, batch, args.seed, args.workers, "nb201")
+    ours, seconds = score_all(todo, batch, args.seed, args.workers, "nb201", done, sink)
     wall = time.perf_counter() - start
     acc = table.loc[ours["arch"], "acc12_cifar10_val"].to_numpy()
+    timing = (f"per cell median {statistics.median(seconds):.2f} s, wall {wall:.0f} s this run"
+              if seconds else "nothing left to score")
     print(f"\nPart 2: {len(ours)} of 15,625 cells"
           f"{f' (seeded random subset, seed {args.seed})' if args.subset else ''} vs "
-          f"acc12_cifar10_val; per cell median {statistics.median(seconds):.2f} s, "
-          f"wall {wall:.0f} s")
+          f"acc12_cifar10_val; {timing}")
     rows = [{"proxy": n, "spearman": spearman(ours[n], pd.Series(acc)),
              "kendall": float(kendalltau(ours[n].to_numpy(float), acc).statistic)}
             for n in PROXY_NAMES]
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    if args.out:
+    if sink is not None:
         ours["acc12_cifar10_val"] = acc
-        write_csv(ours, args.out / f"nb201_cells_{args.inputs}.csv")
+        write_csv(ours, sink)
 
 
 if __name__ == "__main__":
