@@ -19,7 +19,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -31,6 +30,7 @@ from estimators.data import load_data  # noqa: E402
 from estimators.flops import FlopsEstimator  # noqa: E402
 from estimators.train import TrainRecipe, train_model  # noqa: E402
 from nas.differentiable import DifferentiableSearch, SearchConfig  # noqa: E402
+from progress import progress_lines  # noqa: E402
 from nas.pareto import pareto_mask  # noqa: E402
 from search_spaces import register_space  # noqa: E402
 from search_spaces.spaces import fbnet as fbnet_family  # noqa: E402
@@ -47,20 +47,6 @@ SPACES = {
         "resolutions": [32], "stem": 16, "first": 16, "head": 256, "mix": 0, "dropout": 0.0,
         "classes": 10}, sparse),
 }
-
-
-def progress_lines() -> Callable[[str, int, int, dict], None]:
-    """A search progress callback that prints one line per tenth of each phase to stderr."""
-    shown: dict[str, int] = {}
-
-    def report(phase: str, step: int, total: int, info: dict) -> None:
-        tenth = 10 * step // total
-        if tenth > shown.get(phase, 0):
-            shown[phase] = tenth
-            values = " ".join(f"{k}={v:.3g}" for k, v in info.items() if k != "step")
-            print(f"  {phase} {step}/{total} {values}", file=sys.stderr, flush=True)
-
-    return report
 
 
 def parse_args() -> argparse.Namespace:

@@ -7,24 +7,10 @@ import time
 import warnings
 from typing import Any, Callable
 
+from nas.cli_types import resolution
 from search_spaces import Arch, NasError, SearchSpace, get_space
 
 CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
-
-
-def _resolution(text: str) -> int | str | None:
-    if text == "data":
-        return None
-    if text == "arch":
-        return "arch"
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 'data', 'arch' or a number of pixels, "
-                                         f"got {text!r}")
-    return value
 
 
 def _pick_arch(space: SearchSpace, args: argparse.Namespace) -> Arch:
@@ -132,7 +118,7 @@ def register(command: CommandAdder) -> None:
                            "/usr/share/datasets/fashion-mnist)")
     data.add_argument("--val-fraction", type=float, default=1 / 6,
                       help="share of the training set held out for validation (default 1/6)")
-    data.add_argument("--resolution", type=_resolution, default=None,
+    data.add_argument("--resolution", type=resolution, default=None,
                       help="input size: 'data' (default, the data set's), 'arch' (the "
                            "architecture's own) or pixels")
     data.add_argument("--batch-size", type=int, default=None,

@@ -7,32 +7,10 @@ import sys
 import warnings
 from typing import Any, Callable
 
+from nas.cli_types import positive_int, resolution
 from search_spaces import NasError, get_space
 
 CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
-
-
-def _resolution(text: str) -> int | str | None:
-    if text in ("data", "arch"):
-        return None if text == "data" else "arch"
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 'data', 'arch' or a number of pixels, "
-                                         f"got {text!r}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
 
 
 def _recipe(args: argparse.Namespace):
@@ -136,26 +114,26 @@ def register(command: CommandAdder) -> None:
     p.add_argument("--val-fraction", type=float, default=1 / 6,
                    help="share of the training set held out for validation (default 1/6)")
     defaults = SupernetRecipe()
-    p.add_argument("--epochs", type=_positive, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None,
                    help=f"epochs (default {defaults.epochs}; a checkpoint after each)")
     p.add_argument("--train-images", type=int, default=None,
                    help=f"training images drawn per epoch (default {defaults.train_images}; "
                         f"0: the whole split)")
-    p.add_argument("--batch-size", type=_positive, default=None,
+    p.add_argument("--batch-size", type=positive_int, default=None,
                    help=f"images per step (default {defaults.batch_size})")
     p.add_argument("--lr", type=float, default=None, help=f"peak learning rate "
                                                          f"(default {defaults.lr})")
     p.add_argument("--random-subnets", type=int, default=None,
                    help=f"random subnets per step besides the largest and smallest "
                         f"(default {defaults.random_subnets})")
-    p.add_argument("--resolution", type=_resolution, default=None,
+    p.add_argument("--resolution", type=resolution, default=None,
                    help="training input size: 'data' (default), 'arch' (each subnet's own) or "
                         "pixels")
     p.add_argument("--no-kernel-transform", action="store_true",
                    help="elastic kernels without OFA's kernel transform matrices")
     p.add_argument("--seed", type=int, default=0,
                    help="initialisation, data order, subnets and validation split")
-    p.add_argument("--workers", type=_positive, default=1,
+    p.add_argument("--workers", type=positive_int, default=1,
                    help="data-parallel Ray Train CPU workers (default 1: in this process)")
     p.add_argument("--address", default=None,
                    help="Ray cluster to join with --workers (default: start one in-process)")
@@ -165,7 +143,7 @@ def register(command: CommandAdder) -> None:
                    help="train again even when the cache holds this supernet")
     p.add_argument("--cache-dir", default=None,
                    help="where trained supernets live (default $NAS_CACHE_DIR or ~/.cache/nas)")
-    p.add_argument("--threads", type=_positive, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads of this process (default: torch's, one per core; use 1 "
                         "on a machine other work keeps busy)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, NoReturn, Sequence
 
 import numpy as np
 from search_spaces.arch import Arch, Gene
@@ -84,6 +84,15 @@ class SearchSpace(ABC):
     @abstractmethod
     def decode(self, body: str) -> Arch:
         """Inverse of `encode`; raises `InvalidArchError` naming the expected form."""
+
+    def key_form(self) -> str:
+        """How a key body looks, for error messages (by default an example: the first options)."""
+        return repr(self.encode(self.min_arch()))
+
+    def bad_key(self, body: str, why: str) -> NoReturn:
+        """Raise the one error every malformed key gets: what is wrong and the expected form."""
+        raise InvalidArchError(f"{self.name}: bad key {body!r} ({why}); expected the form "
+                               f"{self.key_form()}")
 
     @abstractmethod
     def input_size(self, arch: Arch) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, NoReturn
+from typing import Any, Mapping
 
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError
@@ -177,9 +177,9 @@ class DenseNetSpace(SearchSpace):
         match = re.fullmatch(rf"g(?P<g>\d+)-c(?P<c>\d+\.\d+)-(?P<t>[a-z]+(?:\.[a-z]+)*)"
                              rf"-b(?P<b>{INTS})(?:-s(?P<s>{FLOATS}))?-r(?P<r>\d+)", body)
         if match is None:
-            self._bad(body, "malformed")
+            self.bad_key(body, "malformed")
         if (match["s"] is None) == self.sparse:
-            self._bad(body, "'-s<densities>' is given in sparse spaces only")
+            self.bad_key(body, "'-s<densities>' is given in sparse spaces only")
         genes: dict[str, Gene] = {"growth": int(match["g"]), "compression": float(match["c"]),
                                   "r": int(match["r"])}
         lists: dict[str, list[Any]] = {"t": match["t"].split("."), "b": split_ints(match["b"])}
@@ -187,12 +187,12 @@ class DenseNetSpace(SearchSpace):
             lists["density"] = split_floats(match["s"])
         for prefix, values in lists.items():
             if len(values) != self.num_blocks:
-                self._bad(body, f"{self.num_blocks} values expected for '{prefix}'")
+                self.bad_key(body, f"{self.num_blocks} values expected for '{prefix}'")
             genes.update({f"{prefix}{i + 1}": v for i, v in enumerate(values)})
         return self.make(genes)
 
-    def _bad(self, body: str, why: str) -> NoReturn:
-        raise InvalidArchError(f"{self.name}: bad key {body!r} ({why}); expected {self._form}")
+    def key_form(self) -> str:
+        return self._form
 
 
 def create(name: str, config: Mapping[str, Any], sparse: bool) -> DenseNetSpace:

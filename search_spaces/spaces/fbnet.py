@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator, NoReturn
+from typing import Any, Iterator
 
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError
@@ -184,38 +184,33 @@ class FBNetSpace(SearchSpace):
         if self.sparse:
             text, sep, densities = text.rpartition("@")
             if not sep:
-                self._bad(body, "no '@<densities>' part")
+                self.bad_key(body, "no '@<densities>' part")
             genes.update(self._decode_densities(body, densities))
         ops = text.split("-")
         if len(ops) != len(self.layers):
-            self._bad(body, f"{len(ops)} ops, expected {len(self.layers)}")
+            self.bad_key(body, f"{len(ops)} ops, expected {len(self.layers)}")
         for i, op in enumerate(ops, 1):
             if op not in self.config.ops:
-                self._bad(body, f"op {op!r} is not one of {list(self.config.ops)}")
+                self.bad_key(body, f"op {op!r} is not one of {list(self.config.ops)}")
             genes[f"l{i}"] = op
         for stage in range(1, len(self.config.widths) + 1):
             if self.sparse and genes[f"density{stage}"] is None \
                     and not self._all_identity(stage, genes):
-                self._bad(body, f"stage {stage} has convs, so it needs a density, not '-'")
+                self.bad_key(body, f"stage {stage} has convs, so it needs a density, not '-'")
         return self.make(genes)
 
     def _decode_densities(self, body: str, text: str) -> dict[str, Gene]:
         tokens = text.split(",")
         stages = len(self.config.widths)
         if len(tokens) != stages:
-            self._bad(body, f"{len(tokens)} densities, expected {stages}")
+            self.bad_key(body, f"{len(tokens)} densities, expected {stages}")
         options = {str(d): d for d in DENSITIES}
         genes: dict[str, Gene] = {}
         for stage, token in enumerate(tokens, 1):
             if token != INACTIVE and token not in options:
-                self._bad(body, f"density {token!r} is not one of {list(options)} or '-'")
+                self.bad_key(body, f"density {token!r} is not one of {list(options)} or '-'")
             genes[f"density{stage}"] = options.get(token)
         return genes
-
-    def _bad(self, body: str, why: str) -> NoReturn:
-        example = self.encode(self.min_arch())
-        raise InvalidArchError(f"{self.name}: bad arch {body!r}: {why}; expected the form "
-                               f"{example!r}")
 
     # --- named networks -----------------------------------------------------------------------
     def from_ops(self, ops: list[str]) -> Arch:

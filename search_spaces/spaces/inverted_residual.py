@@ -13,7 +13,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, fields
-from typing import Any, Iterator, NoReturn
+from typing import Any, Iterator
 
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError
@@ -207,8 +207,8 @@ class InvertedResidualSpace(SearchSpace):
         parts = body.strip().split("-")
         fixed = 2 if self.has_width else 1
         if len(parts) != fixed + self.num_stages:
-            self._bad(body, f"{len(parts)} '-'-separated parts, expected "
-                            f"{fixed + self.num_stages}")
+            self.bad_key(body, f"{len(parts)} '-'-separated parts, expected "
+                         f"{fixed + self.num_stages}")
         genes: dict[str, Gene] = {}
         if self.has_width:
             genes["w"] = self._gene(body, "w", parts[0], "w")
@@ -222,31 +222,26 @@ class InvertedResidualSpace(SearchSpace):
         if self.sparse:
             text, sep, density = text.rpartition("@")
             if not sep:
-                self._bad(body, f"stage {i} has no '@<density>'")
+                self.bad_key(body, f"stage {i} has no '@<density>'")
             genes[f"density{i}"] = self._gene(body, f"density{i}", density)
         blocks = re.split(r"\.(?=k)", text)  # an expand ratio may itself contain a '.'
         if len(blocks) not in self.config.depths[i - 1]:
-            self._bad(body, f"stage {i} has {len(blocks)} blocks, expected one of "
-                            f"{list(self.config.depths[i - 1])}")
+            self.bad_key(body, f"stage {i} has {len(blocks)} blocks, expected one of "
+                         f"{list(self.config.depths[i - 1])}")
         genes[f"d{i}"] = len(blocks)
         for j, block in enumerate(blocks, 1):
             match = re.fullmatch(r"k([^e]*)e(.*)", block)
             if match is None:
-                self._bad(body, f"block {block!r} of stage {i} is not k<kernel>e<expand>")
+                self.bad_key(body, f"block {block!r} of stage {i} is not k<kernel>e<expand>")
             genes[f"k{i}_{j}"] = self._gene(body, f"k{i}_{j}", match.group(1))
             genes[f"e{i}_{j}"] = self._gene(body, f"e{i}_{j}", match.group(2))
         return genes
 
     def _gene(self, body: str, name: str, token: str, prefix: str = "") -> Gene:
         if not token.startswith(prefix) or token[len(prefix):] not in self._tokens[name]:
-            self._bad(body, f"{token!r} is not a valid {name} "
-                            f"({prefix}{{{','.join(self._tokens[name])}}})")
+            self.bad_key(body, f"{token!r} is not a valid {name} "
+                         f"({prefix}{{{','.join(self._tokens[name])}}})")
         return self._tokens[name][token[len(prefix):]]
-
-    def _bad(self, body: str, why: str) -> NoReturn:
-        example = self.encode(self.min_arch())
-        raise InvalidArchError(f"{self.name}: bad arch {body!r}: {why}; expected the form "
-                               f"{example!r}")
 
     # --- OFA's JSON form ----------------------------------------------------------------------
     def parse(self, text: str) -> Arch:

@@ -23,7 +23,7 @@ SHORT = {"none": "none", "skip_connect": "skip", "avg_pool_3x3": "avg", "nor_con
          "nor_conv_3x3": "c3"}
 FROM_SHORT = {v: k for k, v in SHORT.items()}
 NUM_ARCHS = len(CELL_OPS) ** len(EDGES)
-KEY_FORM = "expected 'OP+OP.OP+OP.OP.OP' (inputs of nodes 1, 2, 3) with OP in none/skip/avg/c1/c3"
+KEY_FORM = "'OP+OP.OP+OP.OP.OP' (inputs of nodes 1, 2, 3) with OP in none/skip/avg/c1/c3"
 OFFICIAL_FORM = "expected '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|'"
 
 
@@ -85,13 +85,15 @@ class NB201Space(SearchSpace):
         nodes = body.strip().split("+")
         tokens = [t.split(".") for t in nodes]
         if [len(t) for t in tokens] != [1, 2, 3]:
-            raise InvalidArchError(f"bad {self.name} key {body!r}: {KEY_FORM}")
+            self.bad_key(body, "malformed")
         flat = [op for node in tokens for op in node]
         unknown = [op for op in flat if op not in FROM_SHORT]
         if unknown:
-            raise InvalidArchError(f"bad {self.name} key {body!r}: unknown op {unknown[0]!r}; "
-                                   f"{KEY_FORM}")
+            self.bad_key(body, f"unknown op {unknown[0]!r}")
         return self.make(dict(zip(EDGE_ARGS, (FROM_SHORT[op] for op in flat))))
+
+    def key_form(self) -> str:
+        return KEY_FORM
 
     def parse(self, text: str) -> Arch:
         """A key, a reference name, or the official string `|op~0|+|op~0|op~1|+|...|`."""

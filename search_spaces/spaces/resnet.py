@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, NoReturn, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError
@@ -257,14 +257,14 @@ class ResNetSpace(SearchSpace):
         match = re.fullmatch(rf"(?P<block>[a-z]+)(?:-e(?P<e>\d+))?-d(?P<d>{INTS})"
                              rf"-w(?P<w>{FLOATS})(?:-s(?P<s>{FLOATS}))?-r(?P<r>\d+)", body)
         if match is None:
-            self._bad(body, "malformed")
+            self.bad_key(body, "malformed")
         block, e = match["block"], match["e"]
         if block not in self.config.blocks:
-            self._bad(body, f"block must be one of {list(self.config.blocks)}")
+            self.bad_key(body, f"block must be one of {list(self.config.blocks)}")
         if (e is None) != (block == "basic"):
-            self._bad(body, "'-e<expansion>' is given for bottleneck blocks only")
+            self.bad_key(body, "'-e<expansion>' is given for bottleneck blocks only")
         if (match["s"] is None) == self.sparse:
-            self._bad(body, "'-s<densities>' is given in sparse spaces only")
+            self.bad_key(body, "'-s<densities>' is given in sparse spaces only")
         genes: dict[str, Gene] = {"block": block, "expansion": None if e is None else int(e),
                                   "r": int(match["r"])}
         lists = {"d": split_ints(match["d"]), "w": split_floats(match["w"])}
@@ -272,12 +272,12 @@ class ResNetSpace(SearchSpace):
             lists["density"] = split_floats(match["s"])
         for prefix, values in lists.items():
             if len(values) != self.num_stages:
-                self._bad(body, f"{self.num_stages} values expected after '{prefix[0]}'")
+                self.bad_key(body, f"{self.num_stages} values expected after '{prefix[0]}'")
             genes.update({f"{prefix}{i + 1}": v for i, v in enumerate(values)})
         return self.make(genes)
 
-    def _bad(self, body: str, why: str) -> NoReturn:
-        raise InvalidArchError(f"{self.name}: bad key {body!r} ({why}); expected {self._form}")
+    def key_form(self) -> str:
+        return self._form
 
 
 def create(name: str, config: Mapping[str, Any], sparse: bool) -> ResNetSpace:

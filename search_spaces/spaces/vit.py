@@ -15,7 +15,7 @@ from abc import abstractmethod
 import math
 import re
 from dataclasses import dataclass, fields
-from typing import Any, Iterator, Mapping, NoReturn
+from typing import Any, Iterator, Mapping
 
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError, NasError
@@ -57,7 +57,7 @@ class _Tokens:
 
     def gene(self, space: "_AttentionSpace", body: str, name: str, token: str) -> Gene:
         if token not in self.table[name]:
-            space.bad(body, f"{token!r} is not a valid {name} ({'/'.join(self.table[name])})")
+            space.bad_key(body, f"{token!r} is not a valid {name} ({'/'.join(self.table[name])})")
         return self.table[name][token]
 
 
@@ -131,14 +131,9 @@ class _AttentionSpace(SearchSpace):
                                  if d.name.startswith("density")}}
         return self.make(genes)
 
-    def bad(self, body: str, why: str) -> NoReturn:
-        example = self.encode(self.min_arch())
-        raise InvalidArchError(f"{self.name}: bad arch {body!r}: {why}; expected the form "
-                               f"{example!r}")
-
     def prefixed(self, body: str, token: str, prefix: str, name: str) -> Gene:
         if not token.startswith(prefix):
-            self.bad(body, f"{token!r} should start with {prefix!r}")
+            self.bad_key(body, f"{token!r} should start with {prefix!r}")
         return self._tokens.gene(self, body, name, token[len(prefix):])
 
 
@@ -216,7 +211,7 @@ class ViTSpace(_AttentionSpace):
     def decode(self, body: str) -> Arch:
         parts = body.strip().split("-")
         if len(parts) != 4:
-            self.bad(body, f"{len(parts)} '-'-separated parts, expected 4")
+            self.bad_key(body, f"{len(parts)} '-'-separated parts, expected 4")
         genes: dict[str, Gene] = {
             "r": self.prefixed(body, parts[0], "r", "r"),
             "patch": self.prefixed(body, parts[1], "p", "patch"),
@@ -224,14 +219,14 @@ class ViTSpace(_AttentionSpace):
         }
         layers = re.split(r"\.(?=h)", parts[3])  # an MLP ratio or density may contain '.'
         if len(layers) not in self.config.depths:
-            self.bad(body, f"{len(layers)} blocks, expected one of {list(self.config.depths)}")
+            self.bad_key(body, f"{len(layers)} blocks, expected one of {list(self.config.depths)}")
         genes["depth"] = len(layers)
         pattern = r"h([^m]*)m([^@]*)@(.*)" if self.sparse else r"h([^m]*)m(.*)"
         for j, layer in enumerate(layers, 1):
             match = re.fullmatch(pattern, layer)
             if match is None:
                 form = "h<heads>m<mlp ratio>" + ("@<density>" if self.sparse else "")
-                self.bad(body, f"block {layer!r} is not {form}")
+                self.bad_key(body, f"block {layer!r} is not {form}")
             genes[f"h{j}"] = self._tokens.gene(self, body, f"h{j}", match.group(1))
             genes[f"m{j}"] = self._tokens.gene(self, body, f"m{j}", match.group(2))
             if self.sparse:
@@ -392,7 +387,7 @@ class HybridSpace(_AttentionSpace):
         parts = body.strip().split("-")
         stages = len(self.stage_depths)
         if len(parts) != 1 + stages:
-            self.bad(body, f"{len(parts)} '-'-separated parts, expected {1 + stages}")
+            self.bad_key(body, f"{len(parts)} '-'-separated parts, expected {1 + stages}")
         genes: dict[str, Gene] = {"r": self.prefixed(body, parts[0], "r", "r")}
         for i, text in enumerate(parts[1:], 1):
             genes.update(self._decode_stage(body, i, text))
@@ -403,19 +398,19 @@ class HybridSpace(_AttentionSpace):
         if self.sparse:
             text, sep, density = text.rpartition("@")
             if not sep:
-                self.bad(body, f"stage {i} has no '@<density>'")
+                self.bad_key(body, f"stage {i} has no '@<density>'")
             genes[f"density{i}"] = self._tokens.gene(self, body, f"density{i}", density)
         letter = "k" if self.is_conv(i) else "h"
         blocks = re.split(rf"\.(?={letter})", text)  # an expand ratio may contain '.'
         if len(blocks) not in self.stage_depths[i - 1]:
-            self.bad(body, f"stage {i} has {len(blocks)} blocks, expected one of "
-                           f"{list(self.stage_depths[i - 1])}")
+            self.bad_key(body, f"stage {i} has {len(blocks)} blocks, expected one of "
+                         f"{list(self.stage_depths[i - 1])}")
         genes[f"d{i}"] = len(blocks)
         for j, block in enumerate(blocks, 1):
             match = re.fullmatch(rf"{letter}([^e]*)e(.*)", block)
             if match is None:
                 what = "k<kernel>e<expand>" if letter == "k" else "h<heads>e<expand>"
-                self.bad(body, f"block {block!r} of stage {i} is not {what}")
+                self.bad_key(body, f"block {block!r} of stage {i} is not {what}")
             genes[f"{letter}{i}_{j}"] = self._tokens.gene(self, body, f"{letter}{i}_{j}",
                                                           match.group(1))
             genes[f"e{i}_{j}"] = self._tokens.gene(self, body, f"e{i}_{j}", match.group(2))
