@@ -22,10 +22,12 @@ def test_keys_round_trip_and_samples_are_canonical(name):
     lengths = set()
     for _ in range(200):
         arch = space.sample(rng)
+        body = space.encode(arch)
         assert space.contains(arch)
+        assert space.decode(body) == arch and ":" not in body
         assert Arch.decode(arch.key) == arch
-        assert space.parse(arch.key) == arch
-        assert arch.key.startswith(f"{name}:")
+        assert space.parse(arch.key) == space.parse(body) == arch
+        assert arch.key == f"{name}:{body}"
         lengths.add(arch.to_vector().shape)
     assert len(lengths) == 1
 

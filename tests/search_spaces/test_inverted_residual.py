@@ -30,15 +30,6 @@ OFA_ROWS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Intra-op threads spin against each other on a busy 2-core machine (100x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small(space, arch: Arch) -> Arch:
     """The same arch at the space's smallest resolution (fast fvcore traces)."""
     return arch.replace(r=space.dimension("r").options[0])
@@ -165,13 +156,11 @@ def test_samples_count_exactly_and_run(name, samples, channels):
 
 # --- keys ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", SPACES)
-def test_key_round_trip(name):
+def test_ofa_json_round_trip(name):
     space = get_space(name)
     rng = np.random.default_rng(11)
     for _ in range(200):
         arch = space.sample(rng)
-        assert space.decode(space.encode(arch)) == arch
-        assert Arch.decode(arch.key) == arch
         assert space.parse(space.to_ofa_json(arch)) == arch
 
 
