@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
 from estimators.data import DataSplits
+from estimators.files import atomic_path
 from estimators.latency.cache import cache_dir
 from search_spaces import NasError, SearchSpace
 
@@ -69,15 +69,8 @@ def checkpoint_path(space_name: str, data_name: str, key: str,
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write `payload` to `path` atomically (a temporary file in the same folder, then
     os.replace): a killed run leaves the previous epoch's checkpoint whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temp:
+        torch.save(payload, temp)
 
 
 def load_checkpoint(path: Path, key: str | None = None) -> dict[str, Any]:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
-from pathlib import Path
 from typing import Any, Callable
 
+from estimators.files import atomic_write_text
 from search_spaces import NasError, SearchSpace, get_space
 
 CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
@@ -109,10 +108,7 @@ def cmd_differentiable(args: argparse.Namespace) -> int:
                "data": data.name, "results": rows,
                "details": [r.as_dict(space) for r in results]}
     if args.out:
-        path = Path(args.out)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=2))
-        os.replace(tmp, path)
+        atomic_write_text(args.out, json.dumps(payload, indent=2))
     fixed = ", ".join(f"{k}={v}" for k, v in search.relaxation.fixed.items()) or "none"
     text = (f"{search.method} on {space.name} ({data.name}), guard {search.guard}, cost "
             f"{metric}, fixed genes: {fixed}\n"

@@ -16,7 +16,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from nas.results import Run, atomic_write_bytes, load_run
+from estimators.files import atomic_write_bytes
+from nas.results import Run, load_run
 from search_spaces import Arch, NasError, get_space
 
 EXPORT_FORMAT = 1

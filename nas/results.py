@@ -19,14 +19,13 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from estimators.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from nas.objectives import Constraint, Objective, all_satisfied, format_metric
 from nas.pareto import hypervolume, pareto_mask
 from search_spaces import NasError
@@ -35,50 +34,12 @@ TEXT_COLUMNS = ("key", "name", "acc_estimator", "error", "space")
 PERCENT_ESTIMATORS = ("supernet", "train", "table")
 LEAD_COLUMNS = ("trial", "batch", "key")
 SCORE_MARGIN = 0.1  # share of a score's front range added below it (see `hypervolume_box`)
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 TAIL_COLUMNS = ("acc_estimator", "within_budget", "eval_seconds", "error")
 COST_ORDER = ("acc", "flops", "flops_sparse", "params", "latency_ms")
 
 
 class ResultsError(NasError):
     """A run folder that is missing or unreadable."""
-
-
-# --- atomic files --------------------------------------------------------------------------------
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` so that a reader (or a crash) sees the old or the new file only."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a result file is for sharing
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | Path, payload: Any) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=1, default=_json_default,
-                                       allow_nan=False) + "\n")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
 def clean_json(value: Any) -> Any:

@@ -23,7 +23,8 @@ from nas.budget import format_budget, parse_budget
 from nas.evaluation import (Evaluator, Metrics, evaluation_config, needs_data, numeric_metrics,
                             prepare, torch_threads)
 from nas.objectives import Constraint, Objective, all_satisfied, format_metric
-from nas.results import (atomic_write_json, clean_json, pareto_rows, read_json, summarise,
+from estimators.files import atomic_write_json
+from nas.results import (clean_json, pareto_rows, read_json, summarise,
                          write_csv, columns_of)
 from nas.runners import Runner, make_runner
 from search_spaces import Arch, NasError, SearchSpace, get_space

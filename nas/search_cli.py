@@ -191,7 +191,8 @@ def _plot_fronts(path: str, runs: list) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nas.results import atomic_write_bytes, plot_axes
+    from estimators.files import atomic_write_bytes
+    from nas.results import plot_axes
 
     fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
     for run in runs:
@@ -252,8 +253,8 @@ def register(command: CommandAdder) -> None:
     p.add_argument("--val-fraction", type=float, default=None,
                    help="share of the training set held out for validation (default 1/6)")
     p.add_argument("--device", help="latency device (adds latency_ms; see `nas latency`)")
-    p.add_argument("--trials", type=int, help=f"architectures to evaluate (default "
-                   f"100 when no --time-limit)")
+    p.add_argument("--trials", type=int, help="architectures to evaluate (default "
+                   "100 when no --time-limit)")
     p.add_argument("--time-limit", help="stop asking for new architectures after this long "
                                         "(seconds, or 15m, 1h)")
     p.add_argument("--workers", type=int, help="Ray workers (default one per CPU of the cluster; "

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from estimators.files import atomic_write_text
 from estimators.latency.cache import devices_dir
 from estimators.latency.errors import LatencyError
 from estimators.latency.predictor import LocalTable, LutTable, Predictor, TablePredictor
@@ -32,22 +32,9 @@ def check_name(name: str) -> str:
     return name
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write to a temporary file in the same folder, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(payload, out, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_device(name: str, payload: dict[str, Any], cache_dir: CacheDir = None) -> Path:
     path = devices_dir(cache_dir) / f"{check_name(name)}.json"
-    write_json_atomic(path, {"name": name, **payload})
+    atomic_write_text(path, json.dumps({"name": name, **payload}, indent=1))
     return path
 
 

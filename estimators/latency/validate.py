@@ -10,14 +10,13 @@ what search uses.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from estimators.files import atomic_path
 from estimators.latency.correction import fit_correction, fit_linear
 from estimators.latency.errors import LatencyError
 from estimators.latency.interleave import Paired, measure_paired
@@ -105,17 +104,10 @@ def validate(space: SearchSpace, profiler: Profiler, n: int = 100, calibration: 
 
 def write_csv(rows: list[dict[str, object]], path: Path) -> None:
     """Atomically write rows as CSV."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def write_scatter(rows: list[dict[str, object]], path: Path, title: str) -> None:
@@ -141,12 +133,8 @@ def write_scatter(rows: list[dict[str, object]], path: Path, title: str) -> None
            ylabel="predicted latency (ms)", title=title)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(handle)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
