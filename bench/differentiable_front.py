@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from estimators.data import load_data  # noqa: E402
+from estimators.files import atomic_write_text  # noqa: E402
 from estimators.flops import FlopsEstimator  # noqa: E402
 from estimators.train import TrainRecipe, train_model  # noqa: E402
 from nas.differentiable import DifferentiableSearch, SearchConfig  # noqa: E402
@@ -112,9 +112,7 @@ def main() -> int:
               f"{r['params'] / 1e3:>7.1f}K {r['supernet_acc']:>8} {r['test_acc']:>7} "
               f"{str(r['front']):>5}  {r['key']}")
     if args.out:
-        tmp = Path(args.out).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
-        os.replace(tmp, args.out)
+        atomic_write_text(args.out, json.dumps({"args": vars(args), "rows": rows}, indent=2))
     return 0
 
 

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from estimators.data import load_data  # noqa: E402
+from estimators.files import atomic_write_text  # noqa: E402
 from estimators.train import TrainRecipe, train_model  # noqa: E402
 from nas.differentiable import DifferentiableSearch, SearchConfig  # noqa: E402
 from progress import progress_lines  # noqa: E402
@@ -146,9 +147,7 @@ def main() -> int:
               f"{str(r.get('skip_weight', '-')):<34} {r['standalone_test_acc']:>7} "
               f"{str(r.get('cifar10_acc12_test', '-')):>8}")
     if args.out:
-        tmp = Path(args.out).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
-        os.replace(tmp, args.out)
+        atomic_write_text(args.out, json.dumps({"args": vars(args), "rows": rows}, indent=2))
     return 0
 
 

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 from multiprocessing import get_context
 from pathlib import Path
@@ -37,6 +35,7 @@ from scipy.stats import kendalltau, spearmanr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from estimators.files import atomic_path  # noqa: E402
 from estimators.proxies import PROXY_NAMES, score_proxies  # noqa: E402
 from search_spaces import get_space  # noqa: E402
 
@@ -123,11 +122,8 @@ def spearman(a: pd.Series, b: pd.Series) -> float:
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ from scipy.stats import kendalltau, spearmanr  # noqa: E402
 
 from estimators.accuracy import TrainEstimator  # noqa: E402
 from estimators.data import load_data  # noqa: E402
+from estimators.files import atomic_write_text  # noqa: E402
 from estimators.flops import FlopsEstimator  # noqa: E402
 from estimators.supernet_estimator import SupernetEstimator  # noqa: E402
 from estimators.supernet_training import SupernetRecipe, train_supernet  # noqa: E402
@@ -92,9 +93,7 @@ def load_json(path: Path) -> dict[str, Any]:
 
 
 def save_json(path: Path, data: dict[str, Any]) -> None:
-    temp = path.with_suffix(".tmp")
-    temp.write_text(json.dumps(data, indent=1))
-    os.replace(temp, path)
+    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def part_supernet(data, subnets, out: Path, cache: Path) -> None:
