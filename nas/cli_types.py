@@ -19,10 +19,7 @@ def resolution(text: str) -> int | str | None:
     if text in ("data", "arch"):
         return None if text == "data" else "arch"
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected 'data', 'arch' or a number of pixels, "
-                                         f"got {text!r}")
-    return value
+                                         f"got {text!r}") from None
