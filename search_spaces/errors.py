@@ -11,3 +11,10 @@ class UnknownSpaceError(NasError):
 
 class InvalidArchError(NasError):
     pass
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line for an `error:` message; never fails, even on an
+    exception with an empty message (then its type name stands in)."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0].strip() if lines else type(exc).__name__)[:limit]
