@@ -1,6 +1,7 @@
 """Budgets: `300M-flops`, `5M-params`, `20ms-latency`, several joined by commas."""
 from __future__ import annotations
 
+import math
 import re
 
 from nas.objectives import Constraint
@@ -9,8 +10,14 @@ from search_spaces.errors import NasError
 ACCEPTED = ("NUMBER[K|M|G]-flops, NUMBER[K|M|G]-flops_sparse, NUMBER[K|M|G]-params or "
             "NUMBERms-latency, joined by commas (e.g. 300M-flops,5M-params)")
 _SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
-_COUNT = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)([kmg]?)-(flops|flops_sparse|params)$", re.IGNORECASE)
-_LATENCY = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(ms|s)-latency(?:_ms)?$", re.IGNORECASE)
+# ASCII digits only (`\d` would also take Arabic-Indic or full-width digits)
+_COUNT = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([kmg]?)-(flops|flops_sparse|params)$",
+                    re.IGNORECASE | re.ASCII)
+_LATENCY = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|s)-latency(?:_ms)?$",
+                      re.IGNORECASE | re.ASCII)
+# Larger bounds are typos (a 400-digit number would even be read as infinity).
+MAX_COUNT = 1e15  # flops or params: a thousand times GPT-3's parameters
+MAX_LATENCY_MS = 1e8  # about 28 hours per inference
 
 
 class BudgetError(NasError):
@@ -39,13 +46,21 @@ def _parse_one(part: str) -> Constraint:
     else:
         latency = _LATENCY.match(part)
         if not latency:
-            raise BudgetError(f"malformed budget {part!r}: expected {ACCEPTED}")
+            raise BudgetError(f"malformed budget {_shown(part)!r}: expected {ACCEPTED}")
         number, unit = latency.groups()
         value = float(number) * (1000.0 if unit.lower() == "s" else 1.0)
         metric = "latency_ms"
-    if value <= 0:
+    if not value > 0:
         raise BudgetError(f"budget {part!r} must be positive")
+    limit = MAX_LATENCY_MS if metric == "latency_ms" else MAX_COUNT
+    if not math.isfinite(value) or value > limit:
+        raise BudgetError(f"budget {_shown(part)!r} is out of range: {metric} bounds go up to "
+                          f"{limit:g}{' ms' if metric == 'latency_ms' else ''}")
     return Constraint(metric, value)
+
+
+def _shown(part: str) -> str:
+    return part if len(part) <= 40 else f"{part[:20]}...{part[-16:]}"
 
 
 def format_budget(constraints: tuple[Constraint, ...]) -> str:

@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Any, Callable, Sequence
 
+from nas import cli_types
 from nas.budget import format_budget, parse_budget
 from nas.objectives import Constraint
 from nas.sampling import check_feasible, sample_within
@@ -162,7 +163,8 @@ def register_explore_commands(command: CommandAdder) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budget", help="e.g. 300M-flops, 300M-flops,5M-params or (with --device) "
                                     "20ms-latency")
-    p.add_argument("--classes", type=int, default=None, help="classifier outputs (space default)")
+    p.add_argument("--classes", type=cli_types.classes, default=None,
+                   help="classifier outputs (space default)")
     p.add_argument("--device", default=None,
                    help="latency device: cpu/cuda (`nas latency build`) or a name from `nas "
                         "latency fit`/`import`; adds latency_ms and allows latency budgets")
@@ -176,7 +178,8 @@ def register_explore_commands(command: CommandAdder) -> None:
     group.add_argument("--ref", help="a reference network of the space (see `nas spaces`)")
     group.add_argument("--arch", help="a key, or the form of the published data (NB201 cell "
                                       "string, FBNet op list, OFA JSON)")
-    p.add_argument("--classes", type=int, default=None)
+    p.add_argument("--classes", type=cli_types.classes, default=None,
+                   help="classifier outputs (space default)")
     p.add_argument("--verify", action="store_true",
                    help="also count the built model with fvcore")
 

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import Callable
+
+MAX_THREADS = 1024
+MAX_CLASSES = 1 << 20  # as search_spaces.settings.MAX_CLASSES
 
 
 def positive_int(text: str) -> int:
@@ -12,6 +16,37 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def positive_int_up_to(high: int) -> Callable[[str], int]:
+    """`positive_int` with an upper bound (a thread count of 10^9 is a typo, not a request)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = positive_int(text)
+        except argparse.ArgumentTypeError:
+            value = 0
+        if not 1 <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number in 1..{high}, "
+                                             f"got {text!r}")
+        return value
+
+    parse.__name__ = f"positive_int_up_to_{high}"
+    return parse
+
+
+threads = positive_int_up_to(MAX_THREADS)
+classes = positive_int_up_to(MAX_CLASSES)
 
 
 def resolution(text: str) -> int | str | None:

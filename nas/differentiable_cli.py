@@ -66,9 +66,12 @@ def cmd_differentiable(args: argparse.Namespace) -> int:
     from estimators.flops import FlopsEstimator
     from nas.budget import parse_budget
     from nas.differentiable import DifferentiableSearch, SearchConfig, front
+    from nas.run_lock import check_output_file, writing
     from nas.sampling import check_feasible
     from nas.table import format_table
 
+    if args.out:
+        check_output_file(args.out, "--out")  # before the search, not after it
     space = get_space(args.space)
     constraints = parse_budget(args.budget)
     if any(c.metric.startswith("latency") for c in constraints):
@@ -108,7 +111,8 @@ def cmd_differentiable(args: argparse.Namespace) -> int:
                "data": data.name, "results": rows,
                "details": [r.as_dict(space) for r in results]}
     if args.out:
-        atomic_write_text(args.out, json.dumps(payload, indent=2))
+        with writing(args.out):
+            atomic_write_text(args.out, json.dumps(payload, indent=2))
     fixed = ", ".join(f"{k}={v}" for k, v in search.relaxation.fixed.items()) or "none"
     text = (f"{search.method} on {space.name} ({data.name}), guard {search.guard}, cost "
             f"{metric}, fixed genes: {fixed}\n"

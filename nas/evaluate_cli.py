@@ -7,7 +7,7 @@ import time
 import warnings
 from typing import Any, Callable
 
-from nas.cli_types import resolution
+from nas.cli_types import positive_int, resolution
 from search_spaces import Arch, NasError, SearchSpace, get_space
 
 CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
@@ -121,7 +121,7 @@ def register(command: CommandAdder) -> None:
     data.add_argument("--resolution", type=resolution, default=None,
                       help="input size: 'data' (default, the data set's), 'arch' (the "
                            "architecture's own) or pixels")
-    data.add_argument("--batch-size", type=int, default=None,
+    data.add_argument("--batch-size", type=positive_int, default=None,
                       help="proxy batch (default 64) or training batch (default 128)")
     proxy = p.add_argument_group("proxy")
     proxy.add_argument("--proxy", default="jacov", choices=PROXY_NAMES,
@@ -130,9 +130,9 @@ def register(command: CommandAdder) -> None:
     train.add_argument("--epochs", type=float, default=1.0, help="passes over the train split")
     train.add_argument("--lr", type=float, default=TrainRecipe.lr,
                        help=f"peak learning rate (default {TrainRecipe.lr})")
-    train.add_argument("--train-images", type=int, default=None,
+    train.add_argument("--train-images", type=positive_int, default=None,
                        help="cap on training images per epoch (default all)")
-    train.add_argument("--eval-images", type=int, default=None,
+    train.add_argument("--eval-images", type=positive_int, default=None,
                        help="cap on images scored (default the whole split)")
     train.add_argument("--test", action="store_true",
                        help="score on the test split (final reports only; train, supernet)")

@@ -19,7 +19,7 @@ import warnings
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping
 
-from search_spaces import Arch, NasError, SearchSpace, get_space
+from search_spaces import Arch, NasError, SearchSpace, first_line, get_space
 
 Metrics = dict[str, Any]  # numbers, plus `acc_estimator` and `error` as text
 Shared = dict[str, Any]  # heavy objects made once per search (see `prepare`)
@@ -78,10 +78,105 @@ def evaluation_config(space: str, estimator: str = "supernet",
                               "(--table PATH, e.g. nb201.csv)")
     if not isinstance(threads, int) or threads < 1:
         raise EvaluationError(f"threads must be a positive integer, got {threads!r}")
+    val_fraction = data_config["val_fraction"]
+    if not (_is_number(val_fraction) and 0.0 < val_fraction < 1.0):
+        raise EvaluationError(f"val_fraction must be between 0 and 1 (exclusive), "
+                              f"got {val_fraction!r}")
     get_space(space)  # an unknown space fails here, in the driver, with the list of names
-    return {"space": space, "estimator": estimator, "options": {**accepted, **options},
-            "data": data_config, "device": device, "seed": int(seed), "threads": threads,
-            "cost_classes": cost_classes}
+    config = {"space": space, "estimator": estimator, "options": {**accepted, **options},
+              "data": data_config, "device": device, "seed": int(seed), "threads": threads,
+              "cost_classes": cost_classes}
+    _check_options(config, given=options)
+    return config
+
+
+# --- checks of a config, before any data or training ------------------------------------------
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _proxy_names() -> tuple[str, ...]:
+    from estimators.proxies import PROXY_NAMES
+
+    return PROXY_NAMES
+
+
+_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "int1": (lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
+    "int2": (lambda v: _is_int(v) and v >= 2, "a whole number >= 2"),
+    "int0": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+    "whole1": (lambda v: _is_number(v) and float(v).is_integer() and v >= 1,
+               "a whole number >= 1"),
+    "positive": (lambda v: _is_number(v) and v > 0, "a positive number"),
+    "text": (lambda v: isinstance(v, str) and bool(v), "text"),
+    "resolution": (lambda v: v == "arch" or (_is_int(v) and v > 0),
+                   "'arch' or a positive number of pixels"),
+    "proxy": (lambda v: isinstance(v, str) and v in _proxy_names(), "a proxy name"),
+    "proxies": (lambda v: isinstance(v, list) and bool(v) and all(
+        isinstance(p, str) and p in _proxy_names() for p in v), "a list of proxy names"),
+}
+# The kind of value each option takes (None, the default of most, is always accepted).
+OPTION_KINDS: dict[str, dict[str, str]] = {
+    "proxy": {"proxy": "proxy", "proxies": "proxies", "batch_size": "int2",
+              "resolution": "resolution"},
+    "train": {"epochs": "positive", "batch_size": "int1", "lr": "positive",
+              "train_images": "int1", "eval_images": "int1", "resolution": "resolution"},
+    "table": {"table": "text", "column": "text"},
+    "supernet": {"epochs": "whole1", "train_images": "int1", "batch_size": "int2",
+                 "lr": "positive", "random_subnets": "int0", "resolution": "resolution",
+                 "calibration_images": "int2", "eval_images": "int1", "cache_dir": "text",
+                 "train_workers": "int1"},
+}
+
+
+def _check_options(config: Mapping[str, Any], given: Mapping[str, Any]) -> None:
+    """The value of every option the user gave, and the recipe they make, without data."""
+    estimator = config["estimator"]
+    for name, value in given.items():
+        check, kind = _CHECKS[OPTION_KINDS[estimator][name]]
+        if not check(value):
+            hint = f" ({', '.join(_proxy_names())})" if kind.startswith(("a proxy", "a list of p")) \
+                else ""
+            raise EvaluationError(f"estimator {estimator!r}: {name} must be {kind}{hint}, "
+                                  f"got {value!r}")
+    try:
+        if estimator == "supernet":
+            _recipe(config)
+        elif estimator == "train":
+            _train_recipe(config["options"])
+    except NasError as exc:
+        raise EvaluationError(f"estimator {estimator!r}: {first_line(exc)}") from None
+
+
+def accuracy_metrics(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The numeric metrics the config's accuracy estimator reports for every architecture
+    (timings aside: they vary from run to run)."""
+    name, options = config["estimator"], config["options"]
+    if name == "proxy":
+        proxies = options["proxies"] if options["proxies"] is not None else _proxy_names()
+        return tuple(dict.fromkeys(["acc", options["proxy"], *proxies]))
+    if name == "train":
+        return ("acc", "train_loss", "train_steps")
+    if name == "supernet":
+        return ("acc", "eval_images")
+    return ("acc",)
+
+
+def available_metrics(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every metric an evaluation under `config` reports: accuracy, then costs."""
+    costs = ("flops", "flops_sparse", "params") + (("latency_ms",) if config["device"] else ())
+    return tuple(dict.fromkeys(accuracy_metrics(config) + costs))
+
+
+def check_accuracy_estimator(config: Mapping[str, Any]) -> None:
+    """What can be checked of the accuracy estimator without data or training: a `table`
+    estimator's CSV is read (a missing file, a malformed CSV or an unknown --column fail)."""
+    if config["estimator"] == "table":
+        _accuracy_estimator(config, {})
 
 
 def needs_data(config: Mapping[str, Any]) -> bool:
@@ -238,12 +333,9 @@ def _accuracy_estimator(config: Mapping[str, Any],
                               resolution=options["resolution"])
     if name == "train":
         from estimators.accuracy import TrainEstimator
-        from estimators.train import TrainRecipe
 
-        recipe = TrainRecipe(epochs=options["epochs"], batch_size=options["batch_size"],
-                             lr=options["lr"], train_images=options["train_images"],
-                             eval_images=options["eval_images"])
-        return TrainEstimator(shared["data"], recipe, seed, "val", options["resolution"])
+        return TrainEstimator(shared["data"], _train_recipe(options), seed, "val",
+                              options["resolution"])
     if name == "table":
         from estimators.accuracy import TableEstimator
 
@@ -261,6 +353,14 @@ def _latency_predictor(device: str | None, space: SearchSpace, classes: int | No
     # No on-demand measuring: a block missing from the table must not be timed inside a
     # search worker (its timing would be disturbed by the other workers).
     return open_predictor(space, device, num_classes=classes, measure_missing=False)
+
+
+def _train_recipe(options: Mapping[str, Any]):
+    from estimators.train import TrainRecipe
+
+    return TrainRecipe(epochs=options["epochs"], batch_size=options["batch_size"],
+                       lr=options["lr"], train_images=options["train_images"],
+                       eval_images=options["eval_images"])
 
 
 def _recipe(config: Mapping[str, Any]):

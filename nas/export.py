@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,8 +18,9 @@ import torch
 from torch import nn
 
 from estimators.files import atomic_write_bytes
-from nas.results import Run, load_run
-from search_spaces import Arch, NasError, get_space
+from nas.run_folder import Run, load_run
+from nas.run_lock import check_output_file, writing
+from search_spaces import Arch, NasError, first_line, get_space
 
 EXPORT_FORMAT = 1
 
@@ -40,14 +42,21 @@ def pick(run: Run, rank: int) -> dict[str, Any]:
 
 def export(run_ref: str | Path, out: str | Path, rank: int = 1, epochs: float = 0.0,
            onnx: bool = False, results_root: str | Path = "results",
-           log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Write the model of front row `rank` of a run to `out`; returns what was written."""
+           log: Callable[[str], None] | None = None,
+           warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Write the model of front row `rank` of a run to `out`; returns what was written.
+    The front is the one `pareto.csv` and `nas report` show, computed from the run's
+    checkpoint (`warn` gets a line when a file of the run disagrees with it)."""
     if onnx and importlib.util.find_spec("onnx") is None:
         raise ExportError("--onnx needs the onnx package: pip install onnx onnxscript")
-    if epochs < 0:
+    if not math.isfinite(epochs) or epochs < 0:
         raise ExportError(f"--epochs must be 0 (no training) or more, got {epochs}")
-    run = load_run(run_ref, results_root)
+    out = check_output_file(out, "--out")  # before any loading or training
+    if onnx:
+        check_output_file(out.with_suffix(".onnx"), "--onnx")
+    run = load_run(run_ref, results_root, warn=warn)
     row = pick(run, rank)
+    _check_listed(run, rank, row, warn)
     evaluation = run.config["evaluation"]
     space = get_space(evaluation["space"])
     arch = space.decode(str(row["key"]).partition(":")[2])
@@ -82,14 +91,38 @@ def export(run_ref: str | Path, out: str | Path, rank: int = 1, epochs: float = 
                **{f"standalone_{k}": float(v) for k, v in info.items()}}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    out = Path(out)
-    atomic_write_bytes(out, buffer.getvalue())
+    with writing(out):
+        atomic_write_bytes(out, buffer.getvalue())
     written = {"out": str(out), "key": arch.key, "rank": rank, "weights": weights,
                "num_classes": int(classes), "in_channels": int(channels),
                "resolution": int(resolution), **{f"standalone_{k}": v for k, v in info.items()}}
     if onnx:
-        written["onnx"] = str(_onnx(model, out.with_suffix(".onnx"), channels, resolution))
+        with writing(out.with_suffix(".onnx")):
+            written["onnx"] = str(_onnx(model, out.with_suffix(".onnx"), channels, resolution))
     return written
+
+
+def _check_listed(run: Run, rank: int, row: dict[str, Any],
+                  warn: Callable[[str], None] | None) -> None:
+    """Say so when the run's pareto.csv (e.g. written before its trials were repaired) lists
+    another architecture at `rank` than the front exported from."""
+    from nas.results import ResultsError, read_csv
+
+    path = run.path / "pareto.csv"
+    try:
+        listed = {r.get("rank"): r.get("key") for r in read_csv(path)} if path.is_file() else {}
+    except ResultsError:
+        listed = {}
+    if listed and listed.get(rank) != row["key"]:
+        text = (f"{path} lists {listed.get(rank)} at rank {rank}, but the run's trials "
+                f"(checkpoint.json) put {row['key']} there: exporting {row['key']}; "
+                f"`nas report {run.path}` rewrites pareto.csv")
+        if warn is None:
+            import warnings
+
+            warnings.warn(text, stacklevel=3)
+        else:
+            warn(text)
 
 
 def _train(arch: Arch, evaluation: dict[str, Any], seed: int, epochs: float,
@@ -114,7 +147,7 @@ def _onnx(model: nn.Module, path: Path, channels: int, resolution: int) -> Path:
         torch.onnx.export(model.eval(), (example,), str(path), input_names=["input"],
                           output_names=["logits"], dynamo=False)
     except Exception as exc:  # exporter errors are long; the first line says what failed
-        raise ExportError(f"ONNX export failed: {str(exc).splitlines()[0][:200]}") from None
+        raise ExportError(f"ONNX export failed: {first_line(exc, 200)}") from None
     return path
 
 
@@ -127,7 +160,7 @@ def load(path: str | Path) -> nn.Module:
         raise ExportError(f"{path} does not exist") from None
     except Exception as exc:
         raise ExportError(f"cannot read {path} as an exported model: "
-                          f"{str(exc).splitlines()[0][:160]}") from None
+                          f"{first_line(exc, 160)}") from None
     if not isinstance(payload, dict) or payload.get("format") != EXPORT_FORMAT:
         raise ExportError(f"{path} is not a model written by `nas export`")
     space = get_space(payload["space"])

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from nas import cli_types
+from nas.cli_types import positive_int
 from nas.table import format_table
 from search_spaces import NasError, get_space
 
@@ -167,7 +169,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from estimators.latency import import_lut
 
-    result = import_lut(args.file, args.name, args.format, args.batch_size, args.cache_dir)
+    result = import_lut(args.file, args.name, args.format, args.batch_size, args.cache_dir,
+                        replace=args.replace)
     _emit(args, result, f"imported {result['entries']} {result['format']} entries as device "
                         f"{args.name!r} (overhead {result['overhead_ms']:.3f} ms)")
     return 0
@@ -194,8 +197,9 @@ def cmd_devices(args: argparse.Namespace) -> int:
 # --- parser -----------------------------------------------------------------------------------
 def _local_options(p: argparse.ArgumentParser, device_help: str) -> None:
     p.add_argument("--device", default="cpu", help=device_help)
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default 1)")
+    p.add_argument("--batch-size", type=positive_int, default=1)
+    p.add_argument("--threads", type=cli_types.threads, default=None,
+                   help="CPU threads (default 1)")
     p.add_argument("--dtype", default="float32", help="float32, bfloat16 or (cuda) float16")
     p.add_argument("--clock", default=None,
                    help="thread (CPU time of the timing thread; default with 1 thread) or wall")
@@ -206,7 +210,8 @@ def _local_options(p: argparse.ArgumentParser, device_help: str) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None,
                    help="where tables and devices live (default $NAS_CACHE_DIR or ~/.cache/nas)")
-    p.add_argument("--classes", type=int, default=None, help="classifier outputs (space default)")
+    p.add_argument("--classes", type=cli_types.classes, default=None,
+                   help="classifier outputs (space default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                    help="machine-readable output")
@@ -229,11 +234,11 @@ def register(command: Command) -> None:
     p.add_argument("--space", required=True)
     _local_options(p, "cpu or cuda")
     p.add_argument("--cuda-graphs", action="store_true", help="time CUDA graph replays")
-    p.add_argument("--calibration", type=int, default=12,
+    p.add_argument("--calibration", type=cli_types.non_negative_int, default=12,
                    help="whole networks measured to fit the correction (default 12)")
-    p.add_argument("--rounds", type=int, default=7,
+    p.add_argument("--rounds", type=positive_int, default=7,
                    help="timed rounds per block (median and min over them; default 7)")
-    p.add_argument("--passes", type=int, default=3,
+    p.add_argument("--passes", type=positive_int, default=3,
                    help="interleaved passes per calibration network (default 3)")
     p.add_argument("--seed", type=int, default=0)
 
@@ -248,10 +253,11 @@ def register(command: Command) -> None:
     p = verb("validate", cmd_validate, "measure random networks end to end (interleaved with "
              "their blocks) against the predictions; writes a CSV and a scatter plot")
     p.add_argument("--space", required=True)
-    p.add_argument("-n", type=int, default=100, help="test networks (default 100)")
-    p.add_argument("--calibration", type=int, default=20,
+    p.add_argument("-n", type=positive_int, default=100, help="test networks (default 100)")
+    p.add_argument("--calibration", type=cli_types.non_negative_int, default=20,
                    help="extra networks the correction is fitted on (default 20)")
-    p.add_argument("--passes", type=int, default=3, help="interleaved passes per network")
+    p.add_argument("--passes", type=positive_int, default=3,
+                   help="interleaved passes per network")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None,
                    help="output folder (default results/latency/validate-SPACE)")
@@ -262,7 +268,8 @@ def register(command: Command) -> None:
     p.add_argument("--space", required=True)
     p.add_argument("--measurements", required=True, help="CSV with an architecture column")
     p.add_argument("--column", required=True, help="the latency column (ms)")
-    p.add_argument("--train", type=int, required=True, help="rows to train on (random, seeded)")
+    p.add_argument("--train", type=positive_int, required=True,
+                   help="rows to train on (random, seeded)")
     p.add_argument("--arch-column", default="arch")
     p.add_argument("--name", default=None,
                    help="device name to save (default: the column without 'latency_ms_')")
@@ -272,7 +279,11 @@ def register(command: Command) -> None:
     p.add_argument("file", help="TF-NAS JSON or ProxylessNAS YAML")
     p.add_argument("--name", required=True, help="device name to save it as")
     p.add_argument("--format", default=None, help="tfnas or proxyless (default: detected)")
-    p.add_argument("--batch-size", type=int, default=1, help="batch size the table was measured at")
+    p.add_argument("--batch-size", type=positive_int, default=1,
+                   help="batch size the table was measured at")
+    p.add_argument("--replace", action="store_true",
+                   help="replace an existing device of this name wholly (without it, an "
+                        "existing name is refused: the two tables would mix)")
 
     verb("devices", cmd_devices, "list measured tables and named devices")
 

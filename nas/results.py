@@ -28,7 +28,7 @@ import numpy as np
 from estimators.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from nas.objectives import Constraint, Objective, all_satisfied, format_metric
 from nas.pareto import hypervolume, pareto_mask
-from search_spaces import NasError
+from search_spaces import NasError, first_line
 
 TEXT_COLUMNS = ("key", "name", "acc_estimator", "error", "space")
 PERCENT_ESTIMATORS = ("supernet", "train", "table")
@@ -59,7 +59,7 @@ def read_json(path: str | Path) -> Any:
     except FileNotFoundError:
         raise ResultsError(f"{path} does not exist") from None
     except (OSError, ValueError) as exc:
-        raise ResultsError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+        raise ResultsError(f"cannot read {path}: {first_line(exc)}") from None
 
 
 # --- CSV -----------------------------------------------------------------------------------------
@@ -100,16 +100,17 @@ def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]],
 def read_csv(path: str | Path) -> list[dict[str, Any]]:
     """Rows with numbers parsed back (empty cells are NaN, text columns stay text)."""
     try:
-        with open(path, newline="") as handle:
+        with open(path, newline="", encoding="utf-8") as handle:
             raw = list(csv.DictReader(handle))
     except FileNotFoundError:
         raise ResultsError(f"{path} does not exist") from None
+    except (OSError, ValueError, csv.Error) as exc:  # binary data, not UTF-8, a NUL byte
+        raise ResultsError(f"cannot read {path} as CSV: {first_line(exc)}") from None
     rows = []
     for record in raw:
-        row: dict[str, Any] = {}
-        for name, text in record.items():
-            row[name] = _parse_cell(name, text)
-        rows.append(row)
+        if None in record:  # more fields than the header names
+            raise ResultsError(f"{path}: a row has more fields than the header")
+        rows.append({name: _parse_cell(name, text) for name, text in record.items()})
     return rows
 
 
@@ -422,50 +423,16 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(float(value))
 
 
-# --- reading a run -------------------------------------------------------------------------------
-def resolve_run(run: str | Path, results_root: str | Path = "results") -> Path:
-    """A run folder from a path or a run id under `results_root`."""
-    candidates = [Path(run), Path(results_root) / str(run)]
-    for path in candidates:
-        if (path / "config.json").is_file():
-            return path
-    raise ResultsError(f"no run at {run!r}: expected a folder with config.json (a path, or a "
-                       f"run id under {results_root}/)")
+# --- reading a run (nas.run_folder; these names stay importable from here) ----------------------
+def __getattr__(name: str) -> Any:
+    if name in ("Run", "load_run", "resolve_run"):
+        import nas.run_folder
+
+        return getattr(nas.run_folder, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@dataclass
-class Run:
-    path: Path
-    config: dict[str, Any]
-    rows: list[dict[str, Any]]
-    anchors: list[dict[str, Any]]
-
-    @property
-    def objectives(self) -> list[Objective]:
-        return objectives_of(self.config)
-
-    @property
-    def constraints(self) -> list[Constraint]:
-        return constraints_of(self.config)
-
-    def front(self) -> list[dict[str, Any]]:
-        return pareto_rows(self.rows, self.objectives, self.constraints)
-
-    def box(self) -> Box:
-        return hypervolume_box(self.rows, self.objectives, self.constraints,
-                               self.config["evaluation"]["estimator"],
-                               self.config.get("largest", {}))
-
-
-def load_run(run: str | Path, results_root: str | Path = "results") -> Run:
-    path = resolve_run(run, results_root)
-    config = read_json(path / "config.json")
-    rows = read_csv(path / "trials.csv") if (path / "trials.csv").is_file() else []
-    anchors = read_csv(path / "anchors.csv") if (path / "anchors.csv").is_file() else []
-    return Run(path, config, rows, anchors)
-
-
-def compare(runs: Sequence[Run]) -> list[dict[str, Any]]:
+def compare(runs: Sequence["Run"]) -> list[dict[str, Any]]:
     """One row per run; `hypervolume_common` uses one box holding every run's box (runs with
     the same objectives), so the runs compare on one scale."""
     common: Box | None = None

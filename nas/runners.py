@@ -65,25 +65,28 @@ class LocalRunner:
 def init_ray(address: str | None = None) -> bool:
     """Connect to Ray: `address` (HOST:PORT or `auto`) joins a running cluster; without it,
     RAY_ADDRESS (set by `ray job submit`) is honoured, else a local instance starts inside this
-    process. Returns True when this call started the connection (so it should end it)."""
-    # Ray 2.60 turns token authentication on by default; a local run has no token to give.
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    process, reachable from this machine only (`start_local_ray`: every Ray listener on
+    127.0.0.1, token authentication off unless RAY_AUTH_MODE says otherwise). A cluster is
+    joined with the caller's environment as it is: its RAY_AUTH_MODE and token are never
+    overridden. Returns True when this call started the connection (so it should end it)."""
     import ray
 
     if ray.is_initialized():
         return False
     quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
+    joining = address != "local" and bool(address or os.environ.get("RAY_ADDRESS"))
     try:
-        if address:
-            ray.init(address=address, **quiet)
-        elif os.environ.get("RAY_ADDRESS"):
-            ray.init(**quiet)
+        if joining:
+            # address=None reads RAY_ADDRESS
+            ray.init(address=address or None, **quiet)
         else:
-            # "local": a new instance even where `ray start` left a (maybe stale) cluster
-            # file behind, which a bare ray.init() would try to join.
-            ray.init(address="local", include_dashboard=False, **quiet)
+            # A new instance even where `ray start` left a (maybe stale) cluster file behind,
+            # which a bare ray.init() would try to join.
+            from estimators.supernet_parallel import start_local_ray
+
+            start_local_ray(**quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = address or os.environ.get("RAY_ADDRESS") or "a new local instance"
+        where = (address or os.environ.get("RAY_ADDRESS")) if joining else "a new local instance"
         raise RunnerError(f"cannot start Ray on {where}: {one_line(exc)}; start a cluster with "
                           f"`ray start --head` and pass --address HOST:PORT, or omit "
                           f"--address to run Ray inside this process") from None

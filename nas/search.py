@@ -10,124 +10,36 @@ asks the same batch again and the saved results fill it.
 from __future__ import annotations
 
 import math
-import re
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from nas.budget import format_budget, parse_budget
-from nas.evaluation import (Evaluator, Metrics, evaluation_config, needs_data, numeric_metrics,
-                            prepare, torch_threads)
-from nas.objectives import Constraint, Objective, all_satisfied, format_metric
 from estimators.files import atomic_write_json
-from nas.results import (clean_json, pareto_rows, read_json, summarise,
+from nas.budget import format_budget, parse_budget
+from nas.evaluation import (Evaluator, Metrics, available_metrics, check_accuracy_estimator,
+                            evaluation_config, needs_data, numeric_metrics, prepare,
+                            torch_threads)
+from nas.objectives import Constraint, Objective, all_satisfied, format_metric
+from nas.results import (ResultsError, clean_json, pareto_rows, read_json, summarise,
                          write_csv, columns_of)
+from nas.run_folder import checked_checkpoint
+from nas.run_lock import run_lock, writing
 from nas.runners import Runner, make_runner
-from search_spaces import Arch, NasError, SearchSpace, get_space
+from nas.search_settings import (  # noqa: F401 - re-exported: nas.search is the public module
+    CHECKPOINT_FORMAT, DEFAULT_BATCH, DEFAULT_TRIALS, METRIC_ALIASES, SINGLE_OBJECTIVE,
+    SearchError, SearchSettings, check_metric_options, check_metrics, check_settings,
+    check_strategy_options, json_value, new_run_dir, parse_duration, parse_objectives,
+    resume_settings, settings_to_argv, strategy_failure)
+from search_spaces import Arch, SearchSpace, first_line, get_space
 
-CHECKPOINT_FORMAT = 1
-DEFAULT_TRIALS = 100
-DEFAULT_BATCH = 8
-SINGLE_OBJECTIVE = ("evolution", "rl")
 # Reference networks of other spaces worth showing beside a space's own (same input, same head).
 FOREIGN_ANCHORS: dict[str, tuple[str, ...]] = {"mobile": ("mobilenetv2:mobilenet_v2",),
                                                "fbnet": ("mobilenetv2:mobilenet_v2",)}
 TEXT_KEYS = ("error", "acc_estimator", "key", "name")
-METRIC_ALIASES = {"latency": "latency_ms", "accuracy": "acc", "macs": "flops"}
-
-
-class SearchError(NasError):
-    """A search that cannot run as asked (bad objective, limits, run folder...)."""
-
-
-@dataclass
-class SearchSettings:
-    """Everything that defines a search (config.json holds these)."""
-
-    space: str
-    budget: str | None = None
-    strategy: str = "nsga2"
-    strategy_options: dict[str, Any] = field(default_factory=dict)
-    estimator: str = "supernet"
-    estimator_options: dict[str, Any] = field(default_factory=dict)
-    objectives: str | None = None  # e.g. "acc,flops" or "acc:max,latency_ms:min"
-    data: str = "fashion-mnist"
-    data_dir: str | None = None
-    val_fraction: float = 1 / 6
-    device: str | None = None
-    trials: int | None = None
-    time_limit: float | None = None  # seconds of search (evaluation loop)
-    batch_size: int | None = None
-    workers: int | None = None  # 0: this process; None: one per CPU of the Ray cluster
-    address: str | None = None
-    seed: int = 0
-    threads: int = 1
-    cost_classes: int | None = None
-    anchors: bool = True
-
-    @staticmethod
-    def from_dict(values: Mapping[str, Any]) -> "SearchSettings":
-        names = {f.name for f in fields(SearchSettings)}
-        return SearchSettings(**{k: v for k, v in values.items() if k in names})
-
-
-# --- parsing -------------------------------------------------------------------------------------
-def parse_objectives(text: str | None, strategy: str, device: str | None) -> list[Objective]:
-    """`metric[:max|:min]` joined by commas. Default: acc up and flops (latency_ms with a
-    device) down; acc alone for single-objective strategies."""
-    if text is None or not text.strip():
-        if strategy in SINGLE_OBJECTIVE:
-            return [Objective("acc", "maximize")]
-        return [Objective("acc", "maximize"),
-                Objective("latency_ms" if device else "flops", "minimize")]
-    objectives = []
-    for part in (p.strip() for p in text.split(",")):
-        metric, _, direction = part.partition(":")
-        metric = METRIC_ALIASES.get(metric.strip().lower(), metric.strip())
-        direction = direction.strip().lower()
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", metric) or direction not in (
-                "", "max", "min", "maximize", "minimize"):
-            raise SearchError(f"malformed objective {part!r}: expected METRIC[:max|:min] joined "
-                              f"by commas, e.g. acc,flops or acc:max,latency_ms:min")
-        if not direction:
-            direction = "max" if metric.startswith("acc") else "min"
-        objectives.append(Objective(metric, "maximize" if direction.startswith("max")
-                                    else "minimize"))
-    if len({o.metric for o in objectives}) != len(objectives):
-        raise SearchError(f"objectives {text!r} name a metric twice")
-    return objectives
-
-
-def parse_duration(text: str | float | None) -> float | None:
-    """Seconds from `90`, `90s`, `15m`, `1.5h`."""
-    if text is None or isinstance(text, (int, float)):
-        return None if text is None else float(text)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h)?\s*", text.lower())
-    if not match:
-        raise SearchError(f"malformed time limit {text!r}: expected seconds or NUMBER[s|m|h], "
-                          f"e.g. 90, 15m, 1.5h")
-    value = float(match.group(1)) * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600,
-                                     None: 1}[match.group(2)]
-    if value <= 0:
-        raise SearchError(f"time limit {text!r} must be positive")
-    return value
-
-
-def new_run_dir(root: str | Path, space: str, strategy: str, seed: int) -> Path:
-    """results/<space>-<strategy>-s<seed>-<timestamp>[-n], created empty."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(space).stem if space.endswith(
-        (".json", ".yaml", ".yml")) else space)
-    base = Path(root) / f"{stem}-{strategy}-s{seed}-{datetime.now():%Y%m%d-%H%M%S}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path
 
 
 # --- the job -------------------------------------------------------------------------------------
@@ -152,16 +64,22 @@ Progress = Callable[[str], None]
 
 
 class SearchJob:
-    """One search run in one folder; `run()` starts it or continues it from its checkpoint."""
+    """One search run in one folder; `run()` starts it or continues it from its checkpoint.
+
+    Every setting is checked when the job is made (values, objectives against the metrics the
+    evaluations report, the strategy and its options, the estimator's options and table, the
+    device, the budget), before `run()` writes anything."""
 
     def __init__(self, settings: SearchSettings, run_dir: str | Path, quiet: bool = False,
                  runner: Runner | None = None, log: Progress | None = None):
         self.settings = settings
         self.run_dir = Path(run_dir)
         self.quiet = quiet
+        self.require_new = False  # `nas search --out`: refuse a folder that holds a run
         self._runner = runner
         self.log: Progress = log or (lambda text: None if quiet else
                                      sys.stderr.write(text + "\n"))
+        check_settings(settings)
         self.objectives = parse_objectives(settings.objectives, settings.strategy, settings.device)
         self.constraints: tuple[Constraint, ...] = parse_budget(settings.budget)
         self._validate()
@@ -177,17 +95,20 @@ class SearchJob:
             {"name": settings.data, "dir": settings.data_dir,
              "val_fraction": settings.val_fraction},
             settings.device, settings.seed, settings.threads, settings.cost_classes)
+        available = available_metrics(self.eval_config)
+        check_metrics(self.objectives, self.constraints, available, settings.estimator)
+        # Costs need nothing heavy: a bad device or an impossible budget fails here.
+        from nas.sampling import check_feasible
+
+        self.evaluator = Evaluator(self.eval_config, shared={})
+        check_feasible(self.space, self.constraints, self.evaluator.cost)
+        check_metric_options(settings.strategy, settings.strategy_options, available,
+                             list(self.evaluator.cost(self.space.min_arch())))
+        self._make_strategy()  # a bad strategy option fails now
+        check_accuracy_estimator(self.eval_config)  # e.g. a table estimator's CSV and column
 
     def _validate(self) -> None:
         s = self.settings
-        if s.trials is not None and s.trials < 1:
-            raise SearchError(f"--trials must be at least 1, got {s.trials}")
-        if s.time_limit is not None and not s.time_limit > 0:
-            raise SearchError(f"--time-limit must be positive, got {s.time_limit}")
-        if s.batch_size is not None and s.batch_size < 1:
-            raise SearchError(f"--batch-size must be at least 1, got {s.batch_size}")
-        if s.workers is not None and s.workers < 0:
-            raise SearchError(f"--workers must be 0 (this process) or more, got {s.workers}")
         latency = [c for c in self.constraints if c.metric == "latency_ms"]
         latency += [o for o in self.objectives if o.metric == "latency_ms"]
         if latency and not s.device:
@@ -197,6 +118,17 @@ class SearchJob:
             raise SearchError(f"strategy {s.strategy!r} optimises one objective, got "
                               f"{[o.metric for o in self.objectives]}; use nsga2, tpe or random "
                               f"for several, or --objectives acc")
+
+    def _make_strategy(self) -> Any:
+        from nas.strategies import get_strategy, make_strategy
+
+        s = self.settings
+        check_strategy_options(s.strategy, get_strategy(s.strategy).defaults, s.strategy_options)
+        try:
+            return make_strategy(s.strategy, self.space, self.objectives, self.constraints,
+                                 self.evaluator.cost, s.seed, **s.strategy_options)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise strategy_failure(s.strategy, exc) from None
 
     @property
     def batch_size(self) -> int:
@@ -231,30 +163,36 @@ class SearchJob:
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         path = self._checkpoint_path()
-        return read_json(path) if path.is_file() else None
+        return checked_checkpoint(read_json(path), path, resume=True) if path.is_file() else None
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self) -> SearchResult:
-        from nas.strategies import make_strategy
+        """Run (or continue) the search, holding the run folder's lock throughout: a second
+        search on the same folder fails at once and writes nothing."""
+        with writing(self.run_dir):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
 
+        def check() -> None:
+            if self.require_new and (self.run_dir / "config.json").exists():
+                raise SearchError(f"{self.run_dir} already holds a run; continue it with "
+                                  f"--resume {self.run_dir}, or choose another --out")
+
+        with run_lock(self.run_dir, check):
+            return self._run()
+
+    def _run(self) -> SearchResult:
         s = self.settings
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         checkpoint = self.load_checkpoint()
-        from nas.sampling import check_feasible
-
-        # Costs need nothing heavy: an impossible budget fails before data or supernet work.
-        evaluator = Evaluator(self.eval_config, shared={})
-        check_feasible(self.space, self.constraints, evaluator.cost)
+        evaluator = self.evaluator
         largest = evaluator.cost(self.space.max_arch())
         if checkpoint is None:
             # Written before the data and supernet work, so that a run killed while training
             # its supernet can be resumed (the training continues from its last epoch).
-            atomic_write_json(self.run_dir / "config.json", self.config_payload(largest, None))
+            self._write(self.run_dir / "config.json", self.config_payload(largest, None))
         self.log(f"preparing {self.eval_config['estimator']} estimator on {self.space.name} "
                  f"({'resuming ' + str(self.run_dir) if checkpoint else str(self.run_dir)})")
         shared = prepare(self.eval_config, None if self.quiet else self.log)
         evaluator.shared = shared
-        self.evaluator = evaluator
         evaluator.accuracy  # noqa: B018 - build it here: a bad option fails now, in one line
         data_info = None
         if needs_data(self.eval_config):
@@ -262,15 +200,19 @@ class SearchJob:
             data_info = {"name": data.name, "classes": data.num_classes,
                          "channels": data.in_channels, "resolution": data.resolution}
         if checkpoint is None:
-            atomic_write_json(self.run_dir / "config.json", self.config_payload(largest, data_info))
-        strategy = make_strategy(s.strategy, self.space, self.objectives, self.constraints,
-                                 evaluator.cost, s.seed, **s.strategy_options)
+            self._write(self.run_dir / "config.json", self.config_payload(largest, data_info))
+        strategy = self._make_strategy()
         rows: list[dict[str, Any]] = []
         anchors: list[dict[str, Any]] = []
         elapsed = 0.0
         batches = 0
         if checkpoint is not None:
-            strategy.load_state_dict(checkpoint["strategy"])
+            try:
+                strategy.load_state_dict(checkpoint["strategy"])
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                raise ResultsError(f"{self._checkpoint_path()} is damaged: the strategy state "
+                                   f"cannot be restored ({type(exc).__name__}: "
+                                   f"{first_line(exc)})") from None
             rows = [_restore_nan(r) for r in checkpoint["trials"]]
             anchors = [_restore_nan(a) for a in checkpoint.get("anchors", [])]
             elapsed = float(checkpoint["elapsed_s"])
@@ -337,8 +279,9 @@ class SearchJob:
 
                 ray.shutdown()
         config = read_json(self.run_dir / "config.json")
-        summary = summarise(self.run_dir, config, rows, anchors,
-                            {"runner": runner_info, "search_seconds": round(elapsed, 3)})
+        with writing(self.run_dir):
+            summary = summarise(self.run_dir, config, rows, anchors,
+                                {"runner": runner_info, "search_seconds": round(elapsed, 3)})
         front = pareto_rows(rows, self.objectives, self.constraints)
         return SearchResult(self.run_dir, rows, front, summary["hypervolume"], summary, anchors,
                             stopped)
@@ -375,15 +318,13 @@ class SearchJob:
         done: dict[int, Metrics] = {}
         path = self._batch_path()
         if path.is_file():
-            saved = read_json(path)
-            if saved.get("batch") == batch and saved.get("keys") == keys:
-                done = {int(i): m for i, m in saved["done"].items()}
+            done = _saved_batch(path, batch, keys)
         todo = [i for i in range(len(keys)) if i not in done]
 
         def save(index: int, metrics: Metrics) -> None:
             done[todo[index]] = metrics
-            atomic_write_json(path, clean_json({"batch": batch, "keys": keys,
-                                                "done": {str(k): v for k, v in done.items()}}))
+            self._write(path, {"batch": batch, "keys": keys,
+                               "done": {str(k): v for k, v in done.items()}})
 
         if todo:
             runner.evaluate([keys[i] for i in todo], on_result=save)
@@ -399,18 +340,24 @@ class SearchJob:
         row["within_budget"] = all_satisfied(self.constraints, row) if self.constraints else True
         return row
 
+    def _write(self, path: Path, payload: Mapping[str, Any]) -> None:
+        with writing(self.run_dir):
+            atomic_write_json(path, clean_json(payload))
+
     def _save(self, strategy: Any, rows: list[dict[str, Any]], anchors: list[dict[str, Any]],
               batches: int, elapsed: float, finished: bool) -> None:
-        atomic_write_json(self._checkpoint_path(), clean_json({
+        """The checkpoint first (atomically: the source of truth), then the files derived
+        from it; a failed write leaves the previous checkpoint whole."""
+        self._write(self._checkpoint_path(), {
             "format": CHECKPOINT_FORMAT, "batches": batches, "elapsed_s": elapsed,
             "finished": finished, "strategy": strategy.state_dict(), "trials": rows,
-            "anchors": anchors}))
-        write_csv(self.run_dir / "trials.csv", rows, columns_of(rows))
-        if anchors:
-            write_csv(self.run_dir / "anchors.csv", anchors, columns_of(anchors, ("name", "key")))
-        batch = self._batch_path()
-        if batch.is_file():
-            batch.unlink()
+            "anchors": anchors})
+        with writing(self.run_dir):
+            write_csv(self.run_dir / "trials.csv", rows, columns_of(rows))
+            if anchors:
+                write_csv(self.run_dir / "anchors.csv", anchors,
+                          columns_of(anchors, ("name", "key")))
+            self._batch_path().unlink(missing_ok=True)
 
     def _check_failures(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Stop (keeping everything) when every evaluation so far failed: a configuration
@@ -478,39 +425,18 @@ def _restore_nan(metrics: Mapping[str, Any]) -> Metrics:
     return {k: (math.nan if v is None and k not in TEXT_KEYS else v) for k, v in metrics.items()}
 
 
-def settings_to_argv(settings: SearchSettings) -> list[str]:
-    """The command-line options that reproduce `settings` (for config.json)."""
-    defaults = SearchSettings(space=settings.space)
-    argv = ["--space", settings.space]
-    simple = {"budget": "--budget", "strategy": "--strategy", "estimator": "--estimator",
-              "objectives": "--objectives", "data": "--data", "data_dir": "--data-dir",
-              "device": "--device", "trials": "--trials", "time_limit": "--time-limit",
-              "batch_size": "--batch-size", "workers": "--workers", "address": "--address",
-              "seed": "--seed", "threads": "--threads", "cost_classes": "--cost-classes",
-              "val_fraction": "--val-fraction"}
-    for name, flag in simple.items():
-        value = getattr(settings, name)
-        if value != getattr(defaults, name) and value is not None:
-            argv += [flag, str(value)]
-    for name, value in {**settings.strategy_options, **settings.estimator_options}.items():
-        argv += ["--option", f"{name}={json_value(value)}"]
-    if not settings.anchors:
-        argv.append("--no-anchors")
-    return argv
-
-
-def json_value(value: Any) -> str:
-    import json
-
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def resume_settings(run_dir: str | Path) -> SearchSettings:
-    """The settings a run folder was started with."""
-    config = read_json(Path(run_dir) / "config.json")
-    if config.get("format") != CHECKPOINT_FORMAT or "settings" not in config:
-        raise SearchError(f"{run_dir}/config.json is not a search run of this version")
-    return SearchSettings.from_dict(config["settings"])
+def _saved_batch(path: Path, batch: int, keys: list[str]) -> dict[int, Metrics]:
+    """The finished evaluations of batch `batch` saved by a killed run (none when the file
+    belongs to another batch or is damaged: those are evaluated again)."""
+    try:
+        saved = read_json(path)
+        if saved.get("batch") == batch and saved.get("keys") == keys:
+            done = {int(i): dict(m) for i, m in saved["done"].items()}
+            if all(0 <= i < len(keys) for i in done):
+                return done
+    except (ResultsError, AttributeError, TypeError, ValueError):
+        pass
+    return {}
 
 
 def format_front(result: SearchResult, objectives: Sequence[Objective],

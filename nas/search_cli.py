@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from search_spaces import NasError
+from search_spaces import NasError, first_line
 
 CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
@@ -69,7 +68,7 @@ def _settings(args: argparse.Namespace):
         device=args.device, trials=args.trials, time_limit=parse_duration(args.time_limit),
         batch_size=args.batch_size, workers=args.workers, address=args.address,
         seed=args.seed if args.seed is not None else 0,
-        threads=args.threads or 1, cost_classes=args.cost_classes, anchors=not args.no_anchors)
+        threads=args.threads if args.threads is not None else 1, cost_classes=args.cost_classes, anchors=not args.no_anchors)
 
 
 def _resumed(args: argparse.Namespace):
@@ -104,29 +103,34 @@ def cmd_search(args: argparse.Namespace) -> int:
     import warnings
 
     from nas.cli import emit
+    from nas.run_lock import check_output_dir, writing
     from nas.search import SearchJob, format_front, new_run_dir
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if args.resume is not None:
         settings, run_dir = _resumed(args)
     else:
         settings = _settings(args)
         if args.out is not None:
-            run_dir = Path(args.out)
+            run_dir = check_output_dir(args.out, "--out")
             if (run_dir / "config.json").exists():
                 raise NasError(f"{run_dir} already holds a run; continue it with --resume "
                                f"{run_dir}, or choose another --out")
         else:
+            check_output_dir(args.results, "--results")
             run_dir = None
     quiet = args.quiet or args.json
     log = (lambda text: None) if quiet else (lambda text: sys.stderr.write(text + "\n"))
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = _show_warning  # restored when the block ends
+        # Every setting is checked here, before a run folder is made or written.
         job = SearchJob(settings, run_dir or Path(args.results), quiet=quiet, log=log)
         if run_dir is None:
-            job.run_dir = new_run_dir(args.results, settings.space, settings.strategy,
-                                      settings.seed)
+            with writing(args.results):
+                job.run_dir = new_run_dir(args.results, settings.space, settings.strategy,
+                                          settings.seed)
+        elif args.resume is None:
+            job.require_new = True  # checked again under the run folder's lock
         result = job.run()
     emit(args, result.payload(), format_front(result, job.objectives, job.constraints))
     return 0
@@ -137,19 +141,28 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     """Our own warnings (e.g. the data-set fallback) as one `warning: ...` line when they
     happen; library noise (deprecations inside Ray, fvcore...) is dropped."""
     if category.__module__.split(".")[0] in ("estimators", "nas", "search_spaces"):
-        sys.stderr.write(f"warning: {str(message).splitlines()[0]}\n")
+        sys.stderr.write(f"warning: {first_line(message)}\n")
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(f"warning: {text}\n")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from nas.cli import emit
-    from nas.results import compare, display_columns, load_run, summarise
+    from nas.results import compare, display_columns, summarise
+    from nas.run_folder import load_run
+    from nas.run_lock import check_output_file, writing
     from nas.table import format_table
 
-    runs = [load_run(r, args.results) for r in args.runs]
+    if args.plot:
+        check_output_file(args.plot, "--plot")
+    runs = [load_run(r, args.results, warn=_warn) for r in args.runs]
     payload: dict[str, Any] = {"runs": []}
     texts = []
     for run in runs:
-        summary = summarise(run.path, run.config, run.rows, run.anchors, _kept(run.path))
+        with writing(run.path):
+            summary = summarise(run.path, run.config, run.rows, run.anchors, _kept(run.path))
         front = run.front()
         payload["runs"].append({"run_dir": str(run.path), "pareto": front,
                                 "hypervolume": summary["hypervolume"], "trials": len(run.rows)})
@@ -162,12 +175,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         payload["comparison"] = rows
         texts.append("comparison (hypervolume_common: one box for all runs)\n" +
                      format_table(rows))
-        if args.plot:
+    if args.plot:
+        with writing(args.plot):
             _plot_fronts(args.plot, runs)
-            texts.append(f"fronts plotted in {args.plot}")
-    elif args.plot:
-        _plot_fronts(args.plot, runs)
-        texts.append(f"front plotted in {args.plot}")
+        texts.append(f"{'fronts' if len(runs) > 1 else 'front'} plotted in {args.plot}")
     from nas.results import clean_json
 
     emit(args, clean_json(payload), "\n\n".join(texts))
@@ -175,12 +186,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _kept(run_dir: Path) -> dict[str, Any]:
-    """What a re-render cannot recompute from the trials (which runner ran the search)."""
+    """What a re-render cannot recompute from the trials (which runner ran the search); a
+    damaged summary.json keeps nothing."""
+    from nas.results import ResultsError, read_json
+
     path = run_dir / "summary.json"
     if not path.is_file():
         return {}
-    old = json.loads(path.read_text())
-    return {k: old[k] for k in ("runner", "search_seconds") if k in old}
+    try:
+        old = read_json(path)
+    except ResultsError:
+        return {}
+    return {k: old[k] for k in ("runner", "search_seconds") if k in old} \
+        if isinstance(old, dict) else {}
 
 
 def _plot_fronts(path: str, runs: list) -> None:
@@ -220,7 +238,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     log = (lambda text: None) if (args.quiet or args.json) else (
         lambda text: sys.stderr.write(text + "\n"))
     written = export(args.run, args.out, rank=args.rank, epochs=args.epochs, onnx=args.onnx,
-                     results_root=args.results, log=log)
+                     results_root=args.results, log=log, warn=_warn)
     lines = [f"{written['out']}: {written['key']} (rank {written['rank']}, weights "
              f"{written['weights']})"]
     if "standalone_val_acc" in written:

@@ -7,7 +7,7 @@ import sys
 import warnings
 from typing import Any, Callable
 
-from nas.cli_types import positive_int, resolution
+from nas.cli_types import positive_int, resolution, threads
 from search_spaces import NasError, get_space
 
 CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
@@ -143,7 +143,7 @@ def register(command: CommandAdder) -> None:
                    help="train again even when the cache holds this supernet")
     p.add_argument("--cache-dir", default=None,
                    help="where trained supernets live (default $NAS_CACHE_DIR or ~/.cache/nas)")
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--threads", type=threads, default=None,
                    help="torch threads of this process (default: torch's, one per core; use 1 "
                         "on a machine other work keeps busy)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

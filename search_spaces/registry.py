@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
-from search_spaces.errors import NasError, UnknownSpaceError
+from search_spaces.errors import NasError, UnknownSpaceError, first_line
 from search_spaces.space import SearchSpace
 
 SPARSE_SUFFIX = "-sparse"
@@ -55,11 +56,19 @@ def register_space(space: SearchSpace) -> SearchSpace:
     return space
 
 
+def _builtin_name(name: str) -> bool:
+    """`name` is a built-in space or its sparse variant."""
+    base = name[: -len(SPARSE_SUFFIX)] if name.endswith(SPARSE_SUFFIX) else name
+    return base in BUILTIN and (base == name or BUILTIN[base] not in NO_SPARSE)
+
+
 def get_space(name: str) -> SearchSpace:
     """A space by name (`mobile`, `resnet-sparse`, ...) or by path to a YAML/JSON file."""
     if name in _cache:
         return _cache[name]
-    if name.endswith((".yaml", ".yml", ".json")) or Path(name).is_file():
+    # a built-in name wins over a file of the same name in the working folder
+    if not _builtin_name(name) and (name.endswith((".yaml", ".yml", ".json"))
+                                    or Path(name).is_file()):
         return register_space(load_space_file(name))
     base = name[: -len(SPARSE_SUFFIX)] if name.endswith(SPARSE_SUFFIX) else name
     sparse = base != name
@@ -69,6 +78,10 @@ def get_space(name: str) -> SearchSpace:
             f"unknown space {name!r}; known: {', '.join(known)}, or a path to a .yaml/.json file")
     module = _family(BUILTIN[base])
     return register_space(module.create(name, dict(module.PRESETS[base]), sparse))
+
+
+# A space name is the prefix of every key (`<name>:<body>`) and part of cache file names.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", re.ASCII)
 
 
 def load_space_file(path: str | Path) -> SearchSpace:
@@ -85,23 +98,36 @@ def load_space_file(path: str | Path) -> SearchSpace:
             config = yaml.safe_load(text)
     except FileNotFoundError:
         raise NasError(f"space file {path} does not exist") from None
-    except Exception as exc:  # OSError, JSONDecodeError, yaml.YAMLError
-        raise NasError(f"cannot read space file {path}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # OSError, JSONDecodeError, yaml.YAMLError, UnicodeDecodeError
+        raise NasError(f"cannot read space file {path}: {first_line(exc)}") from None
     if not isinstance(config, dict):
         raise NasError(f"space file {path} must hold a mapping with 'name' and 'family' or 'base'")
     config = dict(config)
     name = config.pop("name", path.stem)
-    sparse = bool(config.pop("sparse", False))
+    sparse = config.pop("sparse", False)
     base = config.pop("base", None)
     family = config.pop("family", None)
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise NasError(f"{path}: the space name {name!r} (its 'name', else the file name) must "
+                       f"be ASCII letters, digits and _.+- (starting with a letter or digit): "
+                       f"it begins every key")
+    if _builtin_name(name):
+        raise NasError(f"{path}: the space name {name!r} is a built-in space (its keys "
+                       f"'{name}:...' would collide); give the file another 'name'")
+    if not isinstance(sparse, bool):
+        raise NasError(f"{path}: 'sparse' must be true or false, got {sparse!r}")
     if base is not None:
-        if base not in BUILTIN:
+        if not isinstance(base, str) or base not in BUILTIN:
             raise NasError(f"{path}: unknown base {base!r}; known: {', '.join(BUILTIN)}")
-        family = family or BUILTIN[base]
+        if family is not None and family != BUILTIN[base]:
+            raise NasError(f"{path}: base {base!r} is of family {BUILTIN[base]!r}, not "
+                           f"{family!r}; give one of them")
+        family = BUILTIN[base]
         config = {**_family(family).PRESETS[base], **config}
-    if family not in FAMILIES:
+    if not isinstance(family, str) or family not in FAMILIES:
         raise NasError(f"{path}: 'family' must be one of {', '.join(FAMILIES)} "
                        f"(or give 'base': one of {', '.join(BUILTIN)})")
-    if not isinstance(name, str) or ":" in name or not name:
-        raise NasError(f"{path}: 'name' must be a non-empty string without ':'")
+    unnamed = [k for k in config if not isinstance(k, str)]
+    if unnamed:
+        raise NasError(f"{path}: setting names must be text, got {unnamed[0]!r}")
     return _family(family).create(name, config, sparse)

@@ -32,3 +32,25 @@ def test_constraint_satisfied_and_violation():
     assert c.satisfied({"flops": 100.0}) and not c.satisfied({"flops": 101.0})
     assert not c.satisfied({"params": 1.0}) and not c.satisfied({"flops": float("nan")})
     assert c.violation({"flops": 150.0}) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("text", [
+    "1" * 400 + "-flops",  # read as infinity before
+    "1" * 400 + "ms-latency",
+    "1" * 400 + ".5G-params",
+    "1e400-flops", "nan-flops", "inf-params", "infms-latency", "nanms-latency",
+    "2000000G-flops",  # 2e15: absurd
+    "999999999999ms-latency",
+    "-1ms-latency", "0ms-latency", "0.0G-params", "0s-latency",
+    "٣٠٠M-flops", "３００M-flops",  # keys and budgets are ASCII
+], ids=lambda text: text if len(text) < 30 else f"{len(text)}-characters")
+def test_non_finite_absurd_and_non_positive_budgets_are_rejected(text):
+    with pytest.raises(BudgetError) as info:
+        parse_budget(text)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 400
+
+
+def test_large_but_sane_budgets_still_parse():
+    assert parse_budget("900G-flops") == (Constraint("flops", 900e9),)
+    assert parse_budget("3600s-latency") == (Constraint("latency_ms", 3.6e6),)

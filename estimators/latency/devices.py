@@ -7,6 +7,7 @@ published table imported by `nas latency import` (kind `lut`, entries in the SQL
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -18,7 +19,7 @@ from estimators.latency.errors import LatencyError
 from estimators.latency.predictor import LocalTable, LutTable, Predictor, TablePredictor
 from estimators.latency.profiler import Profiler
 from estimators.latency.store import Correction, LatencyStore
-from search_spaces import SearchSpace
+from search_spaces import SearchSpace, first_line
 
 LOCAL = ("cpu", "cuda")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
@@ -32,8 +33,12 @@ def check_name(name: str) -> str:
     return name
 
 
+def device_path(name: str, cache_dir: CacheDir = None) -> Path:
+    return devices_dir(cache_dir) / f"{check_name(name)}.json"
+
+
 def save_device(name: str, payload: dict[str, Any], cache_dir: CacheDir = None) -> Path:
-    path = devices_dir(cache_dir) / f"{check_name(name)}.json"
+    path = device_path(name, cache_dir)
     atomic_write_text(path, json.dumps({"name": name, **payload}, indent=1))
     return path
 
@@ -55,9 +60,28 @@ def load_device(name: str, cache_dir: CacheDir = None) -> dict[str, Any]:
         raise LatencyError(f"unknown device {name!r}; known: {', '.join(known)} (learn one with "
                            f"`nas latency fit` or `nas latency import`)")
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise LatencyError(f"device file {path} is damaged: {exc}") from None
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LatencyError(f"device file {path} is damaged: {first_line(exc)}") from None
+    if not isinstance(data, dict):
+        raise LatencyError(f"device file {path} is damaged: not a JSON object")
+    return data
+
+
+def _lut_fields(device: str, data: dict[str, Any]) -> tuple[str, int, str, str, float]:
+    """(fingerprint, batch size, dtype, format, overhead ms) of an imported device's file."""
+    from estimators.latency.lut import FORMATS
+
+    fields = (data.get("fingerprint"), data.get("batch_size"), data.get("dtype"),
+              data.get("format"), data.get("overhead_ms", 0.0))
+    fingerprint, batch, dtype, fmt, overhead = fields
+    if not (isinstance(fingerprint, str) and isinstance(batch, int) and batch >= 1
+            and isinstance(dtype, str) and fmt in FORMATS and isinstance(overhead, (int, float))
+            and not isinstance(overhead, bool) and math.isfinite(overhead) and overhead >= 0):
+        raise LatencyError(f"device file for {device!r} is damaged (fingerprint, batch_size, "
+                           f"dtype, format or overhead_ms missing or of the wrong type); import "
+                           f"the table again with `nas latency import ... --replace`")
+    return fingerprint, batch, dtype, fmt, float(overhead)
 
 
 def open_predictor(space: SearchSpace, device: str = "cpu", *, cache_dir: CacheDir = None,
@@ -87,24 +111,32 @@ def open_predictor(space: SearchSpace, device: str = "cpu", *, cache_dir: CacheD
     if data.get("kind") == "lut":
         from estimators.latency.lut import KEYERS
 
-        entries = {sig: e.median_ms for sig, e in
-                   store.entries(data["fingerprint"], data["batch_size"], data["dtype"]).items()}
+        fingerprint, batch, dtype, fmt, overhead = _lut_fields(device, data)
+        entries = {sig: e.median_ms for sig, e in store.entries(fingerprint, batch, dtype).items()}
         if not entries:
             raise LatencyError(f"device {device!r}: its entries are missing from the store "
                                f"{store.path}; import the table again")
-        table = LutTable(entries, KEYERS[data["format"]], device)
-        return TablePredictor(space, table, Correction(data.get("overhead_ms", 0.0), 1.0), device,
-                              num_classes, {"format": data["format"], "entries": len(entries),
-                                            "batch_size": data["batch_size"]})
+        table = LutTable(entries, KEYERS[fmt], device)
+        return TablePredictor(space, table, Correction(overhead, 1.0), device,
+                              num_classes, {"format": fmt, "entries": len(entries),
+                                            "batch_size": batch})
     if data.get("kind") == "fit":
         from estimators.latency.fit import FittedModel, FittedPredictor
 
         models = data.get("models", {})
+        if not isinstance(models, dict):
+            raise LatencyError(f"device file for {device!r} is damaged: 'models' is not a "
+                               f"mapping; fit the device again")
         if space.name not in models:
             raise LatencyError(f"device {device!r} was fitted for space(s) "
                                f"{', '.join(models) or 'none'}, not {space.name!r}; fit it with "
                                f"`nas latency fit --space {space.name} --name {device} ...`")
-        model = FittedModel.from_dict(models[space.name]["model"])
+        try:
+            model = FittedModel.from_dict(models[space.name]["model"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LatencyError(f"device file for {device!r} is damaged (its {space.name} model: "
+                               f"{type(exc).__name__} {first_line(exc)}); fit the device "
+                               f"again") from None
         table = None
         if model.table_fingerprint:
             table = {sig: e.median_ms for sig, e in
@@ -114,17 +146,25 @@ def open_predictor(space: SearchSpace, device: str = "cpu", *, cache_dir: CacheD
 
 
 def import_lut(path: str, name: str, fmt: str | None = None, batch_size: int = 1,
-               cache_dir: CacheDir = None) -> dict[str, Any]:
-    """Store a published table's entries under `lut:<name>` and register the device."""
+               cache_dir: CacheDir = None, replace: bool = False) -> dict[str, Any]:
+    """Store a published table's entries under `lut:<name>` and register the device. A name
+    already in use is refused (its entries would mix with the new ones) unless `replace`:
+    then the old device and every entry it had are replaced wholly."""
     from estimators.latency.lut import read_lut
     from estimators.latency.store import Entry
 
     check_name(name)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise LatencyError(f"--batch-size must be a whole number >= 1, got {batch_size!r}")
     fmt, entries, overhead, notes = read_lut(path, fmt)
     fingerprint = f"lut:{name}"
     store = LatencyStore(cache_dir=cache_dir)
-    store.put(fingerprint, batch_size, "float32",
-              [Entry(key, ms, ms) for key, ms in entries.items()])
+    if not replace and (device_path(name, cache_dir).exists() or store.count(fingerprint)):
+        raise LatencyError(f"device {name!r} already exists; importing under its name would "
+                           f"mix two tables: pass --replace to replace it wholly, or choose "
+                           f"another --name")
+    store.replace_all(fingerprint, batch_size, "float32",
+                      [Entry(key, ms, ms) for key, ms in entries.items()])
     payload = {"kind": "lut", "format": fmt, "source": str(Path(path).resolve()),
                "fingerprint": fingerprint, "batch_size": batch_size, "dtype": "float32",
                "overhead_ms": overhead, "entries": len(entries), "notes": notes}

@@ -216,7 +216,8 @@ class FittedPredictor:
         self.coef = np.asarray(model.coef)
 
     def latency_ms(self, arch: Arch) -> float:
-        return float(self.features.vector(arch) @ self.coef + self.model.intercept)
+        """Never negative (a negative intercept can undershoot below the fitted range)."""
+        return max(0.0, float(self.features.vector(arch) @ self.coef + self.model.intercept))
 
     def describe(self) -> dict[str, object]:
         return {"device": self.device, "kind": "fitted", "space": self.space.name,

@@ -15,12 +15,13 @@ A block a table does not cover is reported by name, never guessed.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Callable, Sequence
 
 from estimators.latency.errors import LatencyError
-from search_spaces import BlockSpec
+from search_spaces import BlockSpec, first_line
 from search_spaces.ops import block_out_shape
 
 FORMATS = ("tfnas", "proxyless")
@@ -48,22 +49,43 @@ def read_lut(path: str | Path, fmt: str | None = None) -> tuple[str, dict[str, f
         raise LatencyError(f"unknown lookup-table format {fmt!r}; accepted: {', '.join(FORMATS)}")
     try:
         return (fmt, *_read_tfnas(path)) if fmt == "tfnas" else (fmt, *_read_proxyless(path))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise LatencyError(f"{path}: not a valid {fmt} table ({exc})") from None
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise LatencyError(f"{path}: not a valid {fmt} table ({first_line(exc)})") from None
+    except yaml_errors() as exc:
+        raise LatencyError(f"{path}: not a valid {fmt} table ({first_line(exc)})") from None
+
+
+def yaml_errors() -> type[Exception]:
+    import yaml
+
+    return yaml.YAMLError
 
 
 def _read_tfnas(path: Path) -> tuple[dict[str, float], float, dict]:
     data = json.loads(path.read_text())
-    base = float(data.pop("base", 0.0))
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object of block keys")
+    base = _ms("base", data.pop("base", 0.0))
+    if base < 0:
+        raise ValueError(f"'base' is {base}, expected a latency >= 0 ms")
     entries: dict[str, float] = {}
     negative = 0
     for block, by_mid in data.items():
-        if not _TFNAS_KEY.fullmatch(block):
+        if not _TFNAS_KEY.fullmatch(block) or not isinstance(by_mid, dict):
             raise ValueError(f"unexpected key {block!r}")
         for mid, ms in by_mid.items():
+            ms = _ms(f"{block}[{mid}]", ms)
             negative += ms < 0
-            entries[f"{block}|mid={int(mid)}"] = max(0.0, float(ms))
+            entries[f"{block}|mid={int(mid)}"] = max(0.0, ms)
     return entries, base, {"clamped_negative_entries": negative, "base_ms": base}
+
+
+def _ms(where: str, value: object) -> float:
+    """A finite latency in ms (JSON/YAML numbers only: text, null or NaN is a damaged table)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        raise ValueError(f"{where} is {value!r}, expected a finite number of ms")
+    return float(value)
 
 
 def _read_proxyless(path: Path) -> tuple[dict[str, float], float, dict]:
@@ -72,7 +94,13 @@ def _read_proxyless(path: Path) -> tuple[dict[str, float], float, dict]:
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict):
         raise ValueError("expected a mapping of op keys to {count, mean, var}")
-    entries = {str(key): float(value["mean"]) for key, value in data.items()}
+    entries: dict[str, float] = {}
+    for key, value in data.items():
+        if not isinstance(value, dict) or "mean" not in value:
+            raise ValueError(f"{key!r} has no 'mean'")
+        entries[str(key)] = _ms(f"{key}: mean", value["mean"])
+        if entries[str(key)] < 0:
+            raise ValueError(f"{key}: mean is {value['mean']}, expected a latency >= 0 ms")
     return entries, 0.0, {"entries": len(entries)}
 
 

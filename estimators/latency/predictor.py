@@ -96,8 +96,9 @@ class TablePredictor:
         return list(zip(specs, self.table.lookup(specs)))
 
     def latency_ms(self, arch: Arch) -> float:
-        return self.correction.apply(sum(self.table.lookup(self.space.blocks(arch,
-                                                                             self.num_classes))))
+        """Never negative: a fitted negative overhead below the calibrated range gives 0."""
+        total = sum(self.table.lookup(self.space.blocks(arch, self.num_classes)))
+        return max(0.0, self.correction.apply(total))
 
     def describe(self) -> dict[str, object]:
         return {"device": self.device, "kind": "table", "space": self.space.name,

@@ -36,8 +36,11 @@ class Profiler:
     def __init__(self, device: str = "cpu", threads: int | None = None, batch_size: int = 1,
                  dtype: str = "float32", clock: str | None = None, cuda_graphs: bool = False,
                  plan: TimingPlan = TimingPlan(), high_priority: bool = False):
-        if batch_size < 1:
-            raise LatencyError(f"--batch-size must be at least 1, got {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise LatencyError(f"--batch-size must be a whole number >= 1, got {batch_size!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or threads < 1):
+            raise LatencyError(f"--threads must be a whole number >= 1, got {threads!r}")
         if cuda_graphs and device != "cuda":
             raise LatencyError("CUDA graphs need --device cuda")
         self.device = device

@@ -8,6 +8,7 @@ Every write is its own short transaction, so an interrupted build keeps what it 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import time
@@ -100,28 +101,68 @@ class LatencyStore:
         return len(rows)
 
     def entries(self, fingerprint: str, batch: int, dtype: str) -> dict[str, Entry]:
-        """Every entry of one device/batch/dtype, by signature."""
-        cursor = self._conn.execute(
+        """Every entry of one device/batch/dtype, by signature (a damaged row is a
+        LatencyError naming it)."""
+        cursor = self._read(
             "SELECT signature, median_ms, min_ms, rounds, calls FROM blocks "
             "WHERE fingerprint = ? AND batch = ? AND dtype = ?", (fingerprint, batch, dtype))
-        return {row[0]: Entry(*row) for row in cursor}
+        entries = (self._entry(row, fingerprint, batch, dtype) for row in cursor)
+        return {entry.signature: entry for entry in entries}
 
     def get(self, fingerprint: str, signature: str, batch: int, dtype: str) -> Entry | None:
-        row = self._conn.execute(
+        row = self._read(
             "SELECT signature, median_ms, min_ms, rounds, calls FROM blocks WHERE fingerprint = ? "
             "AND signature = ? AND batch = ? AND dtype = ?",
             (fingerprint, signature, batch, dtype)).fetchone()
-        return Entry(*row) if row else None
+        return self._entry(row, fingerprint, batch, dtype) if row else None
+
+    def replace_all(self, fingerprint: str, batch: int, dtype: str,
+                    entries: Iterable[Entry]) -> int:
+        """Replace every entry and correction of `fingerprint` (all batch sizes and dtypes)
+        by `entries`, in one transaction."""
+        rows = [(fingerprint, e.signature, batch, dtype, float(e.median_ms), float(e.min_ms),
+                 e.rounds, e.calls, time.time()) for e in entries]
+        with self._transaction():
+            self._conn.execute("DELETE FROM blocks WHERE fingerprint = ?", (fingerprint,))
+            self._conn.execute("DELETE FROM corrections WHERE fingerprint = ?", (fingerprint,))
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return len(rows)
+
+    # --- reading checked values -----------------------------------------------------------------
+    def _read(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.DatabaseError as exc:
+            raise LatencyError(f"cannot read latency table {self.path}: {exc}") from None
+
+    def _damaged(self, table: str, row: str, column: str, value: object,
+                 expected: str) -> LatencyError:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        return LatencyError(f"latency table {self.path} is damaged: table {table!r}, row "
+                            f"{row}: {column} is {shown}, expected {expected}; delete the file "
+                            f"(or that row) and run `nas latency build` or `import` again")
+
+    def _entry(self, row: tuple, fingerprint: str, batch: int, dtype: str) -> Entry:
+        signature, median_ms, min_ms, rounds, calls = row
+        where = f"({fingerprint}, {signature}, batch {batch}, {dtype})"
+        for column, value in (("median_ms", median_ms), ("min_ms", min_ms)):
+            if not _number(value) or value < 0:
+                raise self._damaged("blocks", where, column, value, "a number of ms >= 0")
+        for column, value in (("rounds", rounds), ("calls", calls)):
+            if not isinstance(value, int) or value < 0:
+                raise self._damaged("blocks", where, column, value, "a whole number >= 0")
+        return Entry(signature, float(median_ms), float(min_ms), rounds, calls)
 
     def count(self, fingerprint: str | None = None, batch: int | None = None,
               dtype: str | None = None) -> int:
         clauses, params = _where(fingerprint=fingerprint, batch=batch, dtype=dtype)
-        row = self._conn.execute(f"SELECT COUNT(*) FROM blocks{clauses}", params).fetchone()
+        row = self._read(f"SELECT COUNT(*) FROM blocks{clauses}", params).fetchone()
         return int(row[0])
 
     def summary(self) -> list[dict[str, object]]:
         """Entry counts per (fingerprint, batch, dtype)."""
-        cursor = self._conn.execute(
+        cursor = self._read(
             "SELECT fingerprint, batch, dtype, COUNT(*) FROM blocks "
             "GROUP BY fingerprint, batch, dtype ORDER BY fingerprint, batch, dtype")
         return [{"fingerprint": f, "batch": b, "dtype": d, "entries": n} for f, b, d, n in cursor]
@@ -136,10 +177,18 @@ class LatencyStore:
 
     def correction(self, fingerprint: str, space: str, batch: int,
                    dtype: str) -> tuple[Correction, dict[str, object]] | None:
-        row = self._conn.execute(
+        row = self._read(
             "SELECT overhead_ms, scale, info FROM corrections WHERE fingerprint = ? AND space = ? "
             "AND batch = ? AND dtype = ?", (fingerprint, space, batch, dtype)).fetchone()
-        return (Correction(row[0], row[1]), json.loads(row[2])) if row else None
+        if row is None:
+            return None
+        overhead, scale, info = row
+        where = f"({fingerprint}, {space}, batch {batch}, {dtype})"
+        if not _number(overhead):
+            raise self._damaged("corrections", where, "overhead_ms", overhead, "a number of ms")
+        if not _number(scale) or scale <= 0:
+            raise self._damaged("corrections", where, "scale", scale, "a number > 0")
+        return Correction(float(overhead), float(scale)), self._json("corrections", where, info)
 
     # --- devices ------------------------------------------------------------------------------
     def put_device(self, fingerprint: str, info: Mapping[str, object]) -> None:
@@ -148,7 +197,17 @@ class LatencyStore:
                                (fingerprint, json.dumps(dict(info))))
 
     def devices(self) -> dict[str, dict[str, object]]:
-        return {f: json.loads(i) for f, i in self._conn.execute("SELECT * FROM devices")}
+        return {f: self._json("devices", f"({f})", i)
+                for f, i in self._read("SELECT fingerprint, info FROM devices")}
+
+    def _json(self, table: str, where: str, text: object) -> dict[str, object]:
+        try:
+            value = json.loads(text) if isinstance(text, str) else None
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, dict):
+            raise self._damaged(table, where, "info", text, "a JSON object")
+        return value
 
 
 class _Tx:
@@ -163,6 +222,12 @@ class _Tx:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _number(value: object) -> bool:
+    """A finite int or float as SQLite returns it (text in a REAL column stays text)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
 
 
 def _where(**filters: object) -> tuple[str, tuple[object, ...]]:

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from search_spaces import settings
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError
 from search_spaces.space import BlockSpec, Chain, Dimension, SearchSpace, config_from_dict
@@ -54,9 +55,10 @@ class DenseNetConfig:
             "compressions": float_options("compressions", self.compressions, 0.0, 1.0),
             "block_types": str_options("block_types", self.block_types, BLOCK_TYPES),
             "layers": nested_int_options("layers", self.layers),
-            "resolutions": int_options("resolutions", self.resolutions, 32),
-            "bn_size": int_options("bn_size", self.bn_size)[0],
-            "stem_mult": int_options("stem_mult", self.stem_mult)[0],
+            "resolutions": int_options("resolutions", self.resolutions, 32,
+                                       settings.MAX_RESOLUTION),
+            "bn_size": settings.int_value("bn_size", self.bn_size, 1, 64),
+            "stem_mult": settings.int_value("stem_mult", self.stem_mult, 1, 64),
             "densities": float_options("densities", self.densities, 0.0, 1.0),
         }
         for name, value in fields.items():
@@ -174,8 +176,8 @@ class DenseNetSpace(SearchSpace):
         return "-".join(parts)
 
     def decode(self, body: str) -> Arch:
-        match = re.fullmatch(rf"g(?P<g>\d+)-c(?P<c>\d+\.\d+)-(?P<t>[a-z]+(?:\.[a-z]+)*)"
-                             rf"-b(?P<b>{INTS})(?:-s(?P<s>{FLOATS}))?-r(?P<r>\d+)", body)
+        match = re.fullmatch(rf"g(?P<g>[0-9]+)-c(?P<c>[0-9]+\.[0-9]+)-(?P<t>[a-z]+(?:\.[a-z]+)*)"
+                             rf"-b(?P<b>{INTS})(?:-s(?P<s>{FLOATS}))?-r(?P<r>[0-9]+)", body)
         if match is None:
             self.bad_key(body, "malformed")
         if (match["s"] is None) == self.sparse:

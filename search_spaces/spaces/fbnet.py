@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from search_spaces import settings
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError
 from search_spaces.ops.common import ACTIVATIONS
@@ -20,7 +21,7 @@ from search_spaces.space import BlockSpec, Chain, Dimension, SearchSpace, config
 from search_spaces.spaces.inverted_residual import DENSITIES
 
 SKIP = "skip"
-_OP_FORM = re.compile(r"k([1-9]\d*)_e([1-9]\d*)(?:_g([1-9]\d*))?")
+_OP_FORM = re.compile(r"k([1-9][0-9]*)_e([1-9][0-9]*)(?:_g([1-9][0-9]*))?", re.ASCII)
 INACTIVE = "-"  # density token of a stage that is all identity skips (nothing to sparsify)
 
 
@@ -42,14 +43,64 @@ class FBNetConfig:
     classes: int = 1000
 
     def __post_init__(self) -> None:
-        n = len(self.widths)
-        if len(self.depths) != n or len(self.strides) != n:
-            raise ValueError(f"'depths' and 'strides' need one entry per stage ({n})")
-        bad = [op for op in self.ops if op != SKIP and not _OP_FORM.fullmatch(op)]
-        if bad or not self.ops:
-            raise ValueError(f"ops {bad} are not 'skip' or k<kernel>_e<expand>[_g<groups>]")
-        if self.act not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {self.act!r}; known: {list(ACTIVATIONS)}")
+        widths = settings.int_list("widths", self.widths, sort=False)
+        n = len(widths)
+        fields_: dict[str, Any] = {
+            "widths": widths,
+            "depths": settings.int_list("depths", self.depths, 1, settings.MAX_DEPTH,
+                                        length=n, sort=False),
+            "strides": settings.int_list("strides", self.strides, 1, settings.MAX_STRIDE,
+                                         length=n, sort=False),
+            "ops": _check_ops(self.ops),
+            "stem": settings.int_value("stem", self.stem),
+            "stem_stride": settings.int_value("stem_stride", self.stem_stride, 1,
+                                              settings.MAX_STRIDE),
+            "head": settings.int_value("head", self.head),
+            "act": settings.choice("act", self.act, ACTIVATIONS),
+            "resolution": settings.int_value("resolution", self.resolution, 1,
+                                             settings.MAX_RESOLUTION),
+            "dropout": settings.float_value("dropout", self.dropout, 0.0, 1.0),
+            "classes": settings.int_value("classes", self.classes, 1, settings.MAX_CLASSES),
+        }
+        for name, value in fields_.items():
+            object.__setattr__(self, name, value)
+        _check_groups(self)
+
+
+def _check_ops(ops: Any) -> tuple[str, ...]:
+    """Distinct candidates, `skip` or k<odd kernel>_e<expand>[_g<groups>] (ASCII digits)."""
+    form = f"'skip' or k<odd kernel 1..{settings.MAX_KERNEL}>_e<expand 1..64>[_g<groups>]"
+    items = settings.as_list(ops)
+    if not items:
+        raise ValueError(f"ops must be a non-empty list of {form}")
+    for op in items:
+        if op == SKIP:
+            continue
+        match = _OP_FORM.fullmatch(op) if isinstance(op, str) else None
+        if match is None:
+            raise ValueError(f"ops: {op!r} is not {form}")
+        kernel, expand = int(match.group(1)), int(match.group(2))
+        if kernel % 2 == 0 or kernel > settings.MAX_KERNEL or expand > settings.MAX_RATIO \
+                or int(match.group(3) or 1) > settings.MAX_CHANNELS:
+            raise ValueError(f"ops: {op!r} is not {form}")
+    if len(set(items)) != len(items):
+        raise ValueError(f"ops must not repeat a candidate, got {items}")
+    return tuple(items)
+
+
+def _check_groups(config: "FBNetConfig") -> None:
+    """A grouped candidate must divide every width it sees (input, expanded, output)."""
+    width = config.stem
+    for out, depth in zip(config.widths, config.depths):
+        for _ in range(depth):
+            for op in config.ops:
+                if op == SKIP:
+                    continue
+                groups = parse_op(op)[2]
+                if groups > 1 and (width % groups or out % groups):
+                    raise ValueError(f"ops: {op!r} needs widths divisible by {groups}, but a "
+                                     f"layer goes from {width} to {out} channels")
+            width = out
 
 
 def parse_op(op: str) -> tuple[int, int, int]:

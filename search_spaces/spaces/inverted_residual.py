@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Iterator
 
+from search_spaces import settings
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError
 from search_spaces.ops.common import ACTIVATIONS
@@ -52,23 +53,50 @@ class InvertedResidualConfig:
     classes: int = 1000
 
     def __post_init__(self) -> None:
-        n = len(self.widths)
-        depths = self.depths
-        if depths and all(isinstance(d, int) for d in depths):
-            depths = (tuple(depths),) * n  # one option list shared by every stage
-        object.__setattr__(self, "depths", tuple(tuple(sorted(d)) for d in depths))
-        for name in ("kernels", "expands", "resolutions", "width_mults"):
-            object.__setattr__(self, name, tuple(sorted(getattr(self, name))))
-        for name in ("strides", "acts", "se", "depths"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"'{name}' needs one entry per stage ({n}, as in 'widths')")
-        for act in (*self.acts, self.stem_act, self.first_act, self.head_act, self.mix_act):
-            if act not in ACTIVATIONS:
-                raise ValueError(f"unknown activation {act!r}; known: {list(ACTIVATIONS)}")
-        if any(not d or min(d) < 1 for d in self.depths):
-            raise ValueError("every stage needs depth options >= 1")
-        if not (self.kernels and self.expands and self.resolutions and self.width_mults):
-            raise ValueError("kernels, expands, resolutions and width_mults must not be empty")
+        widths = settings.int_list("widths", self.widths, sort=False)
+        n = len(widths)
+        fields_: dict[str, Any] = {
+            "widths": widths,
+            "strides": settings.int_list("strides", self.strides, 1, settings.MAX_STRIDE,
+                                         length=n, sort=False),
+            "acts": settings.name_list("acts", self.acts, ACTIVATIONS, length=n),
+            "se": _bools("se", self.se, n),
+            "depths": _depths(self.depths, n),
+            "kernels": settings.int_list("kernels", self.kernels, 1, settings.MAX_KERNEL,
+                                         odd=True),
+            "expands": settings.number_list("expands", self.expands),
+            "resolutions": settings.int_list("resolutions", self.resolutions, 1,
+                                             settings.MAX_RESOLUTION),
+            "width_mults": settings.number_list("width_mults", self.width_mults, 0.0,
+                                                settings.MAX_WIDTH_MULT),
+            "stem": settings.int_value("stem", self.stem),
+            "first": settings.int_value("first", self.first, 0),
+            "mid_divisor": settings.int_value("mid_divisor", self.mid_divisor, 1, 256),
+            "se_reduction": settings.int_value("se_reduction", self.se_reduction, 1, 256),
+            "head": settings.int_value("head", self.head),
+            "mix": settings.int_value("mix", self.mix, 0),
+            "dropout": settings.float_value("dropout", self.dropout, 0.0, 1.0),
+            "classes": settings.int_value("classes", self.classes, 1, settings.MAX_CLASSES),
+        }
+        for name in ("stem_act", "first_act", "head_act", "mix_act"):
+            fields_[name] = settings.choice(name, getattr(self, name), ACTIVATIONS)
+        for name, value in fields_.items():
+            object.__setattr__(self, name, value)
+
+
+def _bools(field: str, values: Any, n: int) -> tuple[bool, ...]:
+    items = settings.as_list(values)
+    if len(items) != n:
+        raise ValueError(f"{field} needs one entry per stage ({n}), got {len(items)}")
+    return tuple(settings.bool_value(f"{field}[{i}]", v) for i, v in enumerate(items))
+
+
+def _depths(depths: Any, n: int) -> tuple[tuple[int, ...], ...]:
+    """One option list shared by every stage (`[2, 3, 4]`) or one per stage."""
+    items = settings.as_list(depths)
+    if items and not any(isinstance(d, (list, tuple)) for d in items):
+        return (settings.int_list("depths", items, 1, settings.MAX_DEPTH),) * n
+    return settings.nested_int_lists("depths", items, n)
 
 
 def _structure(config: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +180,7 @@ class InvertedResidualSpace(SearchSpace):
 
     def mid_width(self, cin: int, expand: float) -> int:
         """Expanded width of a block: round(in * e), then OFA's make_divisible if configured."""
-        mid = int(round(cin * expand))
+        mid = max(1, int(round(cin * expand)))  # a small ratio never leaves 0 channels
         return make_divisible(mid, self.config.mid_divisor) if self.config.mid_divisor > 1 else mid
 
     def blocks(self, arch: Arch, num_classes: int | None = None,

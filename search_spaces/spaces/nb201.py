@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from search_spaces import settings
 from search_spaces.arch import Arch
 from search_spaces.errors import InvalidArchError, NasError
 from search_spaces.ops.cell import CELL_OPS, EDGE_ARGS, EDGES
@@ -38,9 +39,10 @@ class NB201Config:
     resolution: int = 32
 
     def __post_init__(self) -> None:
-        for field in ("channels", "cells", "classes", "resolution"):
-            if not isinstance(getattr(self, field), int) or getattr(self, field) < 1:
-                raise ValueError(f"{field} must be a positive integer")
+        limits = {"channels": settings.MAX_CHANNELS, "cells": settings.MAX_DEPTH,
+                  "classes": settings.MAX_CLASSES, "resolution": settings.MAX_RESOLUTION}
+        for field, high in limits.items():
+            settings.int_value(field, getattr(self, field), 1, high)
         if self.resolution % 4:
             raise ValueError(f"resolution must be divisible by 4 (two reductions), "
                              f"got {self.resolution}")

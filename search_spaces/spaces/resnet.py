@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+from search_spaces import settings
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError
 from search_spaces.space import BlockSpec, Chain, Dimension, SearchSpace, config_from_dict
@@ -24,8 +25,9 @@ BLOCK_TYPES = ("basic", "bottleneck")
 DENSITIES = (0.25, 0.5, 1.0)
 
 # --- helpers shared with the densenet family (key fields and config checks) -------------------
-INTS = r"\d+(?:\.\d+)*"
-FLOATS = r"\d+\.\d+(?:\.\d+\.\d+)*"  # floats joined by '.': each float has exactly one '.'
+# Keys are ASCII: `[0-9]`, not `\d` (which also matches Arabic-Indic or full-width digits).
+INTS = r"[0-9]+(?:\.[0-9]+)*"
+FLOATS = r"[0-9]+\.[0-9]+(?:\.[0-9]+\.[0-9]+)*"  # floats joined by '.': each has one '.'
 
 
 def join_ints(values: Iterable[Any]) -> str:
@@ -41,27 +43,27 @@ def split_ints(text: str) -> list[int]:
 
 
 def split_floats(text: str) -> list[float]:
-    return [float(v) for v in re.findall(r"\d+\.\d+", text)]
+    return [float(v) for v in re.findall(r"[0-9]+\.[0-9]+", text)]
 
 
-def int_options(field: str, values: Any, minimum: int = 1) -> tuple[int, ...]:
-    """Distinct ints, sorted ascending (cheapest first); ValueError names the field."""
-    values = values if isinstance(values, (list, tuple)) else (values,)
-    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum
-                         for v in values):
-        raise ValueError(f"{field} must be a non-empty list of integers >= {minimum}")
-    return tuple(sorted(set(values)))
+def int_options(field: str, values: Any, minimum: int = 1,
+                maximum: int = settings.MAX_CHANNELS) -> tuple[int, ...]:
+    """Distinct ints in minimum..maximum, sorted ascending (cheapest first); ValueError names
+    the field."""
+    return settings.int_list(field, values, minimum, maximum)
 
 
 def float_options(field: str, values: Any, low: float = 0.0, high: float = math.inf
                   ) -> tuple[float, ...]:
     """Distinct floats in (low, high], sorted ascending, each written as `<int>.<digits>`."""
     values = values if isinstance(values, (list, tuple)) else (values,)
-    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
-        raise ValueError(f"{field} must be a non-empty list of numbers")
+    if not values or any(not settings.is_number(v) for v in values):
+        bad = next((v for v in values if not settings.is_number(v)), None)
+        raise ValueError(f"{field} must be a non-empty list of numbers"
+                         + ("" if not values else f", got {bad!r}"))
     floats = tuple(sorted({float(v) for v in values}))
     for v in floats:
-        if not low < v <= high or not re.fullmatch(r"\d+\.\d+", repr(v)):
+        if not low < v <= high or not re.fullmatch(r"[0-9]+\.[0-9]+", repr(v)):
             raise ValueError(f"{field}: {v} must be in ({low}, {high}] and have a short "
                              f"decimal form such as 0.5 or 1.0")
     return floats
@@ -69,19 +71,12 @@ def float_options(field: str, values: Any, low: float = 0.0, high: float = math.
 
 def str_options(field: str, values: Any, known: Sequence[str]) -> tuple[str, ...]:
     """Distinct names from `known`, in the given order (cheapest first)."""
-    values = values if isinstance(values, (list, tuple)) else (values,)
-    if not values or any(v not in known for v in values) or len(set(values)) != len(values):
-        raise ValueError(f"{field} must be a non-empty list of distinct names from {list(known)}")
-    return tuple(values)
+    return settings.name_list(field, values, known, distinct=True)
 
 
 def nested_int_options(field: str, values: Any, count: int | None = None
                        ) -> tuple[tuple[int, ...], ...]:
-    if not isinstance(values, (list, tuple)) or not values:
-        raise ValueError(f"{field} must be a list with one list of options per stage")
-    if count is not None and len(values) != count:
-        raise ValueError(f"{field} must have {count} entries (one per stage), got {len(values)}")
-    return tuple(int_options(f"{field}[{i}]", v) for i, v in enumerate(values))
+    return settings.nested_int_lists(field, values, count)
 
 
 def round8(channels: float) -> int:
@@ -115,15 +110,16 @@ class ResNetConfig:
     densities: tuple[float, ...] = DENSITIES
 
     def __post_init__(self) -> None:
-        int_options("stage_channels", self.stage_channels)  # type check; the order is kept
+        stage_channels = settings.int_list("stage_channels", self.stage_channels, sort=False)
         fields = {
             "blocks": str_options("blocks", self.blocks, BLOCK_TYPES),
-            "expansions": int_options("expansions", self.expansions),
-            "depths": nested_int_options("depths", self.depths, len(self.stage_channels)),
-            "widths": float_options("widths", self.widths),
-            "stage_channels": tuple(self.stage_channels),
-            "resolutions": int_options("resolutions", self.resolutions, 32),
-            "stem": int_options("stem", self.stem)[0],
+            "expansions": int_options("expansions", self.expansions, 1, int(settings.MAX_RATIO)),
+            "depths": nested_int_options("depths", self.depths, len(stage_channels)),
+            "widths": float_options("widths", self.widths, 0.0, settings.MAX_WIDTH_MULT),
+            "stage_channels": stage_channels,
+            "resolutions": int_options("resolutions", self.resolutions, 32,
+                                       settings.MAX_RESOLUTION),
+            "stem": settings.int_value("stem", self.stem),
             "densities": float_options("densities", self.densities, 0.0, 1.0),
         }
         for name, value in fields.items():
@@ -254,8 +250,8 @@ class ResNetSpace(SearchSpace):
         return "-".join(parts)
 
     def decode(self, body: str) -> Arch:
-        match = re.fullmatch(rf"(?P<block>[a-z]+)(?:-e(?P<e>\d+))?-d(?P<d>{INTS})"
-                             rf"-w(?P<w>{FLOATS})(?:-s(?P<s>{FLOATS}))?-r(?P<r>\d+)", body)
+        match = re.fullmatch(rf"(?P<block>[a-z]+)(?:-e(?P<e>[0-9]+))?-d(?P<d>{INTS})"
+                             rf"-w(?P<w>{FLOATS})(?:-s(?P<s>{FLOATS}))?-r(?P<r>[0-9]+)", body)
         if match is None:
             self.bad_key(body, "malformed")
         block, e = match["block"], match["e"]

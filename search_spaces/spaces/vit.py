@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Iterator, Mapping
 
+from search_spaces import settings
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError, NasError
 from search_spaces.ops.common import ACTIVATIONS
@@ -26,20 +27,26 @@ DENSITIES: tuple[float, ...] = (0.25, 0.5, 1.0)  # sparse variants: cheapest fir
 KINDS = ("vit", "hybrid")
 
 
-def _options(values: Any, name: str, reverse: bool = False) -> tuple:
-    """A non-empty, duplicate-free option tuple of positive numbers, cheapest first."""
+def _options(values: Any, name: str, reverse: bool = False,
+             high: float = settings.MAX_CHANNELS) -> tuple:
+    """A non-empty, duplicate-free option tuple of positive finite numbers up to `high`, each
+    written in plain decimal (a key token), cheapest first."""
     values = tuple(values) if isinstance(values, (tuple, list)) else (values,)
-    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0
-                         for v in values):
-        raise ValueError(f"{name} must be a non-empty list of positive numbers, got {values}")
+    if not values or any(not settings.is_number(v) or not 0 < v <= high for v in values):
+        raise ValueError(f"{name} must be a non-empty list of positive numbers up to {high:g}, "
+                         f"got {values}")
     if len(set(values)) != len(values):
         raise ValueError(f"{name} has duplicate options: {values}")
+    settings.number_list(name, values, 0.0, high)  # the plain decimal form
     return tuple(sorted(values, reverse=reverse))
 
 
-def _ints(values: tuple, name: str) -> None:
-    if any(not isinstance(v, int) for v in values):
+def _ints(values: tuple, name: str, odd: bool = False) -> None:
+    if any(not settings.is_int(v) for v in values):
         raise ValueError(f"{name} must be integers, got {values}")
+    if odd and any(v % 2 == 0 for v in values):
+        raise ValueError(f"{name} must be odd (an even kernel changes the output size), "
+                         f"got {values}")
 
 
 def _check_heads(widths: tuple[int, ...], heads: tuple[int, ...], what: str) -> None:
@@ -155,18 +162,21 @@ class ViTConfig:
     classes: int = 1000
 
     def __post_init__(self) -> None:
-        for name in ("patches", "widths", "depths", "heads", "mlp_ratios", "resolutions"):
-            values = _options(getattr(self, name), name, reverse=name == "patches")
+        highs = {"patches": settings.MAX_RESOLUTION, "widths": settings.MAX_CHANNELS,
+                 "depths": settings.MAX_DEPTH, "heads": settings.MAX_CHANNELS,
+                 "mlp_ratios": settings.MAX_RATIO, "resolutions": settings.MAX_RESOLUTION}
+        for name, high in highs.items():
+            values = _options(getattr(self, name), name, name == "patches", high)
             if name != "mlp_ratios":
                 _ints(values, name)
             object.__setattr__(self, name, values)
+        settings.choice("kind", self.kind, ("vit",))
         _check_heads(self.widths, self.heads, "width")
         bad = [(r, p) for r in self.resolutions for p in self.patches if r % p]
         if bad:
             raise ValueError(f"every resolution must be divisible by every patch size; "
                              f"{bad[0][0]} is not divisible by {bad[0][1]}")
-        if not isinstance(self.classes, int) or self.classes < 1:
-            raise ValueError(f"classes must be a positive integer, got {self.classes}")
+        settings.int_value("classes", self.classes, 1, settings.MAX_CLASSES)
 
 
 class ViTSpace(_AttentionSpace):
@@ -264,7 +274,7 @@ TIMM_NAMES = {"deit_tiny_patch16_224": "deit_tiny", "vit_tiny_patch16_224": "dei
 def _depth_lists(depths: Any, stages: int, name: str) -> tuple[tuple[int, ...], ...]:
     if not isinstance(depths, (tuple, list)) or len(depths) != stages:
         raise ValueError(f"{name} must give one list of depth options per stage ({stages})")
-    result = tuple(_options(d, f"{name}[{i}]") for i, d in enumerate(depths))
+    result = tuple(_options(d, f"{name}[{i}]", high=settings.MAX_DEPTH) for i, d in enumerate(depths))
     for d in result:
         _ints(d, name)
     return result
@@ -293,16 +303,22 @@ class HybridConfig:
     classes: int = 1000
 
     def __post_init__(self) -> None:
-        for name in ("resolutions", "kernels", "conv_expands", "heads", "attn_expands"):
-            values = _options(getattr(self, name), name)
+        highs = {"resolutions": settings.MAX_RESOLUTION, "kernels": settings.MAX_KERNEL,
+                 "conv_expands": settings.MAX_RATIO, "heads": settings.MAX_CHANNELS,
+                 "attn_expands": settings.MAX_RATIO}
+        for name, high in highs.items():
+            values = _options(getattr(self, name), name, high=high)
             if name not in ("conv_expands", "attn_expands"):
-                _ints(values, name)
+                _ints(values, name, odd=name == "kernels")
             object.__setattr__(self, name, values)
+        settings.choice("kind", self.kind, ("hybrid",))
         for name in ("conv_widths", "attn_widths"):  # one per stage, in network order
             widths = getattr(self, name)
             widths = tuple(widths) if isinstance(widths, (list, tuple)) else (widths,)
-            if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
-                raise ValueError(f"{name} must be a list of positive integers, got {widths}")
+            if any(not settings.is_int(w) or not 1 <= w <= settings.MAX_CHANNELS
+                   for w in widths):
+                raise ValueError(f"{name} must be a list of whole numbers in "
+                                 f"1..{settings.MAX_CHANNELS}, got {widths}")
             object.__setattr__(self, name, widths)
         if not self.attn_widths:
             raise ValueError("attn_widths must name at least one attention stage")
@@ -311,14 +327,10 @@ class HybridConfig:
         object.__setattr__(self, "attn_depths",
                            _depth_lists(self.attn_depths, len(self.attn_widths), "attn_depths"))
         _check_heads(self.attn_widths, self.heads, "attention stage width")
-        if self.act not in ACTIVATIONS:
-            raise ValueError(f"act must be one of {ACTIVATIONS}, got {self.act!r}")
-        if not isinstance(self.stem, int) or self.stem < 1:
-            raise ValueError(f"stem must be a positive integer, got {self.stem}")
-        if not isinstance(self.classes, int) or self.classes < 1:
-            raise ValueError(f"classes must be a positive integer, got {self.classes}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        settings.choice("act", self.act, ACTIVATIONS)
+        settings.int_value("stem", self.stem)
+        settings.int_value("classes", self.classes, 1, settings.MAX_CLASSES)
+        settings.float_value("dropout", self.dropout, 0.0, 1.0)
 
 
 class HybridSpace(_AttentionSpace):

@@ -97,3 +97,31 @@ def test_user_errors_exit_2_with_one_line(built, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["latency"])
     assert info.value.code == 2
+
+
+@pytest.mark.parametrize("argv", [
+    ["latency", "predict", "--space", "lattoy", "--arch", "r8-k3e2-k3e2", "--batch-size", "0"],
+    ["latency", "predict", "--space", "lattoy", "--arch", "r8-k3e2-k3e2", "--threads", "0"],
+    ["latency", "predict", "--space", "lattoy", "--arch", "r8-k3e2-k3e2", "--classes", "0"],
+    ["latency", "predict", "--space", "lattoy", "--arch", "r8-k3e2-k3e2", "--classes", "-5"],
+    ["latency", "build", "--space", "lattoy", "--threads", "-2"],
+    ["latency", "build", "--space", "lattoy", "--threads", "1000000000"],
+    ["latency", "build", "--space", "lattoy", "--calibration", "-1"],
+    ["latency", "validate", "--space", "lattoy", "--batch-size", "0"],
+    ["latency", "validate", "--space", "lattoy", "-n", "0"],
+    ["latency", "import", "table.json", "--name", "x", "--batch-size", "0"],
+])
+def test_zero_and_negative_counts_are_refused_not_replaced(tmp_path, capsys, argv):
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--cache-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_profiler_refuses_zero_threads():
+    from estimators.latency import LatencyError, Profiler
+
+    with pytest.raises(LatencyError, match="threads"):
+        Profiler("cpu", threads=0)
+    with pytest.raises(LatencyError, match="batch-size"):
+        Profiler("cpu", batch_size=0)

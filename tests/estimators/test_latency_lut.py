@@ -106,3 +106,54 @@ def test_published_tables_import_and_price_their_spaces(shared_data, tmp_path, c
     assert blocks[logits] == pytest.approx(0.9348261327713382)  # its `Logits` mean
     # MobileNetV2-shaped, wider: the paper reports 75 ms for MobileNetV2 on a Pixel 1
     assert 60 < pixel1.latency_ms(arch) < 150
+
+
+def test_import_under_an_existing_name_is_refused_unless_replace(toy, tmp_path, capsys):
+    """Importing twice under one name used to merge the two tables' entries."""
+    cache = str(tmp_path / "cache")
+    first = _tfnas_table(tmp_path)
+    assert main(["latency", "import", str(first), "--name", "dev", "--cache-dir", cache,
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"base": 0.5, "MBInvertedResBlock_8_8_0_8_k3_s1_relu":
+                                 {"16": 0.25}}))
+    code = main(["latency", "import", str(other), "--name", "dev", "--cache-dir", cache])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert "already exists" in err and "--replace" in err
+    assert main(["latency", "import", str(other), "--name", "dev", "--cache-dir", cache,
+                 "--replace", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == 1
+    from estimators.latency.store import LatencyStore
+
+    assert LatencyStore(cache_dir=cache).count("lut:dev") == 1  # nothing of the first table
+
+
+@pytest.mark.parametrize("content, suffix", [
+    ('{"base": 1.0, "MBInvertedResBlock_8_8_0_8_k3_s1_relu": {"4": NaN}}', "json"),
+    ('{"base": 1.0, "MBInvertedResBlock_8_8_0_8_k3_s1_relu": {"4": "fast"}}', "json"),
+    ('{"base": -3.0, "MBInvertedResBlock_8_8_0_8_k3_s1_relu": {"4": 0.1}}', "json"),
+    ("Conv-input:8x8x3-output:8x8x8: {count: 1, mean: -1.0, var: 0}\n", "yaml"),
+    ("Conv-input:8x8x3-output:8x8x8: {count: 1, mean: .nan, var: 0}\n", "yaml"),
+    ("Conv-input:8x8x3-output:8x8x8: {count: 1, mean: null, var: 0}\n", "yaml"),
+])
+def test_tables_with_bad_latencies_are_refused(tmp_path, content, suffix):
+    path = tmp_path / f"table.{suffix}"
+    path.write_text(content)
+    with pytest.raises(LatencyError) as info:
+        import_lut(str(path), "bad", cache_dir=tmp_path)
+    assert "\n" not in str(info.value) and "not a valid" in str(info.value)
+
+
+@pytest.mark.parametrize("payload", ['[1, 2]', '{"kind": "lut"}',
+                                     '{"kind": "lut", "fingerprint": "lut:d", "batch_size": 1, '
+                                     '"dtype": "float32", "format": "tfnas", "overhead_ms": -2}',
+                                     '{"kind": "fit", "models": {"lattoy": {"model": {}}}}'])
+def test_damaged_device_files_are_one_line_errors(toy, tmp_path, payload):
+    from estimators.latency.cache import devices_dir
+
+    (devices_dir(tmp_path) / "d.json").write_text(payload)
+    with pytest.raises(LatencyError) as info:
+        open_predictor(toy, "d", cache_dir=tmp_path)
+    assert "\n" not in str(info.value) and "damaged" in str(info.value)

@@ -27,8 +27,9 @@ def ray_session():
 
     started = not ray.is_initialized()
     if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR")
+        from estimators.supernet_parallel import start_local_ray
+
+        start_local_ray(num_cpus=2, log_to_driver=False, logging_level="ERROR")  # loopback only
     yield ray
     if started:
         ray.shutdown()

@@ -1,0 +1,319 @@
+"""Hostile inputs against the `nas` command line: every case must end in exit 0 or 2 with at
+most one `error:` line, never a traceback, never a partly written run folder, never a changed
+checkpoint. Prints the counts and writes every case to results/bench/hostile_cli/.
+
+    python bench/hostile_cli.py [--out results/bench/hostile_cli] [--only sample,search]
+
+The cases are generated from one list of nasty values crossed with every flag of `nas sample`,
+`nas describe`, `nas search` and `nas latency`, plus damaged run folders (each result file
+truncated, replaced by junk, spliced, deleted or retyped) for `nas report` and `nas export`,
+space files with wrong types and values, and `--out`/`--plot` at places that cannot be written.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+NASTY = ["0", "-1", "-5", "3.5", "nan", "inf", "-inf", "1e400", "9" * 400, "", " ", "abc",
+         "\u0663", "\uff11\uff12", "/", "/dev/null", "a=b", "=", "null", "[]", "{}", "true",
+         "x" * 300, "1M", "-", "\x00"]
+
+
+CASE_SECONDS = 60  # a case still running after this long counts as a hang
+
+
+class Hang(Exception):
+    pass
+
+
+def _hang(signum, frame):
+    raise Hang()
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    from nas.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    signal.signal(signal.SIGALRM, _hang)
+    signal.alarm(CASE_SECONDS)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 2
+        except Hang:
+            err.write(f"hang: still running after {CASE_SECONDS} s\n")
+            code = 124
+        except BaseException as exc:  # noqa: BLE001 - what a user would see as a traceback
+            import traceback
+
+            err.write("Traceback (escaped main)\n" + "".join(traceback.format_exception(exc)))
+            code = 1
+        finally:
+            signal.alarm(0)
+    return code, out.getvalue(), err.getvalue()
+
+
+class Case:
+    def __init__(self, group: str, argv: list[str], check: Callable[[int], str] | None = None):
+        self.group, self.argv, self.check = group, argv, check
+
+
+def judge(case: Case, code: int, err: str) -> str:
+    """'' when the outcome is clean, else what is wrong."""
+    if "Traceback" in err:
+        return "traceback: " + err.strip().splitlines()[-1][:200]
+    if code == 124:
+        return "hang"
+    if code not in (0, 2):
+        return f"exit {code}"
+    if code == 2 and len([ln for ln in err.splitlines() if ln.startswith("error:")]) != 1:
+        return "exit 2 without exactly one error line"
+    return case.check(code) if case.check else ""
+
+
+def folder_whole(out: Path) -> Callable[[int], str]:
+    def check(code: int) -> str:
+        files = {p.name for p in out.iterdir()} if out.is_dir() else set()
+        if code == 0 and not {"config.json", "checkpoint.json", "pareto.csv"} <= files:
+            return f"finished run lacks files: {sorted(files)}"
+        if code == 2 and files and not {"config.json", "checkpoint.json"} <= files:
+            return f"partly written run folder: {sorted(files)}"
+        return ""
+    return check
+
+
+def unchanged(path: Path) -> Callable[[int], str]:
+    before = path.read_bytes() if path.exists() else None
+
+    def check(code: int) -> str:
+        after = path.read_bytes() if path.exists() else None
+        return "" if after == before else f"{path.name} changed"
+    return check
+
+
+def nb201_table(root: Path) -> Path:
+    from search_spaces import get_space
+
+    space = get_space("nb201")
+    path = root / "nb201.csv"
+    path.write_text("arch,acc\n" + "".join(f"{space.from_index(i).key},{50 + i % 4000 / 100}\n"
+                                           for i in range(15625)))
+    return path
+
+
+def explore_cases() -> list[Case]:
+    cases = []
+    for value in NASTY:
+        for flag in ("-n", "--seed", "--classes", "--budget"):
+            cases.append(Case("sample", ["sample", "--space", "mobile", flag, value]))
+        cases.append(Case("sample", ["sample", "--space", value]))
+        cases.append(Case("describe", ["describe", "--space", "resnet", "--arch", value]))
+        cases.append(Case("describe", ["describe", "--space", "mobile", "--ref", value]))
+        cases.append(Case("describe", ["describe", "--space", "nb201", "--ref", "all_conv3x3",
+                                       "--classes", value]))
+    for budget in ("1e400M-flops", "9" * 400 + "-flops", "nanM-flops", "-3M-flops",
+                   "0M-params", "300M-nosuch", "20ms-latency", "300M-flops,", ",,"):
+        cases.append(Case("sample", ["sample", "--space", "mobile", "--budget", budget]))
+    for key in ("resnet:\u0663", "densenet:r128-\uff11", "resnet:r-8", "mobile:r-8-k3e3",
+                "mobile:r128-k4e3.k3e3-k3e3.k3e3-k3e3.k3e3-k3e3.k3e3-k3e3.k3e3",
+                "mobile:r128-k3e0.k3e3-k3e3.k3e3-k3e3.k3e3-k3e3.k3e3-k3e3.k3e3", "nb201:", ":"):
+        space = key.split(":")[0] or "mobile"
+        cases.append(Case("describe", ["describe", "--space", space, "--arch", key]))
+    return cases
+
+
+def space_file_cases(root: Path) -> list[Case]:
+    wrong = {"kernels": ["three", [4], [2, 3], [0], [-3], [1e9], [3.5], [True], [], None],
+             "expands": [[0], [1e9], [-1], ["x"], [], [0.0]],
+             "resolutions": [[-8], [0], ["r"], [1e9], []],
+             "widths": [[0], [-16], "wide", [24, 40]],
+             "depths": [[0], [-2], [[]], "deep", [2.5]],
+             "classes": [0, -5, "ten", 1e400],
+             "stem": [0, -1, "s"], "dropout": [-0.5, 2, "d"]}
+    cases = []
+    for setting, values in wrong.items():
+        for i, value in enumerate(values):
+            for suffix in (".yaml", ".json"):
+                path = root / f"space_{setting}_{i}{suffix}"
+                path.write_text(json.dumps({"base": "mobile", "name": f"fuzz_{setting}_{i}",
+                                            setting: value}, allow_nan=True))
+                cases.append(Case("space file", ["sample", "--space", str(path), "-n", "2"]))
+                cases.append(Case("space file", ["describe", "--space", str(path), "--ref",
+                                                 "nosuch"]))
+    for name in ("mobile", "nb201", "", "a:b"):
+        path = root / f"named_{len(name)}.yaml"
+        path.write_text(json.dumps({"base": "mobile", "name": name}))
+        cases.append(Case("space file", ["sample", "--space", str(path), "-n", "1"]))
+    (root / "mobile.yaml").write_text(json.dumps({"base": "resnet"}))
+    cases.append(Case("space file", ["sample", "--space", str(root / "mobile.yaml")]))
+    for junk in (b"", b"\x80\x81", b"[1, 2]", b"base: [", b"- a\n- b"):
+        path = root / f"junk_{len(junk)}_{junk[:1].hex()}.yaml"
+        path.write_bytes(junk)
+        cases.append(Case("space file", ["sample", "--space", str(path)]))
+    return cases
+
+
+SEARCH_FLAGS = ("--budget", "--objectives", "--trials", "--time-limit", "--seed", "--batch-size",
+                "--threads", "--cost-classes", "--epochs", "--option", "--proxy", "--column",
+                "--val-fraction", "--address", "--strategy", "--data", "--table", "--device",
+                "--space")
+
+
+def search_cases(root: Path, table: Path) -> list[Case]:
+    base = ["search", "--space", "nb201", "--estimator", "table", "--table", str(table),
+            "--trials", "2", "--workers", "0", "--no-anchors", "--quiet"]
+    cases = []
+    n = 0
+
+    def add(extra: list[str], out: Path | None = None) -> None:
+        nonlocal n
+        n += 1
+        out = out or root / f"run{n}"
+        argv = base + extra
+        # the last occurrence of a flag wins in argparse: the nasty one comes after the base
+        cases.append(Case("search", argv + ["--out", str(out)], folder_whole(out)))
+
+    values = ["0", "-1", "nan", "inf", "abc", "", "\u0663", "9" * 400, "1e400", "/dev/null"]
+    for flag in SEARCH_FLAGS:
+        for value in values:
+            add([flag, value])
+    for option in ("population=-3", "population=abc", "population=", "=3", "nosuch=1",
+                   "mutation_rate=2", "population=1e400"):
+        add(["--option", option, "--strategy", "evolution", "--objectives", "acc"])
+    add(["--objectives", "nosuch"])
+    add(["--objectives", "acc,nosuch:max"])
+    add(["--address", "127.0.0.1:1", "--workers", "0"])
+    add(["--estimator", "proxy", "--proxy", "nosuch"])
+    add(["--estimator", "train", "--epochs", "0"])
+    add(["--column", "nosuch"])
+    empty = root / "empty.csv"
+    empty.write_text("")
+    add(["--table", str(empty)])
+    a_file = root / "a_file"
+    a_file.write_text("x")
+    add([], a_file)
+    add([], a_file / "below")
+    taken = root / "taken"
+    taken.mkdir()
+    (taken / "config.json").write_text("{}")
+    add([], taken)
+    cases.append(Case("search", ["search", "--resume", str(root / "nosuch")]))
+    cases.append(Case("search", ["search", "--resume", str(a_file)]))
+    return cases
+
+
+def damaged_run_cases(root: Path, table: Path) -> list[Case]:
+    finished = root / "finished"
+    code, _, err = run_cli(["search", "--space", "nb201", "--estimator", "table", "--table",
+                            str(table), "--trials", "12", "--workers", "0", "--no-anchors",
+                            "--quiet", "--out", str(finished)])
+    assert code == 0, err
+    cases = []
+    for target in ("trials.csv", "checkpoint.json", "config.json", "pareto.csv", "summary.json"):
+        for how in ("truncate", "junk", "splice", "delete", "retype"):
+            run = root / f"damaged_{target}_{how}"
+            shutil.copytree(finished, run)
+            path = run / target
+            data = path.read_bytes()
+            if how == "truncate":
+                path.write_bytes(data[: len(data) * 2 // 3])
+            elif how == "junk":
+                path.write_bytes(b"\x80\x00garbage\xff")
+            elif how == "splice":
+                path.write_bytes(data[: len(data) // 2] + b'",\n\x00' + data[len(data) // 2:])
+            elif how == "delete":
+                path.unlink()
+            elif target.endswith(".json"):
+                value = json.loads(data)
+                path.write_text(json.dumps({k: "retyped" for k in value}))
+            else:
+                path.write_text(data.decode().replace(",", ";"))
+            checkpoint = run / "checkpoint.json"
+            cases.append(Case("report", ["report", str(run)], unchanged(checkpoint)))
+            for rank in ("1", "0", "-1", "999"):
+                cases.append(Case("export", ["export", str(run), "--rank", rank, "--out",
+                                             str(run / f"model{rank}.pt"), "--quiet"],
+                                  unchanged(checkpoint)))
+    a_file = root / "a_file"
+    for out in (a_file, a_file / "below", root, root / "nosuch" / "deep" / "m.pt"):
+        cases.append(Case("export", ["export", str(finished), "--out", str(out), "--quiet"]))
+        cases.append(Case("report", ["report", str(finished), "--plot", str(out)]))
+    return cases
+
+
+def latency_cases(root: Path) -> list[Case]:
+    cases = []
+    for value in NASTY[:14]:
+        cases.append(Case("latency", ["latency", "predict", "--space", "mobile", "--device",
+                                      value, "--arch", "x"]))
+        cases.append(Case("latency", ["latency", "predict", "--space", "mobile", "--arch",
+                                      value, "--no-measure", "--cache-dir", str(root / "cache")]))
+    return cases
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="results/bench/hostile_cli")
+    parser.add_argument("--only", default=None, help="groups, comma-separated")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        table = nb201_table(root)
+        groups = {"sample": explore_cases, "space file": lambda: space_file_cases(root),
+                  "search": lambda: search_cases(root, table),
+                  "report": lambda: damaged_run_cases(root, table),
+                  "latency": lambda: latency_cases(root)}
+        wanted = set(args.only.split(",")) if args.only else set(groups)
+        cases = [c for name, make in groups.items() if name in wanted for c in make()]
+        rows = []
+        start = time.perf_counter()
+        for i, case in enumerate(cases):
+            code, _, err = run_cli(case.argv)
+            problem = judge(case, code, err)
+            rows.append({"group": case.group, "argv": " ".join(a[:60] for a in case.argv),
+                         "exit": code, "problem": problem,
+                         "error": next((ln for ln in err.splitlines()
+                                        if ln.startswith("error:")), "")[:240]})
+            if problem:
+                print(f"[{i + 1}/{len(cases)}] {case.group}: {problem}\n    {rows[-1]['argv']}",
+                      flush=True)
+    summary = {"cases": len(rows), "clean": sum(not r["problem"] for r in rows),
+               "tracebacks": sum(r["problem"].startswith("traceback") for r in rows),
+               "other_problems": sum(bool(r["problem"]) and not r["problem"].startswith(
+                   "traceback") for r in rows),
+               "exit_0": sum(r["exit"] == 0 for r in rows),
+               "exit_2": sum(r["exit"] == 2 for r in rows),
+               "by_group": {g: sum(r["group"] == g for r in rows) for g in
+                            dict.fromkeys(r["group"] for r in rows)},
+               "seconds": round(time.perf_counter() - start, 1)}
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "cases.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return 0 if summary["clean"] == summary["cases"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Reading a run folder back (`nas report`, `nas export`, `--resume`).
+
+`checkpoint.json` is the source of truth: it is written atomically after every completed batch,
+and `trials.csv` / `anchors.csv` are derived from it. A run is loaded from the checkpoint's
+trials and anchors; a CSV that disagrees with them (cut short, edited, damaged) is rebuilt from
+the checkpoint with one warning. Without a checkpoint the CSV files are read strictly: a cut or
+damaged row, binary data or a count that disagrees with `summary.json` is a one-line error, never
+a silent partial front. Every file is checked for the shape this version writes, so a damaged
+or hand-edited one is a one-line error naming it, not a traceback.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from nas.objectives import Constraint, Objective
+from nas.results import (LEAD_COLUMNS, TEXT_COLUMNS, Box, ResultsError, _parse_cell, columns_of,
+                         constraints_of, hypervolume_box, objectives_of, pareto_rows, read_json,
+                         to_csv)
+from search_spaces import first_line
+
+Warn = Callable[[str], None]
+ANCHOR_LEAD = ("name", "key")
+
+
+class RunWarning(UserWarning):
+    """A run file that disagreed with the checkpoint and was rebuilt from it."""
+
+
+def resolve_run(run: str | Path, results_root: str | Path = "results") -> Path:
+    """A run folder from a path or a run id under `results_root`."""
+    candidates = [Path(run), Path(results_root) / str(run)]
+    for path in candidates:
+        if (path / "config.json").is_file():
+            return path
+    raise ResultsError(f"no run at {run!r}: expected a folder with config.json (a path, or a "
+                       f"run id under {results_root}/)")
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict[str, Any]
+    rows: list[dict[str, Any]]
+    anchors: list[dict[str, Any]]
+
+    @property
+    def objectives(self) -> list[Objective]:
+        return objectives_of(self.config)
+
+    @property
+    def constraints(self) -> list[Constraint]:
+        return constraints_of(self.config)
+
+    def front(self) -> list[dict[str, Any]]:
+        """The ranked Pareto front: what `pareto.csv` holds and `nas export --rank` picks."""
+        return pareto_rows(self.rows, self.objectives, self.constraints)
+
+    def box(self) -> Box:
+        return hypervolume_box(self.rows, self.objectives, self.constraints,
+                               self.config["evaluation"]["estimator"],
+                               self.config.get("largest", {}))
+
+
+def load_run(run: str | Path, results_root: str | Path = "results",
+             warn: Warn | None = None) -> Run:
+    """A run's config, trials and anchors: from `checkpoint.json` where there is one (the CSV
+    files are rebuilt from it where they disagree; `warn` gets one line each), else from the
+    CSV files, read strictly."""
+    from nas.run_lock import is_locked
+
+    warn = warn or (lambda text: warnings.warn(text, RunWarning, stacklevel=3))
+    path = resolve_run(run, results_root)
+    config = checked_config(read_json(path / "config.json"), path / "config.json")
+    checkpoint_path = path / "checkpoint.json"
+    if checkpoint_path.is_file():
+        checkpoint = checked_checkpoint(read_json(checkpoint_path), checkpoint_path)
+        rows = [restore_nan(r) for r in checkpoint["trials"]]
+        anchors = [restore_nan(a) for a in checkpoint.get("anchors", [])]
+        repair = not is_locked(path)  # a running search rewrites them itself
+        if rows or (path / "trials.csv").exists():
+            _sync(path / "trials.csv", rows, LEAD_COLUMNS, ("trial", "batch", "key"), repair,
+                  warn)
+        if anchors:
+            _sync(path / "anchors.csv", anchors, ANCHOR_LEAD, ANCHOR_LEAD, repair, warn)
+        elif (path / "anchors.csv").is_file():
+            anchors = read_rows(path / "anchors.csv", ANCHOR_LEAD)
+        return Run(path, config, rows, anchors)
+    rows = read_trials(path / "trials.csv") if (path / "trials.csv").exists() else []
+    _check_summary(path, rows)
+    anchors = read_rows(path / "anchors.csv", ANCHOR_LEAD) if (path / "anchors.csv").exists() \
+        else []
+    return Run(path, config, rows, anchors)
+
+
+def restore_nan(row: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON null back to NaN for numeric metrics."""
+    return {k: (math.nan if v is None and k not in TEXT_COLUMNS else v) for k, v in row.items()}
+
+
+# --- CSV files -----------------------------------------------------------------------------------
+def read_rows(path: Path, required: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """A CSV file written by this version: UTF-8 text, every row complete, numbers where
+    numbers go; anything else is a one-line ResultsError."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ResultsError(f"cannot read {path}: {exc.strerror or first_line(exc)}") from None
+    if b"\0" in data:
+        raise ResultsError(f"{path} is not a CSV file (binary data)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path} is not a CSV file (not UTF-8 text)") from None
+    if text and not text.endswith("\n"):
+        raise ResultsError(f"{path} ends in the middle of a row (cut short)")
+    try:
+        records = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
+    except csv.Error as exc:
+        raise ResultsError(f"{path} is not a valid CSV file: {first_line(exc)}") from None
+    if not records:
+        if required:
+            raise ResultsError(f"{path} is empty")
+        return []
+    header = records[0]
+    missing = [c for c in required if c not in header]
+    if missing or len(set(header)) != len(header):
+        problem = f"no {missing[0]!r} column" if missing else "a column named twice"
+        raise ResultsError(f"{path} is not a file of this version: its header has {problem}")
+    rows = []
+    for number, record in enumerate(records[1:], 1):
+        if len(record) != len(header):
+            raise ResultsError(f"{path}, row {number}: {len(record)} fields where the header has "
+                               f"{len(header)} (a cut or damaged row)")
+        row = {name: _parse_cell(name, cell) for name, cell in zip(header, record)}
+        for name, value in row.items():
+            if name not in TEXT_COLUMNS and isinstance(value, str):
+                raise ResultsError(f"{path}, row {number}: {name} is not a number ({value!r})")
+        rows.append(row)
+    return rows
+
+
+def read_trials(path: Path) -> list[dict[str, Any]]:
+    """trials.csv read strictly: its rows numbered 0, 1, 2... and each with a key."""
+    rows = read_rows(path, ("trial", "batch", "key"))
+    for index, row in enumerate(rows):
+        if row["trial"] != index or not row["key"]:
+            raise ResultsError(f"{path}, row {index + 1}: expected trial {index} with a key, got "
+                               f"trial {row['trial']!r}, key {row['key']!r}")
+    return rows
+
+
+def _sync(path: Path, rows: list[dict[str, Any]], lead: Sequence[str],
+          required: Sequence[str], repair: bool, warn: Warn) -> None:
+    """Rebuild `path` from `rows` (the checkpoint's) where it disagrees with them."""
+    expected = to_csv(rows, columns_of(rows, lead))
+    try:
+        if path.read_text(encoding="utf-8") == expected:
+            return
+    except (OSError, ValueError):
+        pass
+    problem = None
+    if not path.exists():
+        problem = "is missing"
+    else:
+        try:
+            found = read_rows(path, required)
+            if not _same_rows(found, rows):
+                problem = (f"holds {len(found)} rows where checkpoint.json holds {len(rows)}"
+                           if len(found) != len(rows) else "differs from checkpoint.json")
+        except ResultsError as exc:
+            problem = f"is damaged ({str(exc).removeprefix(str(path)).lstrip(' ,:')})"
+    if problem is None or not repair:
+        return
+    try:
+        from estimators.files import atomic_write_text
+
+        atomic_write_text(path, expected)
+        warn(f"{path} {problem}; rebuilt it from checkpoint.json (the source of truth)")
+    except OSError as exc:
+        warn(f"{path} {problem}; using checkpoint.json (cannot rewrite it: "
+             f"{exc.strerror or first_line(exc)})")
+
+
+def _same_rows(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> bool:
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        for key in set(x) | set(y):
+            if _cell(x.get(key)) != _cell(y.get(key)):
+                return False
+    return True
+
+
+def _cell(value: Any) -> Any:
+    if value is None or value == "" or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    return value
+
+
+def _check_summary(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Without a checkpoint, a trials.csv that disagrees with summary.json cannot be rebuilt."""
+    try:
+        counted = read_json(path / "summary.json").get("trials")
+    except (ResultsError, AttributeError):
+        return
+    if isinstance(counted, int) and counted != len(rows):
+        raise ResultsError(f"{path}/trials.csv holds {len(rows)} trials but summary.json counts "
+                           f"{counted}, and there is no checkpoint.json to rebuild it from")
+
+
+# --- JSON files ----------------------------------------------------------------------------------
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "text", bool: "true/false",
+            type(None): "null"}.get(type(value), "a number")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def checked_checkpoint(data: Any, path: Path, resume: bool = False) -> dict[str, Any]:
+    """`data` read from checkpoint.json, checked for the shape this version writes (`resume`:
+    with the strategy state and counters a resumed search needs)."""
+    def bad(problem: str) -> ResultsError:
+        return ResultsError(f"{path} is damaged: {problem}")
+
+    if not isinstance(data, dict):
+        raise bad(f"expected an object, got {_kind(data)}")
+    for name, lead in (("trials", ("trial", "batch", "key")), ("anchors", ANCHOR_LEAD)):
+        rows = data.get(name, [] if name == "anchors" else None)
+        if not isinstance(rows, list):
+            raise bad(f"{name!r} must be a list of rows, got {_kind(rows)}")
+        for index, row in enumerate(rows):
+            what = f"{name[:-1]} {index}"
+            if not isinstance(row, dict):
+                raise bad(f"{what} is {_kind(row)}, not an object")
+            missing = [k for k in lead if k not in row]
+            if missing:
+                raise bad(f"{what} has no {missing[0]!r}")
+            if not all(isinstance(row[k], str) and row[k] for k in ("key", "name") if k in lead):
+                raise bad(f"{what} has no key or name text")
+            for key, value in row.items():
+                if key in TEXT_COLUMNS:
+                    ok = value is None or isinstance(value, str)
+                else:
+                    ok = value is None or isinstance(value, (int, float))
+                if not ok:
+                    raise bad(f"{what}: {key} is {_kind(value)} ({value!r:.40})")
+            if name == "trials" and (row["trial"] != index or not _is_int(row["batch"])):
+                raise bad(f"{what} is numbered {row['trial']!r} (batch {row['batch']!r})")
+    if resume:
+        if not isinstance(data.get("strategy"), dict):
+            raise bad(f"'strategy' must be the strategy's state, got {_kind(data.get('strategy'))}")
+        if not (_is_int(data.get("batches")) and data["batches"] >= 0):
+            raise bad(f"'batches' must be a whole number, got {data.get('batches')!r}")
+        if not isinstance(data.get("elapsed_s"), (int, float)) or \
+                isinstance(data.get("elapsed_s"), bool):
+            raise bad(f"'elapsed_s' must be a number, got {data.get('elapsed_s')!r}")
+    return data
+
+
+def checked_config(config: Any, path: Path) -> dict[str, Any]:
+    """`config` read from config.json, checked for what reading the run needs."""
+    def bad(problem: str) -> ResultsError:
+        return ResultsError(f"{path} is not a run configuration of this version: {problem}")
+
+    if not isinstance(config, dict):
+        raise bad(f"expected an object, got {_kind(config)}")
+    objectives = config.get("objectives")
+    if not (isinstance(objectives, list) and objectives and all(
+            isinstance(o, list) and len(o) == 2 and isinstance(o[0], str)
+            and o[1] in ("maximize", "minimize") for o in objectives)):
+        raise bad("'objectives' must be a list of [metric, maximize|minimize]")
+    constraints = config.get("constraints")
+    if not (isinstance(constraints, list) and all(
+            isinstance(c, list) and len(c) == 2 and isinstance(c[0], str)
+            and isinstance(c[1], (int, float)) and not isinstance(c[1], bool)
+            for c in constraints)):
+        raise bad("'constraints' must be a list of [metric, bound]")
+    evaluation = config.get("evaluation")
+    if not isinstance(evaluation, dict):
+        raise bad(f"'evaluation' must be an object, got {_kind(evaluation)}")
+    for key, check in (("space", lambda v: isinstance(v, str)),
+                       ("estimator", lambda v: isinstance(v, str)),
+                       ("seed", _is_int), ("threads", _is_int),
+                       ("options", lambda v: isinstance(v, dict)),
+                       ("data", lambda v: isinstance(v, dict) and isinstance(v.get("name"), str))):
+        if not check(evaluation.get(key)):
+            raise bad(f"evaluation {key!r} is {_kind(evaluation.get(key))}")
+    if not isinstance(config.get("strategy"), str) or not _is_int(config.get("seed")):
+        raise bad("'strategy' must be a name and 'seed' a whole number")
+    if not isinstance(config.get("largest", {}), dict) or \
+            not isinstance(config.get("data") or {}, dict):
+        raise bad("'largest' and 'data' must be objects")
+    return config

@@ -1,0 +1,260 @@
+"""What defines a search (`SearchSettings`), parsed and checked before anything is written.
+
+Every check that needs neither data nor training runs here or in `SearchJob.__init__`, before a
+run folder is made: a mistake in a setting prints one `error: ...` line and the corrected
+command can be run at once (nothing to clean up, no folder that "already holds a run").
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from nas.objectives import Constraint, Objective
+from nas.results import read_json
+from search_spaces import NasError, first_line
+
+CHECKPOINT_FORMAT = 1
+DEFAULT_TRIALS = 100
+DEFAULT_BATCH = 8
+SINGLE_OBJECTIVE = ("evolution", "rl")
+METRIC_ALIASES = {"latency": "latency_ms", "accuracy": "acc", "macs": "flops"}
+
+
+class SearchError(NasError):
+    """A search that cannot run as asked (bad objective, limits, run folder...)."""
+
+
+@dataclass
+class SearchSettings:
+    """Everything that defines a search (config.json holds these)."""
+
+    space: str
+    budget: str | None = None
+    strategy: str = "nsga2"
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    estimator: str = "supernet"
+    estimator_options: dict[str, Any] = field(default_factory=dict)
+    objectives: str | None = None  # e.g. "acc,flops" or "acc:max,latency_ms:min"
+    data: str = "fashion-mnist"
+    data_dir: str | None = None
+    val_fraction: float = 1 / 6
+    device: str | None = None
+    trials: int | None = None
+    time_limit: float | None = None  # seconds of search (evaluation loop)
+    batch_size: int | None = None
+    workers: int | None = None  # 0: this process; None: one per CPU of the Ray cluster
+    address: str | None = None
+    seed: int = 0
+    threads: int = 1
+    cost_classes: int | None = None
+    anchors: bool = True
+
+    @staticmethod
+    def from_dict(values: Mapping[str, Any]) -> "SearchSettings":
+        names = {f.name for f in fields(SearchSettings)}
+        return SearchSettings(**{k: v for k, v in values.items() if k in names})
+
+
+# --- parsing -------------------------------------------------------------------------------------
+def parse_objectives(text: str | None, strategy: str, device: str | None) -> list[Objective]:
+    """`metric[:max|:min]` joined by commas. Default: acc up and flops (latency_ms with a
+    device) down; acc alone for single-objective strategies."""
+    if text is None or not text.strip():
+        if strategy in SINGLE_OBJECTIVE:
+            return [Objective("acc", "maximize")]
+        return [Objective("acc", "maximize"),
+                Objective("latency_ms" if device else "flops", "minimize")]
+    objectives = []
+    for part in (p.strip() for p in text.split(",")):
+        metric, _, direction = part.partition(":")
+        metric = METRIC_ALIASES.get(metric.strip().lower(), metric.strip())
+        direction = direction.strip().lower()
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", metric) or direction not in (
+                "", "max", "min", "maximize", "minimize"):
+            raise SearchError(f"malformed objective {part!r}: expected METRIC[:max|:min] joined "
+                              f"by commas, e.g. acc,flops or acc:max,latency_ms:min")
+        if not direction:
+            direction = "max" if metric.startswith("acc") else "min"
+        objectives.append(Objective(metric, "maximize" if direction.startswith("max")
+                                    else "minimize"))
+    if len({o.metric for o in objectives}) != len(objectives):
+        raise SearchError(f"objectives {text!r} name a metric twice")
+    return objectives
+
+
+def parse_duration(text: str | float | None) -> float | None:
+    """Seconds from `90`, `90s`, `15m`, `1.5h`."""
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h)?\s*", text.lower())
+    if not match:
+        raise SearchError(f"malformed time limit {text!r}: expected seconds or NUMBER[s|m|h], "
+                          f"e.g. 90, 15m, 1.5h")
+    value = float(match.group(1)) * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600,
+                                     None: 1}[match.group(2)]
+    if value <= 0:
+        raise SearchError(f"time limit {text!r} must be positive")
+    return value
+
+
+def new_run_dir(root: str | Path, space: str, strategy: str, seed: int) -> Path:
+    """results/<space>-<strategy>-s<seed>-<timestamp>[-n], created empty (two searches started
+    in the same second get two folders)."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(space).stem if space.endswith(
+        (".json", ".yaml", ".yml")) else space)
+    base = Path(root) / f"{stem}-{strategy}-s{seed}-{datetime.now():%Y%m%d-%H%M%S}"
+    path, n = base, 1
+    while True:
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            if not Path(root).is_dir():
+                raise
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+
+
+# --- checks --------------------------------------------------------------------------------------
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_settings(s: SearchSettings) -> None:
+    """The plain values of `s` (types and ranges), each mistake one line naming the flag."""
+    if not isinstance(s.space, str) or not s.space.strip():
+        raise SearchError(f"--space must name a space, got {s.space!r}")
+    if s.trials is not None and not (_is_int(s.trials) and s.trials >= 1):
+        raise SearchError(f"--trials must be at least 1, got {s.trials}")
+    if s.time_limit is not None and not (_is_number(s.time_limit) and s.time_limit > 0):
+        raise SearchError(f"--time-limit must be positive, got {s.time_limit}")
+    if s.batch_size is not None and not (_is_int(s.batch_size) and s.batch_size >= 1):
+        raise SearchError(f"--batch-size must be at least 1, got {s.batch_size}")
+    if s.workers is not None and not (_is_int(s.workers) and s.workers >= 0):
+        raise SearchError(f"--workers must be 0 (this process) or more, got {s.workers}")
+    if s.address and s.workers == 0:
+        raise SearchError("--address joins a Ray cluster; it needs --workers of at least 1 "
+                          "(or no --workers: one per CPU of the cluster)")
+    if not (_is_int(s.seed) and s.seed >= 0):
+        raise SearchError(f"--seed must be a whole number >= 0, got {s.seed!r}")
+    if not (_is_int(s.threads) and s.threads >= 1):
+        raise SearchError(f"--threads must be at least 1, got {s.threads!r}")
+    if s.cost_classes is not None and not (_is_int(s.cost_classes) and s.cost_classes >= 1):
+        raise SearchError(f"--cost-classes must be at least 1, got {s.cost_classes!r}")
+    if not (_is_number(s.val_fraction) and 0.0 < s.val_fraction < 1.0):
+        raise SearchError(f"--val-fraction must be between 0 and 1 (exclusive), "
+                          f"got {s.val_fraction!r}")
+    from estimators.data import ALIASES, DATASETS
+
+    if not isinstance(s.data, str) or ALIASES.get(s.data.lower(), s.data.lower()) not in DATASETS:
+        raise SearchError(f"unknown data set {s.data!r}; known: {', '.join(DATASETS)}")
+    if s.data_dir is not None and not Path(s.data_dir).expanduser().is_dir():
+        raise SearchError(f"--data-dir {s.data_dir} is not a folder")
+    for name in ("strategy_options", "estimator_options"):
+        if not isinstance(getattr(s, name), dict):
+            raise SearchError(f"{name} must be a dict of options, got {getattr(s, name)!r}")
+
+
+def check_strategy_options(strategy: str, defaults: Mapping[str, Any],
+                           options: Mapping[str, Any]) -> None:
+    """An option given with the wrong kind of value (text for a number, a number for a
+    list...), checked against the kind of its default before the strategy sees it."""
+    for name, value in options.items():
+        default = defaults.get(name)
+        if default is None or value is None:
+            continue
+        if isinstance(default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        elif _is_number(default):
+            ok, kind = _is_number(value) and math.isfinite(value), "a number"
+        elif isinstance(default, str):
+            ok, kind = isinstance(value, str), "text"
+        elif isinstance(default, (list, tuple)):
+            ok, kind = isinstance(value, (list, tuple)), "a list, e.g. [1,2]"
+        elif isinstance(default, dict):
+            ok, kind = isinstance(value, dict), 'an object, e.g. {"r":160}'
+        else:
+            continue
+        if not ok:
+            raise SearchError(f"strategy {strategy}: --option {name}={json_value(value)} must be "
+                              f"{kind}")
+
+
+def check_metrics(objectives: Sequence[Objective], constraints: Sequence[Constraint],
+                  available: Sequence[str], estimator: str) -> None:
+    """Every objective and budget metric is one the evaluations report (else the whole search
+    would give no usable trial)."""
+    for what, metrics in (("objective", [o.metric for o in objectives]),
+                          ("budget metric", [c.metric for c in constraints])):
+        unknown = [m for m in metrics if m not in available]
+        if unknown:
+            raise SearchError(f"unknown {what} {unknown[0]!r}: estimator {estimator} with these "
+                              f"settings reports {', '.join(available)} (aliases: "
+                              f"{', '.join(f'{k}={v}' for k, v in METRIC_ALIASES.items())})")
+
+
+def check_metric_options(strategy: str, options: Mapping[str, Any], available: Sequence[str],
+                         costs: Sequence[str]) -> None:
+    """Strategy options that name a metric: rl's `cost_metric` (any reported metric) and
+    evolution's `proxy` (a cheap cost metric, known before evaluation)."""
+    for owner, name, known in (("rl", "cost_metric", available), ("evolution", "proxy", costs)):
+        value = options.get(name)
+        if strategy == owner and value is not None and value not in known:
+            raise SearchError(f"strategy {strategy}: --option {name}={json_value(value)} is not "
+                              f"a metric of this search; known: {', '.join(known)}")
+
+
+def strategy_failure(strategy: str, exc: Exception) -> SearchError:
+    """A strategy option that the strategy's own checks choke on (wrong kind of value)."""
+    return SearchError(f"strategy {strategy}: bad --option value ({type(exc).__name__}: "
+                       f"{first_line(exc)})")
+
+
+# --- config.json ---------------------------------------------------------------------------------
+def settings_to_argv(settings: SearchSettings) -> list[str]:
+    """The command-line options that reproduce `settings` (for config.json)."""
+    defaults = SearchSettings(space=settings.space)
+    argv = ["--space", settings.space]
+    simple = {"budget": "--budget", "strategy": "--strategy", "estimator": "--estimator",
+              "objectives": "--objectives", "data": "--data", "data_dir": "--data-dir",
+              "device": "--device", "trials": "--trials", "time_limit": "--time-limit",
+              "batch_size": "--batch-size", "workers": "--workers", "address": "--address",
+              "seed": "--seed", "threads": "--threads", "cost_classes": "--cost-classes",
+              "val_fraction": "--val-fraction"}
+    for name, flag in simple.items():
+        value = getattr(settings, name)
+        if value != getattr(defaults, name) and value is not None:
+            argv += [flag, str(value)]
+    for name, value in {**settings.strategy_options, **settings.estimator_options}.items():
+        argv += ["--option", f"{name}={json_value(value)}"]
+    if not settings.anchors:
+        argv.append("--no-anchors")
+    return argv
+
+
+def json_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def resume_settings(run_dir: str | Path) -> SearchSettings:
+    """The settings a run folder was started with."""
+    config = read_json(Path(run_dir) / "config.json")
+    if not isinstance(config, dict) or config.get("format") != CHECKPOINT_FORMAT or \
+            not isinstance(config.get("settings"), dict):
+        raise SearchError(f"{run_dir}/config.json is not a search run of this version")
+    try:
+        settings = SearchSettings.from_dict(config["settings"])
+    except TypeError as exc:
+        raise SearchError(f"{run_dir}/config.json: bad settings ({first_line(exc)})") from None
+    if not isinstance(settings.space, str):
+        raise SearchError(f"{run_dir}/config.json: settings.space must be a space name")
+    return settings
