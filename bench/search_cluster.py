@@ -99,7 +99,10 @@ def main() -> int:
     args = parser.parse_args()
 
     port = free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    # Loopback only: with Ray's cluster mode off the head keeps 127.0.0.1 instead of swapping
+    # in the machine's address (see estimators/ray_local.py), so auth may stay off.
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     env.pop("RAY_ADDRESS", None)
     head = subprocess.Popen(["ray", "start", "--head", "--block", "--port", str(port),
                              "--node-ip-address", "127.0.0.1", "--num-cpus", str(args.workers),

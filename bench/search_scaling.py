@@ -47,9 +47,6 @@ def main() -> int:
         except ValueError:
             options[name] = text
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    import ray
-
     from estimators.flops import FlopsEstimator
     from nas.budget import parse_budget
     from nas.evaluation import evaluation_config, prepare
@@ -57,8 +54,9 @@ def main() -> int:
     from nas.sampling import sample_within
     from search_spaces import get_space
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level="ERROR")
+    from estimators.ray_local import start_local_ray
+
+    start_local_ray(num_cpus=2, log_to_driver=False, logging_level="ERROR")
     config = evaluation_config(args.space, args.estimator, options,
                                data={"name": "fashion-mnist", "dir": args.data_dir},
                                seed=args.seed)
@@ -103,6 +101,8 @@ def main() -> int:
         print(f"round {round_}: 1 worker {rates['1 worker']:.2f}/s, 2 workers "
               f"{rates['2 workers']:.2f}/s, ratio {ratios[-1]:.2f}")
     two.close()
+    import ray
+
     ray.shutdown()
     print(f"\n{args.estimator} on {args.space} ({args.candidates} candidates per side and "
           f"round, {args.rounds} rounds): median ratio {statistics.median(ratios):.2f} "

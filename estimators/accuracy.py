@@ -26,7 +26,7 @@ from estimators.data import DataSplits, load_data
 from estimators.proxies import PROXY_NAMES, score_proxies
 from estimators.table import AccuracyTable
 from estimators.train import Progress, TrainRecipe, resize_batch, train_model
-from search_spaces import Arch, NasError, SearchSpace, get_space
+from search_spaces import Arch, NasError, SearchSpace, first_line, get_space
 
 ESTIMATOR_KEY = "acc_estimator"  # the metric that says which estimator produced `acc`
 ESTIMATORS = ("proxy", "train", "table", "supernet")
@@ -83,7 +83,7 @@ def build_for_data(arch: Arch, data: DataSplits, seed: int, size: int) -> nn.Mod
     except RuntimeError as exc:
         own = space.input_size(arch)
         raise NasError(f"{arch.key} cannot run on {size}x{size} inputs "
-                       f"({str(exc).splitlines()[0][:120]}); use resolution 'arch' "
+                       f"({first_line(exc, 120)}); use resolution 'arch' "
                        f"(--resolution arch: resize the data to the architecture's own {own}) "
                        f"or a larger number of pixels") from None
     return model.train()

@@ -19,7 +19,7 @@ import torch
 from estimators.data import DataSplits
 from estimators.files import atomic_path
 from estimators.latency.cache import cache_dir
-from search_spaces import NasError, SearchSpace
+from search_spaces import NasError, SearchSpace, first_line
 
 FORMAT = 1  # bump when the checkpoint layout or the weight-sharing scheme changes
 SUBDIR = "supernets"
@@ -28,6 +28,11 @@ CHECKPOINT_FILE = "supernet.pt"  # its name inside a Ray Train checkpoint folder
 
 class CheckpointError(NasError):
     """A checkpoint that cannot be read or belongs to something else."""
+
+
+class SupernetCacheWarning(UserWarning):
+    """A cached supernet was damaged and is being trained again (one line; `nas supernet
+    train` prints it as `warning: ...`)."""
 
 
 def space_signature(space: SearchSpace, num_classes: int, in_channels: int) -> dict[str, Any]:
@@ -79,11 +84,28 @@ def load_checkpoint(path: Path, key: str | None = None) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"no supernet checkpoint at {path}") from None
-    except Exception as exc:  # a truncated or foreign file: pickle, zip or torch errors
+    except Exception as exc:  # an empty, truncated or foreign file: pickle, zip, torch errors
         raise CheckpointError(f"cannot read supernet checkpoint {path}: "
-                              f"{str(exc).splitlines()[0][:200]}") from None
+                              f"{type(exc).__name__}: {first_line(exc, 200)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a supernet checkpoint of format {FORMAT}")
     if key is not None and payload.get("key") != key:
         raise CheckpointError(f"{path} holds supernet {payload.get('key')}, not {key}")
+    epochs, history = payload.get("epochs_done"), payload.get("history")
+    if not isinstance(payload.get("supernet"), dict) or not isinstance(history, list) \
+            or isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise CheckpointError(f"{path} is a damaged supernet checkpoint (its weights, "
+                              f"epochs_done or history are missing or of the wrong type)")
     return payload
+
+
+def load_weights(target: Any, state: Any, path: Path, what: str = "weights") -> None:
+    """`target.load_state_dict(state)` (a module or an optimizer) with a one-line
+    CheckpointError when the checkpoint's tensors do not fit (another space or shape):
+    torch's own message spans one line per key."""
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise CheckpointError(f"the {what} in {path} do not fit this supernet (another space "
+                              f"or shape): {detail}") from None

@@ -17,6 +17,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -26,11 +27,11 @@ import torch
 import torch.nn.functional as F
 
 from estimators.data import DataSplits
-from estimators.supernet_cache import (CheckpointError, cache_key, checkpoint_path,
-                                       data_fingerprint, load_checkpoint, save_checkpoint,
-                                       space_signature)
+from estimators.supernet_cache import (CheckpointError, SupernetCacheWarning, cache_key,
+                                       checkpoint_path, data_fingerprint, load_checkpoint,
+                                       load_weights, save_checkpoint, space_signature)
 from estimators.train import resize_batch
-from search_spaces import Arch, NasError, SearchSpace, get_space
+from search_spaces import Arch, NasError, SearchSpace, first_line, get_space
 from search_spaces.supernets import Supernet, build_supernet
 
 Progress = Callable[[int, int, float], None]  # (step, total steps, running loss)
@@ -265,7 +266,7 @@ def check_runs(supernet: Supernet, data: DataSplits, recipe: SupernetRecipe) -> 
                 supernet(torch.zeros(1, data.in_channels, size, size), arch)
     except (RuntimeError, ValueError) as exc:
         raise NasError(f"space {supernet.space.name} cannot run at {size}x{size} "
-                       f"({str(exc).splitlines()[0][:100]}); train at another resolution "
+                       f"({first_line(exc, 100)}); train at another resolution "
                        f"(--resolution PIXELS, e.g. 32 or 64, or 'arch' for ViT)") from None
     finally:
         supernet.train(was_training)
@@ -290,19 +291,27 @@ def locate(space: SearchSpace, data: DataSplits, recipe: SupernetRecipe,
 def load_trained(space: SearchSpace | str, data: DataSplits,
                  recipe: SupernetRecipe = SupernetRecipe(),
                  cache_dir: str | Path | None = None) -> TrainedSupernet | None:
-    """The cached, completely trained supernet for (space, data, recipe), or None."""
+    """The cached, completely trained supernet for (space, data, recipe), or None when there
+    is none (or only an interrupted run's checkpoint). A cache file that cannot be read or
+    does not fit the supernet (empty, truncated, foreign) is a one-line CheckpointError."""
     resolved = get_space(space) if isinstance(space, str) else space
-    key, path = locate(resolved, data, recipe, cache_dir)
+    try:
+        return _load_cached(resolved, data, recipe, cache_dir)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}; train it again with `nas supernet train --space "
+                              f"{resolved.name} --data {data.name} --retrain`") from None
+
+
+def _load_cached(space: SearchSpace, data: DataSplits, recipe: SupernetRecipe,
+                 cache_dir: str | Path | None) -> TrainedSupernet | None:
+    key, path = locate(space, data, recipe, cache_dir)
     if not path.exists():
         return None
-    try:
-        payload = load_checkpoint(path, key)
-    except CheckpointError:
-        return None
+    payload = load_checkpoint(path, key)
     if not payload.get("complete"):
         return None
-    supernet = supernet_for(resolved, data, recipe)
-    supernet.load_state_dict(payload["supernet"])
+    supernet = supernet_for(space, data, recipe)
+    load_weights(supernet, payload["supernet"], path)
     return TrainedSupernet(supernet, recipe, path, key, int(payload["epochs_done"]),
                            list(payload.get("history", [])), 0.0, True,
                            int(payload["epochs_done"]))
@@ -324,7 +333,12 @@ def train_supernet(space: SearchSpace | str, data: DataSplits,
     say = log or (lambda _: None)
     key, path = locate(resolved, data, recipe, cache_dir)
     if reuse:
-        cached = load_trained(resolved, data, recipe, cache_dir)
+        try:
+            cached = _load_cached(resolved, data, recipe, cache_dir)
+        except CheckpointError as exc:
+            warnings.warn(f"the cached supernet is damaged and is discarded ({exc}); training "
+                          f"it again (minutes)", SupernetCacheWarning, stacklevel=2)
+            cached = None
         if cached is not None:
             say(f"reusing trained supernet {path}")
             return cached
@@ -338,7 +352,7 @@ def train_supernet(space: SearchSpace | str, data: DataSplits,
         done_before = int(payload["epochs_done"]) if payload else 0
         train_parallel(resolved, data, recipe, key, path, workers, payload=payload, quiet=quiet)
         final = load_checkpoint(path, key)
-        supernet.load_state_dict(final["supernet"])
+        load_weights(supernet, final["supernet"], path)
         return TrainedSupernet(supernet, recipe, path, key, int(final["epochs_done"]),
                                list(final["history"]), time.perf_counter() - start, False,
                                done_before)
@@ -353,18 +367,22 @@ def _resume_payload(path: Path, key: str, say: Log) -> dict[str, Any] | None:
     try:
         payload = load_checkpoint(path, key)
     except CheckpointError as exc:
-        say(f"cannot resume ({exc}); training from the start")
+        warnings.warn(f"cannot resume: the checkpoint is damaged and is discarded ({exc}); "
+                      f"training from the start", SupernetCacheWarning, stacklevel=3)
         return None
     say(f"resuming {path} after epoch {payload['epochs_done']}")
     return payload
 
 
-def restore(trainer: SandwichTrainer, payload: dict[str, Any] | None) -> tuple[int, list]:
-    """Load a checkpoint into the trainer; (epochs done, history)."""
+def restore(trainer: SandwichTrainer, payload: dict[str, Any] | None,
+            path: Path | None = None) -> tuple[int, list]:
+    """Load a checkpoint into the trainer; (epochs done, history). Tensors that do not fit
+    (a checkpoint of another space or shape) are a one-line CheckpointError."""
     if payload is None:
         return 0, []
-    trainer.supernet.load_state_dict(payload["supernet"])
-    trainer.optimizer.load_state_dict(payload["optimizer"])
+    where = path if path is not None else Path("checkpoint")
+    load_weights(trainer.supernet, payload["supernet"], where)
+    load_weights(trainer.optimizer, payload.get("optimizer"), where, "optimizer state")
     return int(payload["epochs_done"]), list(payload["history"])
 
 
@@ -376,7 +394,7 @@ def checkpoint_meta(trainer: SandwichTrainer) -> dict[str, Any]:
 
 def _train_local(trainer: SandwichTrainer, payload: dict[str, Any] | None, key: str, path: Path,
                  quiet: bool, progress: Progress | None, say: Log) -> TrainedSupernet:
-    done, history = restore(trainer, payload)
+    done, history = restore(trainer, payload, path)
     bar = None
     if progress is None and not quiet:
         bar = progress_bar(trainer.total_steps, done * trainer.steps_per_epoch,

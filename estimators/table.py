@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from search_spaces import Arch, NasError, SearchSpace
+from search_spaces import Arch, NasError, SearchSpace, first_line
 
 
 class TableError(NasError):
@@ -30,8 +30,7 @@ class AccuracyTable:
         except FileNotFoundError:
             raise TableError(f"table {self.path} does not exist") from None
         except (OSError, ValueError, pd.errors.ParserError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise TableError(f"cannot read table {self.path} as CSV: {first}") from None
+            raise TableError(f"cannot read table {self.path} as CSV: {first_line(exc)}") from None
         numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
         if arch_column not in frame.columns:
             raise TableError(f"table {self.path} has no {arch_column!r} column; columns: "

@@ -19,7 +19,7 @@ import numpy as np
 from nas.objectives import Objective
 from nas.pareto import hypervolume, nadir, pareto_mask
 from nas.strategies import get_strategy
-from search_spaces import Arch, NasError, SearchSpace
+from search_spaces import Arch, NasError, SearchSpace, first_line
 
 
 class BenchmarkError(NasError):
@@ -58,7 +58,7 @@ class Table:
         except FileNotFoundError:
             raise BenchmarkError(f"table {path} does not exist") from None
         except Exception as exc:  # pandas parser errors, OSError, UnicodeDecodeError
-            raise BenchmarkError(f"cannot read table {path}: {str(exc).splitlines()[0]}") from None
+            raise BenchmarkError(f"cannot read table {path}: {first_line(exc)}") from None
         missing = [c for c in (arch_column, *columns) if c not in frame.columns]
         if missing:
             numeric = [c for c in frame.columns if frame[c].dtype.kind in "fi"]

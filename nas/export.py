@@ -114,8 +114,8 @@ def _check_listed(run: Run, rank: int, row: dict[str, Any],
     except ResultsError:
         listed = {}
     if listed and listed.get(rank) != row["key"]:
-        text = (f"{path} lists {listed.get(rank)} at rank {rank}, but the run's trials "
-                f"(checkpoint.json) put {row['key']} there: exporting {row['key']}; "
+        text = (f"{path} lists {listed.get(rank) or 'nothing'} at rank {rank}, but the run's "
+                f"trials (checkpoint.json) put {row['key']} there: exporting {row['key']}; "
                 f"`nas report {run.path}` rewrites pareto.csv")
         if warn is None:
             import warnings

@@ -421,38 +421,3 @@ def _axis_scale(metric: str) -> tuple[float, str]:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(float(value))
-
-
-# --- reading a run (nas.run_folder; these names stay importable from here) ----------------------
-def __getattr__(name: str) -> Any:
-    if name in ("Run", "load_run", "resolve_run"):
-        import nas.run_folder
-
-        return getattr(nas.run_folder, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def compare(runs: Sequence["Run"]) -> list[dict[str, Any]]:
-    """One row per run; `hypervolume_common` uses one box holding every run's box (runs with
-    the same objectives), so the runs compare on one scale."""
-    common: Box | None = None
-    same = len({tuple(map(tuple, r.config["objectives"])) for r in runs}) == 1
-    if same:
-        for run in runs:
-            common = run.box() if common is None else common.union(run.box(), run.objectives)
-    table = []
-    for run in runs:
-        front = run.front()
-        objectives = run.objectives
-        first = objectives[0]
-        best = (max if first.direction == "maximize" else min)(
-            (float(r[first.metric]) for r in front), default=math.nan)
-        row = {"run": run.path.name, "space": run.config["evaluation"]["space"],
-               "strategy": run.config["strategy"],
-               "estimator": run.config["evaluation"]["estimator"], "seed": run.config["seed"],
-               "trials": len(run.rows), "front": len(front), f"best_{first.metric}": best,
-               "hypervolume": normalised_hypervolume(front, objectives, run.box())}
-        if common is not None:
-            row["hypervolume_common"] = normalised_hypervolume(front, objectives, common)
-        table.append(row)
-    return table

@@ -20,8 +20,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from nas.objectives import Constraint, Objective
 from nas.results import (LEAD_COLUMNS, TEXT_COLUMNS, Box, ResultsError, _parse_cell, columns_of,
-                         constraints_of, hypervolume_box, objectives_of, pareto_rows, read_json,
-                         to_csv)
+                         constraints_of, hypervolume_box, normalised_hypervolume, objectives_of,
+                         pareto_rows, read_json, to_csv)
 from search_spaces import first_line
 
 Warn = Callable[[str], None]
@@ -101,6 +101,32 @@ def load_run(run: str | Path, results_root: str | Path = "results",
 def restore_nan(row: Mapping[str, Any]) -> dict[str, Any]:
     """JSON null back to NaN for numeric metrics."""
     return {k: (math.nan if v is None and k not in TEXT_COLUMNS else v) for k, v in row.items()}
+
+
+def compare(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """One row per run; `hypervolume_common` uses one box holding every run's box (runs with
+    the same objectives), so the runs compare on one scale."""
+    common: Box | None = None
+    same = len({tuple(map(tuple, r.config["objectives"])) for r in runs}) == 1
+    if same:
+        for run in runs:
+            common = run.box() if common is None else common.union(run.box(), run.objectives)
+    table = []
+    for run in runs:
+        front = run.front()
+        objectives = run.objectives
+        first = objectives[0]
+        best = (max if first.direction == "maximize" else min)(
+            (float(r[first.metric]) for r in front), default=math.nan)
+        row = {"run": run.path.name, "space": run.config["evaluation"]["space"],
+               "strategy": run.config["strategy"],
+               "estimator": run.config["evaluation"]["estimator"], "seed": run.config["seed"],
+               "trials": len(run.rows), "front": len(front), f"best_{first.metric}": best,
+               "hypervolume": normalised_hypervolume(front, objectives, run.box())}
+        if common is not None:
+            row["hypervolume_common"] = normalised_hypervolume(front, objectives, common)
+        table.append(row)
+    return table
 
 
 # --- CSV files -----------------------------------------------------------------------------------

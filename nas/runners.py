@@ -82,7 +82,7 @@ def init_ray(address: str | None = None) -> bool:
         else:
             # A new instance even where `ray start` left a (maybe stale) cluster file behind,
             # which a bare ray.init() would try to join.
-            from estimators.supernet_parallel import start_local_ray
+            from estimators.ray_local import start_local_ray
 
             start_local_ray(**quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:

@@ -9,6 +9,7 @@ asks the same batch again and the saved results fill it.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import shlex
 import sys
@@ -27,14 +28,14 @@ from nas.objectives import Constraint, Objective, all_satisfied, format_metric
 from nas.results import (ResultsError, clean_json, pareto_rows, read_json, summarise,
                          write_csv, columns_of)
 from nas.run_folder import checked_checkpoint
-from nas.run_lock import run_lock, writing
+from nas.run_lock import LOCK_FILE, run_lock, writing
 from nas.runners import Runner, make_runner
 from nas.search_settings import (  # noqa: F401 - re-exported: nas.search is the public module
     CHECKPOINT_FORMAT, DEFAULT_BATCH, DEFAULT_TRIALS, METRIC_ALIASES, SINGLE_OBJECTIVE,
     SearchError, SearchSettings, check_metric_options, check_metrics, check_settings,
     check_strategy_options, json_value, new_run_dir, parse_duration, parse_objectives,
     resume_settings, settings_to_argv, strategy_failure)
-from search_spaces import Arch, SearchSpace, first_line, get_space
+from search_spaces import Arch, NasError, SearchSpace, first_line, get_space
 
 # Reference networks of other spaces worth showing beside a space's own (same input, same head).
 FOREIGN_ANCHORS: dict[str, tuple[str, ...]] = {"mobile": ("mobilenetv2:mobilenet_v2",),
@@ -76,6 +77,7 @@ class SearchJob:
         self.run_dir = Path(run_dir)
         self.quiet = quiet
         self.require_new = False  # `nas search --out`: refuse a folder that holds a run
+        self.made_dir = False  # the folder was made for this run (see `_undo`)
         self._runner = runner
         self.log: Progress = log or (lambda text: None if quiet else
                                      sys.stderr.write(text + "\n"))
@@ -169,6 +171,7 @@ class SearchJob:
     def run(self) -> SearchResult:
         """Run (or continue) the search, holding the run folder's lock throughout: a second
         search on the same folder fails at once and writes nothing."""
+        made = self.made_dir or not self.run_dir.exists()
         with writing(self.run_dir):
             self.run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -178,7 +181,26 @@ class SearchJob:
                                   f"--resume {self.run_dir}, or choose another --out")
 
         with run_lock(self.run_dir, check):
-            return self._run()
+            fresh = not (self.run_dir / "config.json").exists()
+            try:
+                return self._run()
+            except NasError:
+                if fresh:
+                    self._undo(made)
+                raise
+
+    def _undo(self, made: bool) -> None:
+        """A mistake found before anything was computed (data that cannot be read, a Ray
+        cluster that cannot be reached): remove what this run wrote, so that the corrected
+        command runs as a new search. Anything evaluated (a checkpoint, a batch) stays."""
+        written = {p.name for p in self.run_dir.iterdir()}
+        if not written <= {"config.json", LOCK_FILE}:
+            return
+        (self.run_dir / "config.json").unlink(missing_ok=True)
+        if made:
+            (self.run_dir / LOCK_FILE).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.run_dir.rmdir()
 
     def _run(self) -> SearchResult:
         s = self.settings

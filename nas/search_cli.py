@@ -73,7 +73,7 @@ def _settings(args: argparse.Namespace):
 
 def _resumed(args: argparse.Namespace):
     """The saved settings of `--resume RUN`, with the options that may change applied."""
-    from nas.results import resolve_run
+    from nas.run_folder import resolve_run
     from nas.search import parse_duration, resume_settings
 
     run_dir = resolve_run(args.resume, args.results)
@@ -129,6 +129,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             with writing(args.results):
                 job.run_dir = new_run_dir(args.results, settings.space, settings.strategy,
                                           settings.seed)
+            job.made_dir = True
         elif args.resume is None:
             job.require_new = True  # checked again under the run folder's lock
         result = job.run()
@@ -150,8 +151,8 @@ def _warn(text: str) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from nas.cli import emit
-    from nas.results import compare, display_columns, summarise
-    from nas.run_folder import load_run
+    from nas.results import display_columns, summarise
+    from nas.run_folder import compare, load_run
     from nas.run_lock import check_output_file, writing
     from nas.table import format_table
 

@@ -159,6 +159,8 @@ def check_settings(s: SearchSettings) -> None:
         raise SearchError(f"unknown data set {s.data!r}; known: {', '.join(DATASETS)}")
     if s.data_dir is not None and not Path(s.data_dir).expanduser().is_dir():
         raise SearchError(f"--data-dir {s.data_dir} is not a folder")
+    if s.data_dir is None and s.data.lower() in ("cifar10", "cifar-10", "folder"):
+        raise SearchError(f"--data {s.data} needs --data-dir (the folder holding it)")
     for name in ("strategy_options", "estimator_options"):
         if not isinstance(getattr(s, name), dict):
             raise SearchError(f"{name} must be a dict of options, got {getattr(s, name)!r}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from nas.cli_types import positive_int, resolution, threads
 from search_spaces import NasError, get_space
@@ -41,6 +42,21 @@ def load_cli_data(args: argparse.Namespace):
     return data
 
 
+@contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """While a command runs, each warning is one `warning: ...` line on stderr, at once (a
+    damaged supernet cache is said before minutes of training it again, not after)."""
+    from estimators.supernet_cache import SupernetCacheWarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        sys.stderr.write(f"warning: {' '.join(str(message).split())}\n")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", SupernetCacheWarning)
+        warnings.showwarning = show
+        yield
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from estimators.supernet_training import train_supernet
 
@@ -53,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     recipe = _recipe(args)
     quiet = args.quiet or getattr(args, "json", False)
     if args.workers > 1:
-        from estimators.supernet_parallel import ensure_ray
+        from estimators.ray_local import ensure_ray
 
         ensure_ray(args.address)
     lines: list[str] = []
@@ -65,9 +81,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             tqdm.write(line, file=sys.stderr)  # above the progress bar, not inside it
 
-    trained = train_supernet(space, data, recipe, workers=args.workers, resume=args.resume,
-                             quiet=quiet, cache_dir=args.cache_dir, reuse=not args.retrain,
-                             log=log)
+    with one_line_warnings():
+        trained = train_supernet(space, data, recipe, workers=args.workers, resume=args.resume,
+                                 quiet=quiet, cache_dir=args.cache_dir, reuse=not args.retrain,
+                                 log=log)
     summary: dict[str, Any] = {**trained.summary(), "recipe": recipe.as_dict(),
                                "data": data.summary(), "workers": args.workers}
     history = trained.history

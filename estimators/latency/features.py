@@ -37,7 +37,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode  # what FlopCounterMode builds on
 
 from estimators.latency.errors import LatencyError
-from search_spaces import Arch, BlockSpec, SearchSpace
+from search_spaces import Arch, BlockSpec, SearchSpace, first_line
 from search_spaces.ops import block_cost, block_out_shape
 
 STATS = ("blocks", "layers", "macs", "io_elems", "inner_elems", "params")
@@ -130,7 +130,7 @@ def _trace(spec: BlockSpec) -> tuple[tuple[tuple[str, int], ...],
         with recorder:  # grad stays on, so attention takes its decomposed path (kernels with MACs)
             block(torch.empty((1, *spec.in_shape), device="meta"))
     except Exception as exc:  # an op without a meta kernel, or data-dependent control flow
-        return kinds, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return kinds, f"{type(exc).__name__}: {first_line(exc)}"
     kernels = []
     for func, args, out in recorder.calls:
         kernel = _kernel(func, args, out)

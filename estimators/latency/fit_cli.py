@@ -13,7 +13,7 @@ from estimators.latency.errors import LatencyError
 from estimators.latency.fingerprint import cpu_fingerprint
 from estimators.latency.fit import fit_device
 from estimators.latency.store import LatencyStore
-from search_spaces import Arch, InvalidArchError, SearchSpace
+from search_spaces import Arch, InvalidArchError, SearchSpace, first_line
 
 COLUMN_PREFIX = "latency_ms_"
 
@@ -29,7 +29,7 @@ def read_measurements(space: SearchSpace, path: str | os.PathLike[str], column: 
     except FileNotFoundError:
         raise LatencyError(f"measurements file {path} does not exist") from None
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise LatencyError(f"cannot read {path} as CSV: {str(exc).splitlines()[0]}") from None
+        raise LatencyError(f"cannot read {path} as CSV: {first_line(exc)}") from None
     numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
     if column not in frame.columns:
         raise LatencyError(f"{path} has no column {column!r}; numeric columns: "

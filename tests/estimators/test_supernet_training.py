@@ -230,7 +230,7 @@ def ray_session():
 
     started = not ray.is_initialized()
     if started:
-        from estimators.supernet_parallel import start_local_ray
+        from estimators.ray_local import start_local_ray
 
         start_local_ray(num_cpus=2, log_to_driver=False, logging_level="ERROR")  # loopback only
     yield ray

@@ -18,7 +18,7 @@ import ray
 
 import psutil  # Ray's bundled copy: on sys.path once ray is imported
 
-from estimators import supernet_parallel
+from estimators import ray_local
 from nas.runners import RunnerError, init_ray
 
 REPO = Path(__file__).resolve().parents[2]
@@ -195,15 +195,15 @@ def test_a_cluster_is_joined_with_the_users_auth_settings(fake_ray, monkeypatch,
     assert init_ray("head:6379") is True
     monkeypatch.setenv("RAY_ADDRESS", "http://head:8265")  # what `ray job submit` gives
     assert init_ray() is True
-    supernet_parallel.ensure_ray("head:6379")
-    supernet_parallel.ensure_ray()
+    ray_local.ensure_ray("head:6379")
+    ray_local.ensure_ray()
     assert [c["kwargs"]["address"] for c in fake_ray] == ["head:6379", None, "head:6379", None]
     assert all(c["auth"] == mode and c["cluster_mode"] is True for c in fake_ray)
     assert all("_node_ip_address" not in c["kwargs"] for c in fake_ray)
 
 
 def test_supernet_training_starts_the_same_loopback_instance(fake_ray):
-    supernet_parallel.ensure_ray()
+    ray_local.ensure_ray()
     (call,) = fake_ray
     assert call["kwargs"]["address"] == "local"
     assert call["kwargs"]["_node_ip_address"] == "127.0.0.1" and call["cluster_mode"] is False

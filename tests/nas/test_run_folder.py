@@ -225,6 +225,14 @@ def test_a_damaged_strategy_state_is_one_line_on_resume(copy, capsys):
     one_error(err, "checkpoint.json is damaged")
 
 
+def test_unreadable_checkpoint_json_is_one_line(copy, capsys):
+    (copy / "checkpoint.json").write_bytes(bytes(range(256)))
+    for argv in (["report", str(copy)], ["search", "--resume", str(copy), "--quiet"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2
+        one_error(err, "checkpoint.json")
+
+
 @pytest.mark.parametrize("config", [[1], {"objectives": "acc"}, {"format": 1}])
 def test_a_wrongly_typed_config_is_one_line(copy, capsys, tmp_path, config):
     (copy / "config.json").write_text(json.dumps(config))
@@ -268,6 +276,7 @@ BAD_SETTINGS = [
     (["--budget", "1K-flops"], "below the smallest"),
     (["--device", "nosuchdevice"], "nosuchdevice"),
     (["--data-dir", "nowhere"], "--data-dir"),
+    (["--data", "cifar10"], "--data-dir"),
     (["--strategy", "tpe", "--option", "startup=0"], "startup"),
     (["--strategy", "rl", "--objectives", "acc", "--option", "cost_metric=nosuch", "--option",
       "cost_target=100"], "cost_metric"),
@@ -292,6 +301,22 @@ def test_bad_settings_fail_before_the_run_folder_is_made(tables, capsys, argv, w
     assert not (tables / "run").exists()
     code, _, err = run(capsys, "search", *argv)  # the default folder under results/
     assert code == 2 and not (tables / "results").exists()
+
+
+def test_data_that_cannot_be_read_leaves_no_run_behind(tmp_path, capsys, monkeypatch):
+    """Found only when the data is loaded, after config.json was written: the run's files are
+    removed again, so that the corrected command runs (not "already holds a run")."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "given").mkdir()
+    for argv, out in ((["--out", "run"], tmp_path / "run"),
+                      (["--out", "given"], tmp_path / "given"), ([], tmp_path / "results")):
+        code, _, err = run(capsys, "search", *BASE, "--estimator", "proxy", "--data",
+                           "fashion-mnist", "--data-dir", "empty", *argv)
+        assert code == 2
+        one_error(err, "empty")
+        assert not out.exists() or not [p for p in out.rglob("*") if p.name != ".lock"]
+    assert (tmp_path / "given").is_dir()  # a folder the user made stays
 
 
 def test_unknown_objective_lists_the_metrics_and_aliases_still_work(small_settings, tmp_path,
