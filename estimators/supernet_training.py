@@ -69,11 +69,12 @@ class SupernetRecipe:
         if self.train_images is not None and self.train_images < self.batch_size:
             raise NasError(f"train_images ({self.train_images}) must be at least one batch "
                            f"({self.batch_size}), or None for the whole split")
-        if not self.lr > 0 or not 0 <= self.warmup < 1 or not 0 <= self.momentum < 1:
-            raise NasError("lr must be positive, warmup and momentum fractions in [0, 1)")
+        if not 0 < self.lr < math.inf or not 0 <= self.warmup < 1 or not 0 <= self.momentum < 1:
+            raise NasError("lr must be positive and finite, warmup and momentum fractions in "
+                           "[0, 1)")
         if self.random_subnets < 0:
             raise NasError(f"random_subnets must be >= 0, got {self.random_subnets}")
-        if not 0 <= self.distill <= 1 or not self.temperature > 0:
+        if not 0 <= self.distill <= 1 or not 0 < self.temperature < math.inf:
             raise NasError("distill must be in [0, 1] and temperature positive")
         if not (self.resolution is None or self.resolution == "arch"
                 or (isinstance(self.resolution, int) and self.resolution > 0)):

@@ -45,12 +45,12 @@ class TrainRecipe:
     bn_images: int = 2000
 
     def __post_init__(self) -> None:
-        if not self.epochs > 0:
-            raise NasError(f"epochs must be positive, got {self.epochs}")
+        if not 0 < self.epochs < math.inf:
+            raise NasError(f"epochs must be a positive finite number, got {self.epochs}")
         if self.batch_size < 1 or self.eval_batch_size < 1:
             raise NasError("batch sizes must be at least 1")
-        if not self.lr > 0 or not 0 <= self.warmup < 1:
-            raise NasError("lr must be positive and warmup a fraction in [0, 1)")
+        if not 0 < self.lr < math.inf or not 0 <= self.warmup < 1:
+            raise NasError("lr must be positive and finite and warmup a fraction in [0, 1)")
         if self.bn_images < 0:
             raise NasError(f"bn_images must be 0 (off) or more, got {self.bn_images}")
         for name in ("train_images", "eval_images"):

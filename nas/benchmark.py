@@ -154,8 +154,9 @@ def run_benchmark(table: Table, strategy: str, objective: str, report: str | Non
     for column in (objective, report, *costs):
         if column not in table.columns:
             raise BenchmarkError(f"column {column!r} was not loaded; loaded: {list(table.columns)}")
-    if queries < 1 or not seed_list or batch < 1:
-        raise BenchmarkError("queries, seeds and batch must be at least 1")
+    if queries < 1 or not seed_list or batch < 1 or workers < 1:
+        raise BenchmarkError(f"queries, seeds, batch and workers must be at least 1, got "
+                             f"{queries}, {len(seed_list)}, {batch} and {workers}")
     options = dict(options or {})
     cls = get_strategy(strategy)
     objectives = [Objective(objective, direction)]

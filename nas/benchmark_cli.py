@@ -7,7 +7,6 @@ from typing import Any
 
 from nas.benchmark import BenchmarkError, BenchmarkResult, Table, run_benchmark
 from nas.cli import CommandAdder, emit
-from nas.cli_types import positive_int
 from nas.strategies import get_strategy, list_strategies
 from nas.table import format_table
 from search_spaces import get_space
@@ -78,14 +77,14 @@ def register(command: CommandAdder) -> None:
                    help="cost column(s) (minimised); adds the hypervolume ratio of the front; "
                         "repeat or join with commas")
     p.add_argument("--strategy", required=True, help=f"one of {', '.join(list_strategies())}")
-    p.add_argument("--queries", type=positive_int, default=150, help="lookups per seed (default 150)")
-    p.add_argument("--seeds", type=positive_int, default=10, help="number of seeds (default 10)")
+    p.add_argument("--queries", type=int, default=150, help="lookups per seed (default 150)")
+    p.add_argument("--seeds", type=int, default=10, help="number of seeds (default 10)")
     p.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--direction", choices=("maximize", "minimize"), default="maximize",
                    help="of --objective and --report (default maximize)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="strategy option, e.g. --option population=50 (repeatable)")
-    p.add_argument("--batch", type=positive_int, default=1, help="archs asked per round (default 1)")
-    p.add_argument("--workers", type=positive_int, default=1,
+    p.add_argument("--batch", type=int, default=1, help="archs asked per round (default 1)")
+    p.add_argument("--workers", type=int, default=1,
                    help="processes running seeds in parallel (same figures; default 1)")
     p.add_argument("--arch-column", default="arch", help="column naming the arch (default arch)")

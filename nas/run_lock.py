@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -23,6 +24,7 @@ except ImportError:  # not on Linux or macOS
     fcntl = None  # type: ignore[assignment]
 
 LOCK_FILE = ".lock"
+BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
 
 
 class RunFolderError(NasError):
@@ -44,9 +46,9 @@ def run_lock(run_dir: str | Path, check: Callable[[], None] | None = None) -> It
     locked = True
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _acquire(fd)
         except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            if exc.errno not in BUSY:
                 locked = False  # a file system without locks: run unlocked
             else:
                 holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
@@ -62,6 +64,19 @@ def run_lock(run_dir: str | Path, check: Callable[[], None] | None = None) -> It
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _acquire(fd: int, tries: int = 10) -> None:
+    """The exclusive lock, without waiting for a search; a few short retries ride out
+    `is_locked` probes (a shared lock held for microseconds by `nas report`)."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in BUSY or attempt == tries - 1:
+                raise
+            time.sleep(0.02)
 
 
 def is_locked(run_dir: str | Path) -> bool:

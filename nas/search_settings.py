@@ -144,8 +144,8 @@ def check_settings(s: SearchSettings) -> None:
     if s.address and s.workers == 0:
         raise SearchError("--address joins a Ray cluster; it needs --workers of at least 1 "
                           "(or no --workers: one per CPU of the cluster)")
-    if not (_is_int(s.seed) and s.seed >= 0):
-        raise SearchError(f"--seed must be a whole number >= 0, got {s.seed!r}")
+    if not (_is_int(s.seed) and 0 <= s.seed < 2 ** 63):  # what torch.manual_seed takes
+        raise SearchError(f"--seed must be a whole number from 0 to 2**63-1, got {s.seed!r}")
     if not (_is_int(s.threads) and s.threads >= 1):
         raise SearchError(f"--threads must be at least 1, got {s.threads!r}")
     if s.cost_classes is not None and not (_is_int(s.cost_classes) and s.cost_classes >= 1):

@@ -22,7 +22,8 @@ def _recipe(args: argparse.Namespace):
                                                          defaults.train_images)
     return SupernetRecipe(
         epochs=args.epochs or defaults.epochs, train_images=train_images,
-        batch_size=args.batch_size or defaults.batch_size, lr=args.lr or defaults.lr,
+        batch_size=args.batch_size or defaults.batch_size,
+        lr=defaults.lr if args.lr is None else args.lr,  # --lr 0 is refused, not replaced
         random_subnets=defaults.random_subnets if args.random_subnets is None
         else args.random_subnets,
         kernel_transform=not args.no_kernel_transform, resolution=args.resolution,

@@ -125,3 +125,71 @@ def test_documented_example_space_file(capsys):
     assert code == 0
     rows = json.loads(out)
     assert all(r["flops"] <= 100e6 and r["key"].startswith("mobile_small:") for r in rows)
+
+
+@pytest.mark.parametrize("argv", [
+    ["sample", "--space", "mobile", "--classes", "0"],
+    ["sample", "--space", "mobile", "--classes", "-5"],
+    ["describe", "--space", "resnet", "--ref", "resnet18", "--classes", "0"],
+    ["describe", "--space", "resnet", "--ref", "resnet18", "--classes", "-5"],
+    ["describe", "--space", "resnet", "--ref", "resnet18", "--classes", "10" * 20],
+])
+def test_class_and_other_counts_must_be_positive(capsys, argv):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert "expected a whole number" in err or "at least 1" in err
+
+
+@pytest.mark.parametrize("content, setting", [
+    ("base: mobile\nkernels: [3, 4]\n", "kernels"),  # `describe --verify` crashed on k=4
+    ("base: mobile\nexpands: [0]\n", "expands"),
+    ("base: mobile\nresolutions: [-8]\n", "resolutions"),
+    ("base: resnet\nstage_channels: [0, 128, 256, 512]\n", "stage_channels"),
+    ("base: fbnet\nresolution: 0\n", "resolution"),
+])
+def test_space_file_mistakes_are_one_error_line(tmp_path, capsys, content, setting):
+    path = tmp_path / "mine.yaml"
+    path.write_text(content)
+    code, _, err = run(capsys, "describe", "--space", str(path), "--ref", "largest", "--verify")
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert setting in err and "Traceback" not in err
+
+
+def test_space_file_named_like_a_builtin_is_refused(tmp_path, capsys):
+    path = tmp_path / "resnet.yaml"
+    path.write_text("base: resnet\nresolutions: [224]\n")
+    code, _, err = run(capsys, "sample", "--space", str(path), "-n", "1")
+    assert code == 2 and "built-in" in err and err.count("\n") == 1
+    path.write_text("name: mobile\nbase: mobile\n")
+    code, _, err = run(capsys, "sample", "--space", str(path), "-n", "1")
+    assert code == 2 and "built-in" in err
+
+
+@pytest.mark.parametrize("key", [
+    "resnet:basic-d\u0662.2.2.2-w1.0.1.0.1.0.1.0-r224",  # Arabic-Indic 2
+    "resnet:basic-d2.2.2.2-w1.0.1.0.1.0.1.0-r\uff12\uff12\uff14",  # full-width 224
+    "densenet:g32-c0.5-dense.dense.dense.dense-b6.12.24.16-r\u0662\u0662\u0664",
+])
+def test_keys_with_non_ascii_digits_are_one_error_line(capsys, key):
+    space = key.partition(":")[0]
+    code, _, err = run(capsys, "describe", "--space", space, "--arch", key)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_benchmark_workers_zero_is_refused(tmp_path, capsys):
+    """`--workers 0` used to run silently as one worker."""
+    import numpy as np
+
+    from search_spaces import get_space
+
+    space = get_space("nb201")
+    rng = np.random.default_rng(0)
+    archs = {space.sample(rng) for _ in range(40)}
+    table = tmp_path / "nb.csv"
+    table.write_text("arch,acc\n" + "".join(f"{a.key},{i}\n" for i, a in enumerate(archs)))
+    argv = ["benchmark", "--table", str(table), "--space", "nb201", "--objective", "acc",
+            "--strategy", "random", "--queries", "5", "--seeds", "2"]
+    code, _, err = run(capsys, *argv, "--workers", "0")
+    assert code == 2 and "at least 1" in err and err.count("\n") == 1
+    code, _, _ = run(capsys, *argv)
+    assert code == 0

@@ -289,8 +289,14 @@ class InvertedResidualSpace(SearchSpace):
         form = (f'{{"ks":[{slots} kernels],"e":[{slots} expand ratios],'
                 f'"d":[{self.num_stages} depths],"r":N}}')
         if not isinstance(data, dict) or not _lists_ok(data, slots, self.num_stages) \
-                or not isinstance(data.get("r"), int):
+                or not settings.is_int(data.get("r")):
             raise InvalidArchError(f"{self.name}: bad OFA JSON {text!r}; expected {form}")
+        density = data.get("density", [1.0] * self.num_stages)
+        if not _numbers(data.get("w", 1.0)) or (self.sparse and not (
+                isinstance(density, list) and len(density) == self.num_stages
+                and all(_numbers(d) for d in density))):
+            raise InvalidArchError(f"{self.name}: bad OFA JSON {text!r}; 'w' must be a number "
+                                   f"and 'density' a list of {self.num_stages} numbers")
         genes: dict[str, Gene] = {"r": data["r"]}
         if self.has_width:
             genes["w"] = float(data.get("w", 1.0))
@@ -301,7 +307,7 @@ class InvertedResidualSpace(SearchSpace):
                 genes[f"k{i}_{j}"], genes[f"e{i}_{j}"] = data["ks"][slot], data["e"][slot]
                 slot += 1
             if self.sparse:
-                genes[f"density{i}"] = float(data.get("density", [1.0] * self.num_stages)[i - 1])
+                genes[f"density{i}"] = float(density[i - 1])
         # JSON numbers become the dimension's own option values (7.0 -> 7), so keys match
         return self.make({name: self._option(name, value) for name, value in genes.items()})
 
@@ -358,9 +364,13 @@ class InvertedResidualSpace(SearchSpace):
         return refs
 
 
+def _numbers(value: Any) -> bool:
+    return settings.is_number(value)
+
+
 def _lists_ok(data: dict[str, Any], slots: int, stages: int) -> bool:
     return all(isinstance(data.get(key), list) and len(data[key]) == n
-               and all(isinstance(v, (int, float)) for v in data[key])
+               and all(_numbers(v) for v in data[key])
                for key, n in (("ks", slots), ("e", slots), ("d", stages)))
 
 

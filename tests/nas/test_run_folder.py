@@ -263,6 +263,7 @@ BAD_SETTINGS = [
     (["--estimator", "table", "--table", "good.csv", "--column", "nosuch"], "nosuch"),
     (["--address", "127.0.0.1:1"], "--address"),
     (["--seed", "-1"], "--seed"),
+    (["--seed", "9" * 40], "--seed"),
     (["--cost-classes", "-3"], "--cost-classes"),
     (["--cost-classes", "0"], "--cost-classes"),
     (["--threads", "0"], "--threads"),

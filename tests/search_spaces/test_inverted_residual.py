@@ -212,6 +212,27 @@ def test_bad_ofa_json_raises(text):
         get_space("mobile").parse(text)
 
 
+@pytest.mark.parametrize("space, extra", [
+    ("mobilenetv2", {"w": "wide", "d": [2, 2, 2, 2, 2, 1]}),
+    ("mobile-sparse", {"density": "dense"}),
+    ("mobile-sparse", {"density": [1.0]}),
+    ("mobile-sparse", {"density": ["x"] * 5}),
+    ("mobile", {"r": True}),
+    ("mobile", {"r": 128.0}),
+])
+def test_ofa_json_with_wrong_types_is_an_invalid_arch(space, extra):
+    """A text width or a short density list used to escape as ValueError/IndexError."""
+    resolved = get_space(space)
+    slots = sum(resolved.max_depth(i) for i in range(1, resolved.num_stages + 1))
+    data = {"ks": [3] * slots, "e": [3] * slots, "d": [2] * resolved.num_stages, "r": 128,
+            **extra}
+    if space == "mobilenetv2":
+        data["r"] = 224
+    with pytest.raises(InvalidArchError) as info:
+        resolved.parse(json.dumps(data))
+    assert "\n" not in str(info.value)
+
+
 def test_ofa_json_ignores_inactive_slots_and_fills_them_with_3():
     space = get_space("mobile")
     subnet = json.loads(ir.OFA_SUBNET_204)
