@@ -268,11 +268,15 @@ class Evaluator:
         key = arch.key
         if key not in self._cache:
             start = time.perf_counter()
-            result: Metrics = self.cost(arch)
+            costs = self.cost(arch)
+            result: Metrics = dict(costs)
             try:
                 with torch_threads(self.config["threads"]), warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # per-arch warnings would flood the log
                     result.update(self.accuracy(arch))
+                # A proxy score of the same name (`params`, counted on the data set's head)
+                # must not replace the cost that budgets and strategies are checked against.
+                result.update(costs)
             except Exception as exc:  # an arch the estimator cannot score fails alone
                 result["error"] = one_line(exc)
             result["eval_seconds"] = round(time.perf_counter() - start, 4)

@@ -183,3 +183,19 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+def test_a_proxy_score_never_replaces_a_cost_metric():
+    """The `params` proxy counts the network built for the data's 10 classes; the `params`
+    cost (what budgets are checked against) counts the space's own 1000-class head."""
+    from nas.evaluation import Evaluator, evaluation_config, prepare
+    from search_spaces import get_space
+
+    config = evaluation_config("mobile", "proxy", {"proxies": ["params"], "batch_size": 8,
+                                                   "resolution": 32},
+                               {"name": "digits"}, seed=0)
+    evaluator = Evaluator(config, prepare(config))
+    arch = get_space("mobile").min_arch()
+    metrics = evaluator(arch)
+    assert "error" not in metrics, metrics
+    assert metrics["params"] == evaluator.cost(arch)["params"]
