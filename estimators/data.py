@@ -9,8 +9,10 @@ meant for final reports only. Nothing is downloaded.
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
 import warnings
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from search_spaces import NasError
+from search_spaces import NasError, first_line
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal",
@@ -244,14 +246,14 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as handle:
             data = handle.read()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read IDX file {path}: {exc}") from None
+    except (OSError, EOFError, zlib.error) as exc:  # missing, truncated or corrupt gzip
+        raise DataError(f"cannot read IDX file {path}: {first_line(exc)}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = data[3]
     header = 4 + 4 * ndim
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    if len(data) != header + int(np.prod(shape)):
+    if len(data) != header + math.prod(shape):
         raise DataError(f"{path}: size does not match its IDX header {shape} (truncated?)")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
@@ -306,11 +308,14 @@ def _read_batch(path: Path) -> dict:
     try:
         with path.open("rb") as handle:
             batch = _ArrayUnpickler(handle, encoding="bytes").load()
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
-        raise DataError(f"cannot read CIFAR-10 batch {path}: {exc}") from None
-    if not isinstance(batch, dict):
-        raise DataError(f"{path} is not a CIFAR-10 python batch (expected a dict)")
-    return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+        if not isinstance(batch, dict):
+            raise DataError(f"{path} is not a CIFAR-10 python batch (expected a dict)")
+        return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    except DataError:
+        raise
+    except Exception as exc:  # a damaged pickle raises almost anything (Overflow, Memory...)
+        raise DataError(f"cannot read CIFAR-10 batch {path}: {type(exc).__name__}: "
+                        f"{first_line(exc)}") from None
 
 
 def read_cifar10(directory: Path | None) -> RawData:
@@ -408,7 +413,10 @@ def _open_images(paths: list[Path]) -> list:
                 picture.load()
                 pictures.append(picture)
         except (OSError, UnidentifiedImageError) as exc:
-            raise DataError(f"cannot read image {path}: {exc}") from None
+            raise DataError(f"cannot read image {path}: {first_line(exc)}") from None
+        except Exception as exc:  # decoders raise more (ValueError, SyntaxError, bombs)
+            raise DataError(f"cannot read image {path}: {type(exc).__name__}: "
+                            f"{first_line(exc)}") from None
     return pictures
 
 

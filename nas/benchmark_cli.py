@@ -7,6 +7,7 @@ from typing import Any
 
 from nas.benchmark import BenchmarkError, BenchmarkResult, Table, run_benchmark
 from nas.cli import CommandAdder, emit
+from nas.cli_types import seed
 from nas.strategies import get_strategy, list_strategies
 from nas.table import format_table
 from search_spaces import get_space
@@ -79,7 +80,7 @@ def register(command: CommandAdder) -> None:
     p.add_argument("--strategy", required=True, help=f"one of {', '.join(list_strategies())}")
     p.add_argument("--queries", type=int, default=150, help="lookups per seed (default 150)")
     p.add_argument("--seeds", type=int, default=10, help="number of seeds (default 10)")
-    p.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--seed-start", type=seed, default=0, help="first seed (default 0)")
     p.add_argument("--direction", choices=("maximize", "minimize"), default="maximize",
                    help="of --objective and --report (default maximize)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",

@@ -14,6 +14,7 @@ from nas.table import format_table
 from search_spaces import Arch, NasError, SearchSpace, get_space, list_spaces
 
 EXIT_USAGE = 2
+MAX_SAMPLES = 100_000  # `nas sample -n`: more is a typo (it would run for hours)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -159,8 +160,9 @@ def register_explore_commands(command: CommandAdder) -> None:
 
     p = command("sample", cmd_sample, "random architectures of a space, optionally within a budget")
     p.add_argument("--space", required=True, help="space name or path to a YAML/JSON space file")
-    p.add_argument("-n", type=int, default=10, help="number of samples (default 10)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-n", type=cli_types.positive_int_up_to(MAX_SAMPLES), default=10,
+                   help=f"number of samples (default 10, at most {MAX_SAMPLES:,})")
+    p.add_argument("--seed", type=cli_types.seed, default=0)
     p.add_argument("--budget", help="e.g. 300M-flops, 300M-flops,5M-params or (with --device) "
                                     "20ms-latency")
     p.add_argument("--classes", type=cli_types.classes, default=None,

@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
+from search_spaces.settings import MAX_CLASSES
+
 MAX_THREADS = 1024
-MAX_CLASSES = 1 << 20  # as search_spaces.settings.MAX_CLASSES
 
 
 def positive_int(text: str) -> int:
@@ -25,6 +26,21 @@ def non_negative_int(text: str) -> int:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+MAX_SEED = 2 ** 63 - 1  # numpy refuses negative seeds, torch those of 64 bits and more
+
+
+def seed(text: str) -> int:
+    """A random seed: a whole number in 0..2^63-1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed, a whole number in 0..2^63-1, "
+                                         f"got {text!r}")
     return value
 
 

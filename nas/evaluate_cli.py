@@ -7,7 +7,7 @@ import time
 import warnings
 from typing import Any, Callable
 
-from nas.cli_types import positive_int, resolution
+from nas.cli_types import positive_int, resolution, seed
 from search_spaces import Arch, NasError, SearchSpace, get_space
 
 CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
@@ -107,7 +107,7 @@ def register(command: CommandAdder) -> None:
                                       "string, ...)")
     group.add_argument("--ref", help="a reference network of the space (see `nas spaces`)")
     p.add_argument("--estimator", required=True, choices=ESTIMATORS)
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=seed, default=0,
                    help="initialisation, batch choice, shuffling and validation split")
     data = p.add_argument_group("data (proxy, train, supernet)")
     data.add_argument("--data", default="fashion-mnist", choices=DATASETS,

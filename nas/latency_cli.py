@@ -240,7 +240,7 @@ def register(command: Command) -> None:
                    help="timed rounds per block (median and min over them; default 7)")
     p.add_argument("--passes", type=positive_int, default=3,
                    help="interleaved passes per calibration network (default 3)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=cli_types.seed, default=0)
 
     p = verb("predict", cmd_predict, "predicted latency of one architecture on a device")
     p.add_argument("--space", required=True)
@@ -258,7 +258,7 @@ def register(command: Command) -> None:
                    help="extra networks the correction is fitted on (default 20)")
     p.add_argument("--passes", type=positive_int, default=3,
                    help="interleaved passes per network")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=cli_types.seed, default=0)
     p.add_argument("--out", default=None,
                    help="output folder (default results/latency/validate-SPACE)")
     _local_options(p, "cpu or cuda")
@@ -273,7 +273,7 @@ def register(command: Command) -> None:
     p.add_argument("--arch-column", default="arch")
     p.add_argument("--name", default=None,
                    help="device name to save (default: the column without 'latency_ms_')")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=cli_types.seed, default=0)
 
     p = verb("import", cmd_import, "import a published per-operator lookup table as a device")
     p.add_argument("file", help="TF-NAS JSON or ProxylessNAS YAML")

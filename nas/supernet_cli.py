@@ -8,7 +8,7 @@ import warnings
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-from nas.cli_types import positive_int, resolution, threads
+from nas.cli_types import positive_int, resolution, seed, threads
 from search_spaces import NasError, get_space
 
 CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
@@ -149,7 +149,7 @@ def register(command: CommandAdder) -> None:
                         "pixels")
     p.add_argument("--no-kernel-transform", action="store_true",
                    help="elastic kernels without OFA's kernel transform matrices")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=seed, default=0,
                    help="initialisation, data order, subnets and validation split")
     p.add_argument("--workers", type=positive_int, default=1,
                    help="data-parallel Ray Train CPU workers (default 1: in this process)")

@@ -62,13 +62,21 @@ def _builtin_name(name: str) -> bool:
     return base in BUILTIN and (base == name or BUILTIN[base] not in NO_SPARSE)
 
 
+def _is_file(name: str) -> bool:
+    """Path(name).is_file(), False for names no file can have (too long, NUL bytes)."""
+    try:
+        return Path(name).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def get_space(name: str) -> SearchSpace:
     """A space by name (`mobile`, `resnet-sparse`, ...) or by path to a YAML/JSON file."""
     if name in _cache:
         return _cache[name]
     # a built-in name wins over a file of the same name in the working folder
     if not _builtin_name(name) and (name.endswith((".yaml", ".yml", ".json"))
-                                    or Path(name).is_file()):
+                                    or _is_file(name)):
         return register_space(load_space_file(name))
     base = name[: -len(SPARSE_SUFFIX)] if name.endswith(SPARSE_SUFFIX) else name
     sparse = base != name
@@ -81,7 +89,7 @@ def get_space(name: str) -> SearchSpace:
 
 
 # A space name is the prefix of every key (`<name>:<body>`) and part of cache file names.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", re.ASCII)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}", re.ASCII)
 
 
 def load_space_file(path: str | Path) -> SearchSpace:
@@ -108,9 +116,10 @@ def load_space_file(path: str | Path) -> SearchSpace:
     base = config.pop("base", None)
     family = config.pop("family", None)
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise NasError(f"{path}: the space name {name!r} (its 'name', else the file name) must "
-                       f"be ASCII letters, digits and _.+- (starting with a letter or digit): "
-                       f"it begins every key")
+        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
+        raise NasError(f"{path}: the space name {shown} (its 'name', else the file name) must "
+                       f"be 1 to 100 ASCII letters, digits and _.+- (starting with a letter or "
+                       f"digit): it begins every key")
     if _builtin_name(name):
         raise NasError(f"{path}: the space name {name!r} is a built-in space (its keys "
                        f"'{name}:...' would collide); give the file another 'name'")

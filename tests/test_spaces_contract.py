@@ -172,6 +172,8 @@ def test_a_space_file_cannot_take_a_builtin_name(tmp_path, name):
     ({"name": "my space", "base": "mobile"}, "name"),
     ({"name": "mobile:x", "base": "mobile"}, "name"),
     ({"name": 3, "base": "mobile"}, "name"),
+    ({"name": "x" * 101, "base": "mobile"}, "name"),  # cache file names would be too long
+    ({"name": "caf\u00e9", "base": "mobile"}, "name"),
     ({"name": "ok", "base": ["mobile"]}, "base"),
     ({"name": "ok", "family": ["resnet"]}, "family"),
     ({"name": "ok", "base": "mobile", "family": "resnet"}, "family"),

@@ -176,7 +176,8 @@ class DenseNetSpace(SearchSpace):
         return "-".join(parts)
 
     def decode(self, body: str) -> Arch:
-        match = re.fullmatch(rf"g(?P<g>[0-9]+)-c(?P<c>[0-9]+\.[0-9]+)-(?P<t>[a-z]+(?:\.[a-z]+)*)"
+        match = re.fullmatch(rf"g(?P<g>[0-9]+)-c(?P<c>[0-9]+\.[0-9]+)"
+                             rf"-(?P<t>[a-z]+(?:\.[a-z]+)*)"
                              rf"-b(?P<b>{INTS})(?:-s(?P<s>{FLOATS}))?-r(?P<r>[0-9]+)", body)
         if match is None:
             self.bad_key(body, "malformed")

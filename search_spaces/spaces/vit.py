@@ -274,7 +274,8 @@ TIMM_NAMES = {"deit_tiny_patch16_224": "deit_tiny", "vit_tiny_patch16_224": "dei
 def _depth_lists(depths: Any, stages: int, name: str) -> tuple[tuple[int, ...], ...]:
     if not isinstance(depths, (tuple, list)) or len(depths) != stages:
         raise ValueError(f"{name} must give one list of depth options per stage ({stages})")
-    result = tuple(_options(d, f"{name}[{i}]", high=settings.MAX_DEPTH) for i, d in enumerate(depths))
+    result = tuple(_options(d, f"{name}[{i}]", high=settings.MAX_DEPTH)
+                   for i, d in enumerate(depths))
     for d in result:
         _ints(d, name)
     return result

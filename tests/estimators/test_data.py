@@ -228,3 +228,28 @@ def test_real_fashion_mnist(shared_data):
     assert torch.bincount(data.test.labels).tolist() == [1000] * 10
     assert torch.bincount(data.val.labels).tolist() == [1000] * 10
     assert 0.27 < data.mean[0] < 0.30 and 0.33 < data.std[0] < 0.37  # the set's known stats
+
+
+@pytest.mark.parametrize("junk", [
+    b"\x80\x05\x95" + b"\xff" * 8 + b"\x8a\xff\xff\xff\xff",  # OverflowError before
+    b"\x80\x04\x8a\x80" + b"\x01" * 12,
+    b"", b"hello\n", b"\x80\x04K\x01.",
+])
+def test_damaged_cifar_batches_are_one_line_data_errors(tmp_path, junk):
+    from estimators.data import _read_batch
+
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(junk)
+    with pytest.raises(DataError) as info:
+        _read_batch(path)
+    assert "\n" not in str(info.value)
+
+
+def test_corrupt_gzip_idx_is_a_data_error(tmp_path):
+    import gzip
+
+    good = gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 3]) + b"abc")
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(good[:10] + b"\xff" + good[11:])  # zlib.error (invalid block type)
+    with pytest.raises(DataError, match="cannot read IDX"):
+        read_idx(path)
