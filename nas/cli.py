@@ -186,10 +186,23 @@ def register_explore_commands(command: CommandAdder) -> None:
                    help="also count the built model with fvcore")
 
 
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Our own warnings (a data-set fallback, a damaged cache discarded) as one `warning: ...`
+    line when they happen; library noise (deprecations inside Ray, fvcore...) is dropped."""
+    if category.__module__.split(".")[0] in ("estimators", "nas", "search_spaces"):
+        sys.stderr.write(f"warning: {' '.join(str(message).split())}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = _warning_line  # restored when the block ends
+            return args.func(args)
     except NasError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_USAGE

@@ -163,10 +163,19 @@ def load(path: str | Path) -> nn.Module:
                           f"{first_line(exc, 160)}") from None
     if not isinstance(payload, dict) or payload.get("format") != EXPORT_FORMAT:
         raise ExportError(f"{path} is not a model written by `nas export`")
+    fields = {"space": str, "key": str, "num_classes": int, "in_channels": int,
+              "resolution": int, "state_dict": dict}
+    wrong = [name for name, kind in fields.items() if not isinstance(payload.get(name), kind)]
+    if wrong:
+        raise ExportError(f"{path} is damaged: {', '.join(wrong)} missing or of the wrong type")
     space = get_space(payload["space"])
     arch = space.decode(payload["key"].partition(":")[2])
     model = space.build(arch, num_classes=payload["num_classes"],
                         in_channels=payload["in_channels"])
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise ExportError(f"the weights in {path} do not fit {arch.key}: "
+                          f"{' '.join(str(exc).split())[:200]}") from None
     model.input_shape = (payload["in_channels"], payload["resolution"], payload["resolution"])
     return model.eval()

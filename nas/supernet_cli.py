@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from nas.cli_types import positive_int, resolution, seed, threads
 from search_spaces import NasError, get_space
@@ -43,21 +42,6 @@ def load_cli_data(args: argparse.Namespace):
     return data
 
 
-@contextmanager
-def one_line_warnings() -> Iterator[None]:
-    """While a command runs, each warning is one `warning: ...` line on stderr, at once (a
-    damaged supernet cache is said before minutes of training it again, not after)."""
-    from estimators.supernet_cache import SupernetCacheWarning
-
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        sys.stderr.write(f"warning: {' '.join(str(message).split())}\n")
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", SupernetCacheWarning)
-        warnings.showwarning = show
-        yield
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from estimators.supernet_training import train_supernet
 
@@ -82,10 +66,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             tqdm.write(line, file=sys.stderr)  # above the progress bar, not inside it
 
-    with one_line_warnings():
-        trained = train_supernet(space, data, recipe, workers=args.workers, resume=args.resume,
-                                 quiet=quiet, cache_dir=args.cache_dir, reuse=not args.retrain,
-                                 log=log)
+    trained = train_supernet(space, data, recipe, workers=args.workers, resume=args.resume,
+                             quiet=quiet, cache_dir=args.cache_dir, reuse=not args.retrain,
+                             log=log)
     summary: dict[str, Any] = {**trained.summary(), "recipe": recipe.as_dict(),
                                "data": data.summary(), "workers": args.workers}
     history = trained.history
