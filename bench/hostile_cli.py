@@ -211,7 +211,7 @@ def search_cases(root: Path, table: Path) -> list[Case]:
     taken = root / "taken"
     taken.mkdir()
     (taken / "config.json").write_text("{}")
-    add([], taken)
+    cases.append(Case("search", base + ["--out", str(taken)], unchanged(taken / "config.json")))
     cases.append(Case("search", ["search", "--resume", str(root / "nosuch")]))
     cases.append(Case("search", ["search", "--resume", str(a_file)]))
     return cases

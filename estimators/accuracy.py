@@ -15,47 +15,23 @@ that cannot run that small (a ViT with fixed position embeddings) needs `resolut
 """
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from estimators.base import (ESTIMATOR_KEY, AccuracyEstimator, EstimatorOptions, Metrics,
+                             Resolution, Shared, option)
 from estimators.data import DataSplits, load_data
+from estimators.progress import StepProgress
 from estimators.proxies import PROXY_NAMES, score_proxies
 from estimators.table import AccuracyTable
-from estimators.train import Progress, TrainRecipe, resize_batch, train_model
+from estimators.train import TrainRecipe, resize_batch, train_model
 from search_spaces import Arch, NasError, SearchSpace, first_line, get_space
 
-ESTIMATOR_KEY = "acc_estimator"  # the metric that says which estimator produced `acc`
-ESTIMATORS = ("proxy", "train", "table", "supernet")
-Resolution = int | str | None  # None: the data's; "arch": the architecture's own; or pixels
-Metrics = dict[str, float | str]
-
-
-class AccuracyEstimator(ABC):
-    """Base: caching by key and the `acc_estimator` label."""
-
-    name: str
-
-    def __init__(self) -> None:
-        self._cache: dict[str, Metrics] = {}
-
-    @property
-    def label(self) -> str:
-        """What goes under `acc_estimator`, e.g. `proxy:jacov`."""
-        return self.name
-
-    def __call__(self, arch: Arch) -> Metrics:
-        key = arch.key
-        if key not in self._cache:
-            self._cache[key] = {**self.estimate(arch), ESTIMATOR_KEY: self.label}
-        return dict(self._cache[key])
-
-    @abstractmethod
-    def estimate(self, arch: Arch) -> dict[str, float]:
-        """The metrics of one arch, uncached."""
+RESOLUTION_HELP = "input size: None (the data's), 'arch' (the architecture's own) or pixels"
 
 
 def target_resolution(arch: Arch, data: DataSplits, resolution: Resolution) -> int:
@@ -89,10 +65,23 @@ def build_for_data(arch: Arch, data: DataSplits, seed: int, size: int) -> nn.Mod
     return model.train()
 
 
+@dataclass(frozen=True)
+class ProxyOptions(EstimatorOptions):
+    proxy: str = option("jacov", "the proxy reported as acc", "proxy")
+    proxies: list[str] | None = option(None, "the proxies reported (default: all)", "proxies")
+    batch_size: int = option(64, "images in the one scored batch (>= 2: jacov correlates "
+                                 "inputs)", "int2")
+    resolution: Resolution = option(None, RESOLUTION_HELP, "resolution")
+
+
 class ProxyEstimator(AccuracyEstimator):
     """Zero-cost proxies on one seeded batch of the training split."""
 
     name = "proxy"
+    Options = ProxyOptions
+    needs_data = True
+    unit = "score"
+    summary = "zero-cost proxies of the untrained network on one training batch"
 
     def __init__(self, data: DataSplits | None = None, proxy: str = "jacov",
                  proxies: Sequence[str] = PROXY_NAMES, batch_size: int = 64, seed: int = 0,
@@ -113,6 +102,25 @@ class ProxyEstimator(AccuracyEstimator):
         self.resolution = resolution
         self.batch = self.data.sample_batch(min(batch_size, len(self.data.train)), seed)
 
+    @classmethod
+    def metrics(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        proxies = options["proxies"] if options["proxies"] is not None else PROXY_NAMES
+        return tuple(dict.fromkeys(["acc", options["proxy"], *proxies]))
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], shared: Shared) -> "ProxyEstimator":
+        options = config["options"]
+        proxies = options["proxies"] if options["proxies"] is not None else PROXY_NAMES
+        return cls(shared["data"], options["proxy"], proxies=tuple(proxies),
+                   batch_size=options["batch_size"], seed=config["seed"],
+                   resolution=options["resolution"])
+
+    @classmethod
+    def create(cls, space: SearchSpace | str, *, data: DataSplits | None = None,
+               proxy: str = "jacov", batch_size: int = 64, seed: int = 0,
+               resolution: Resolution = None, **_: Any) -> "ProxyEstimator":
+        return cls(data, proxy, batch_size=batch_size, seed=seed, resolution=resolution)
+
     @property
     def label(self) -> str:
         return f"proxy:{self.proxy}"
@@ -125,14 +133,43 @@ class ProxyEstimator(AccuracyEstimator):
         return {"acc": scores[self.proxy], **scores}
 
 
+@dataclass(frozen=True)
+class TrainOptions(EstimatorOptions):
+    epochs: float = option(1.0, "passes over the train split (may be fractional)", "positive")
+    batch_size: int = option(128, "training batch", "int1")
+    lr: float = option(0.1, "peak learning rate", "positive")
+    train_images: int | None = option(None, "cap on training images per epoch (default all)",
+                                      "int1")
+    eval_images: int | None = option(None, "cap on images scored (default the whole split)",
+                                     "int1")
+    resolution: Resolution = option(None, RESOLUTION_HELP, "resolution")
+
+    def check(self) -> None:
+        self.recipe()
+
+    def recipe(self) -> TrainRecipe:
+        return train_recipe(self.as_dict())
+
+
+def train_recipe(options: Mapping[str, Any]) -> TrainRecipe:
+    """The training recipe of a `train` estimator's options."""
+    return TrainRecipe(epochs=options["epochs"], batch_size=options["batch_size"],
+                       lr=options["lr"], train_images=options["train_images"],
+                       eval_images=options["eval_images"])
+
+
 class TrainEstimator(AccuracyEstimator):
     """Standalone training from scratch with one recipe and seed."""
 
     name = "train"
+    Options = TrainOptions
+    needs_data = True
+    unit = "percent"
+    summary = "short standalone training from scratch; top-1 % on the validation split"
 
     def __init__(self, data: DataSplits | None = None, recipe: TrainRecipe = TrainRecipe(),
                  seed: int = 0, split: str = "val", resolution: Resolution = None,
-                 progress: Progress | None = None):
+                 progress: StepProgress | None = None):
         super().__init__()
         if split not in ("val", "test"):
             raise NasError(f"split must be 'val' or 'test' (final reports), got {split!r}")
@@ -142,6 +179,23 @@ class TrainEstimator(AccuracyEstimator):
         self.split = split
         self.resolution = resolution
         self.progress = progress
+
+    @classmethod
+    def metrics(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        return ("acc", "train_loss", "train_steps")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], shared: Shared) -> "TrainEstimator":
+        options = config["options"]
+        return cls(shared["data"], train_recipe(options), config["seed"], "val",
+                   options["resolution"])
+
+    @classmethod
+    def create(cls, space: SearchSpace | str, *, data: DataSplits | None = None,
+               recipe: TrainRecipe = TrainRecipe(), seed: int = 0, split: str = "val",
+               resolution: Resolution = None, progress: StepProgress | None = None,
+               **_: Any) -> "TrainEstimator":
+        return cls(data, recipe, seed, split, resolution, progress)
 
     @property
     def label(self) -> str:
@@ -156,10 +210,28 @@ class TrainEstimator(AccuracyEstimator):
                 "train_steps": float(result.steps), "train_seconds": result.train_seconds}
 
 
+TABLE_NEEDED = "estimator 'table' needs a CSV with an 'arch' column (--table PATH, e.g. nb201.csv)"
+
+
+@dataclass(frozen=True)
+class TableOptions(EstimatorOptions):
+    table: str | None = option(None, "CSV with an 'arch' column (required)", "text")
+    column: str | None = option(None, "column read as acc (default 'acc' or the only "
+                                      "'acc...' column)", "text")
+
+    def check(self) -> None:
+        if not self.table:
+            raise NasError(TABLE_NEEDED)
+
+
 class TableEstimator(AccuracyEstimator):
     """Lookup of `acc` (and extra columns) in a CSV of measured architectures."""
 
     name = "table"
+    Options = TableOptions
+    needs_data = False
+    unit = "percent"
+    summary = "lookup in a CSV of measured architectures"
 
     def __init__(self, table: AccuracyTable | str | Path, space: SearchSpace | str | None = None,
                  column: str | None = None, extra: Sequence[str] = ()):
@@ -171,6 +243,18 @@ class TableEstimator(AccuracyEstimator):
                 raise NasError("a table estimator needs the space its arch column belongs to")
             resolved = get_space(space) if isinstance(space, str) else space
             self.table = AccuracyTable(table, resolved, column, extra=extra)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], shared: Shared) -> "TableEstimator":
+        options = config["options"]
+        return cls(options["table"], config["space"], options["column"])
+
+    @classmethod
+    def create(cls, space: SearchSpace | str, *, table: str | Path | None = None,
+               column: str | None = None, **_: Any) -> "TableEstimator":
+        if table is None:
+            raise NasError(TABLE_NEEDED)
+        return cls(table, space, column)
 
     @property
     def label(self) -> str:
@@ -184,32 +268,18 @@ def make_estimator(name: str, space: SearchSpace | str, *, data: DataSplits | No
                    table: str | Path | None = None, column: str | None = None,
                    proxy: str = "jacov", batch_size: int = 64,
                    recipe: TrainRecipe = TrainRecipe(), seed: int = 0, split: str = "val",
-                   resolution: Resolution = None, progress: Progress | None = None,
+                   resolution: Resolution = None, progress: StepProgress | None = None,
                    cache_dir: str | Path | None = None) -> AccuracyEstimator:
-    """An accuracy estimator by name (`proxy`, `train`, `table`, `supernet`: the cached
+    """An accuracy estimator by name (see `estimators.registry`; `supernet`: the cached
     supernet of the space trained on `data` with the default recipe, in `cache_dir`)."""
-    if name == "proxy":
-        return ProxyEstimator(data, proxy, batch_size=batch_size, seed=seed,
-                              resolution=resolution)
-    if name == "train":
-        return TrainEstimator(data, recipe, seed, split, resolution, progress)
-    if name == "table":
-        if table is None:
-            raise NasError("estimator 'table' needs a CSV with an 'arch' column (--table PATH, "
-                           "e.g. nb201.csv)")
-        return TableEstimator(table, space, column)
-    if name == "supernet":
-        try:
-            from estimators.supernet_estimator import SupernetEstimator
-        except ImportError:
-            raise NasError("estimator 'supernet' needs a trained supernet: this build has no "
-                           "supernet module; use proxy, train or table") from None
-        return SupernetEstimator.for_space(space, data if data is not None else load_data(),
-                                           train=False, cache_dir=cache_dir, split=split,
-                                           seed=seed)
-    raise NasError(f"unknown estimator {name!r}; known: {', '.join(ESTIMATORS)}")
+    from estimators.registry import get_estimator
+
+    return get_estimator(name).create(
+        space, data=data, table=table, column=column, proxy=proxy, batch_size=batch_size,
+        recipe=recipe, seed=seed, split=split, resolution=resolution, progress=progress,
+        cache_dir=cache_dir)
 
 
-__all__ = ["AccuracyEstimator", "ESTIMATORS", "ESTIMATOR_KEY", "ProxyEstimator",
-           "TableEstimator", "TrainEstimator", "build_for_data", "make_estimator",
-           "target_resolution"]
+__all__ = ["AccuracyEstimator", "ESTIMATOR_KEY", "Metrics", "ProxyEstimator", "TableEstimator",
+           "TrainEstimator", "build_for_data", "make_estimator", "target_resolution",
+           "train_recipe"]

@@ -13,34 +13,34 @@ recorded (`error`), never fatal to the search.
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
-from search_spaces import Arch, NasError, SearchSpace, first_line, get_space
+from estimators.registry import get_estimator, list_estimators
+from estimators.threads import available_cores, torch_threads  # noqa: F401  (importers' names)
+from search_spaces import Arch, NasError, SearchSpace, get_space
 
 Metrics = dict[str, Any]  # numbers, plus `acc_estimator` and `error` as text
 Shared = dict[str, Any]  # heavy objects made once per search (see `prepare`)
 
-ESTIMATORS = ("supernet", "proxy", "train", "table")
+ESTIMATORS = list_estimators()  # the registry's order: the default (supernet) first
 TEXT_METRICS = ("acc_estimator", "error")  # the non-numeric columns of a result
 # Metrics that vary from run to run and never count when comparing results.
 TIMING_METRICS = ("eval_seconds", "train_seconds")
-# Options each estimator accepts, with their defaults.
-ESTIMATOR_OPTIONS: dict[str, dict[str, Any]] = {
-    "proxy": {"proxy": "jacov", "proxies": None, "batch_size": 64, "resolution": None},
-    "train": {"epochs": 1.0, "batch_size": 128, "lr": 0.1, "train_images": None,
-              "eval_images": None, "resolution": None},
-    "table": {"table": None, "column": None},
-    # Recipe fields (None: the recipe's default), the estimator's images, where trained
-    # supernets are cached and how many processes train it (Ray Train, data-parallel).
-    "supernet": {"epochs": None, "train_images": None, "batch_size": None, "lr": None,
-                 "random_subnets": None, "resolution": None, "calibration_images": 500,
-                 "eval_images": 2000, "cache_dir": None, "train_workers": 1},
-}
-RECIPE_OPTIONS = ("epochs", "train_images", "batch_size", "lr", "random_subnets", "resolution")
+
+
+def estimator_options(name: str) -> dict[str, Any]:
+    """The options estimator `name` accepts, with their defaults (its Options declare them)."""
+    return get_estimator(name).option_defaults()
+
+
+def __getattr__(name: str) -> Any:
+    """`ESTIMATOR_OPTIONS` (name -> options with defaults), made on first use: it imports every
+    estimator (the supernet's among them), which a `proxy` search never needs."""
+    if name == "ESTIMATOR_OPTIONS":
+        return {estimator: estimator_options(estimator) for estimator in ESTIMATORS}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 # The validation split is drawn with its own seed, not the search's: a search with another seed
 # must see the same split, or it could not reuse the supernet cached for it.
 DATA_DEFAULTS: dict[str, Any] = {"name": "fashion-mnist", "dir": None, "val_fraction": 1 / 6,
@@ -63,7 +63,8 @@ def evaluation_config(space: str, estimator: str = "supernet",
     accuracy estimators always build the network for the data set's classes)."""
     if estimator not in ESTIMATORS:
         raise EvaluationError(f"unknown estimator {estimator!r}; known: {', '.join(ESTIMATORS)}")
-    accepted = ESTIMATOR_OPTIONS[estimator]
+    plugin = get_estimator(estimator)
+    accepted = plugin.option_defaults()
     options = {k: v for k, v in dict(options or {}).items() if v is not None}
     unknown = sorted(set(options) - set(accepted))
     if unknown:
@@ -73,9 +74,6 @@ def evaluation_config(space: str, estimator: str = "supernet",
     bad = sorted(set(data_config) - set(DATA_DEFAULTS))
     if bad:
         raise EvaluationError(f"unknown data settings {bad}; accepted: {', '.join(DATA_DEFAULTS)}")
-    if estimator == "table" and not options.get("table"):
-        raise EvaluationError("estimator 'table' needs a CSV with an 'arch' column "
-                              "(--table PATH, e.g. nb201.csv)")
     if not isinstance(threads, int) or threads < 1:
         raise EvaluationError(f"threads must be a positive integer, got {threads!r}")
     val_fraction = data_config["val_fraction"]
@@ -83,87 +81,23 @@ def evaluation_config(space: str, estimator: str = "supernet",
         raise EvaluationError(f"val_fraction must be between 0 and 1 (exclusive), "
                               f"got {val_fraction!r}")
     get_space(space)  # an unknown space fails here, in the driver, with the list of names
-    config = {"space": space, "estimator": estimator, "options": {**accepted, **options},
-              "data": data_config, "device": device, "seed": int(seed), "threads": threads,
-              "cost_classes": cost_classes}
-    _check_options(config, given=options)
-    return config
-
-
-# --- checks of a config, before any data or training ------------------------------------------
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    try:  # every value the user gave, and the recipe they make, without data
+        plugin.parse_options(options)
+    except NasError as exc:
+        raise EvaluationError(str(exc)) from None
+    return {"space": space, "estimator": estimator, "options": {**accepted, **options},
+            "data": data_config, "device": device, "seed": int(seed), "threads": threads,
+            "cost_classes": cost_classes}
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _proxy_names() -> tuple[str, ...]:
-    from estimators.proxies import PROXY_NAMES
-
-    return PROXY_NAMES
-
-
-_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "int1": (lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
-    "int2": (lambda v: _is_int(v) and v >= 2, "a whole number >= 2"),
-    "int0": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
-    "whole1": (lambda v: _is_number(v) and float(v).is_integer() and v >= 1,
-               "a whole number >= 1"),
-    "positive": (lambda v: _is_number(v) and v > 0, "a positive number"),
-    "text": (lambda v: isinstance(v, str) and bool(v), "text"),
-    "resolution": (lambda v: v == "arch" or (_is_int(v) and v > 0),
-                   "'arch' or a positive number of pixels"),
-    "proxy": (lambda v: isinstance(v, str) and v in _proxy_names(), "a proxy name"),
-    "proxies": (lambda v: isinstance(v, list) and bool(v) and all(
-        isinstance(p, str) and p in _proxy_names() for p in v), "a list of proxy names"),
-}
-# The kind of value each option takes (None, the default of most, is always accepted).
-OPTION_KINDS: dict[str, dict[str, str]] = {
-    "proxy": {"proxy": "proxy", "proxies": "proxies", "batch_size": "int2",
-              "resolution": "resolution"},
-    "train": {"epochs": "positive", "batch_size": "int1", "lr": "positive",
-              "train_images": "int1", "eval_images": "int1", "resolution": "resolution"},
-    "table": {"table": "text", "column": "text"},
-    "supernet": {"epochs": "whole1", "train_images": "int1", "batch_size": "int2",
-                 "lr": "positive", "random_subnets": "int0", "resolution": "resolution",
-                 "calibration_images": "int2", "eval_images": "int1", "cache_dir": "text",
-                 "train_workers": "int1"},
-}
-
-
-def _check_options(config: Mapping[str, Any], given: Mapping[str, Any]) -> None:
-    """The value of every option the user gave, and the recipe they make, without data."""
-    estimator = config["estimator"]
-    for name, value in given.items():
-        check, kind = _CHECKS[OPTION_KINDS[estimator][name]]
-        if not check(value):
-            hint = f" ({', '.join(_proxy_names())})" if kind.startswith(("a proxy", "a list of p")) \
-                else ""
-            raise EvaluationError(f"estimator {estimator!r}: {name} must be {kind}{hint}, "
-                                  f"got {value!r}")
-    try:
-        if estimator == "supernet":
-            _recipe(config)
-        elif estimator == "train":
-            _train_recipe(config["options"])
-    except NasError as exc:
-        raise EvaluationError(f"estimator {estimator!r}: {first_line(exc)}") from None
-
-
 def accuracy_metrics(config: Mapping[str, Any]) -> tuple[str, ...]:
     """The numeric metrics the config's accuracy estimator reports for every architecture
     (timings aside: they vary from run to run)."""
-    name, options = config["estimator"], config["options"]
-    if name == "proxy":
-        proxies = options["proxies"] if options["proxies"] is not None else _proxy_names()
-        return tuple(dict.fromkeys(["acc", options["proxy"], *proxies]))
-    if name == "train":
-        return ("acc", "train_loss", "train_steps")
-    if name == "supernet":
-        return ("acc", "eval_images")
-    return ("acc",)
+    return get_estimator(config["estimator"]).metrics(config["options"])
 
 
 def available_metrics(config: Mapping[str, Any]) -> tuple[str, ...]:
@@ -180,7 +114,7 @@ def check_accuracy_estimator(config: Mapping[str, Any]) -> None:
 
 
 def needs_data(config: Mapping[str, Any]) -> bool:
-    return config["estimator"] in ("proxy", "train", "supernet")
+    return get_estimator(config["estimator"]).needs_data
 
 
 def load_config_data(config: Mapping[str, Any]):
@@ -199,35 +133,8 @@ def prepare(config: Mapping[str, Any], log: Callable[[str], None] | None = None)
     shared: Shared = {}
     if needs_data(config):
         shared["data"] = load_config_data(config)
-    if config["estimator"] == "supernet":
-        # Training runs before any evaluation, alone on the machine: every core (2 threads
-        # train ~1.5x faster than 1 on two idle cores); evaluations keep the config's count.
-        with torch_threads(max(int(config["threads"]), available_cores())):
-            shared["supernet"] = _supernet_weights(config, shared["data"], log)
+    get_estimator(config["estimator"]).prepare(config, shared, log)
     return shared
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-@contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run with `count` torch threads (results do not depend on the caller's setting)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    if previous != count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        if previous != count:
-            torch.set_num_threads(previous)
 
 
 class Evaluator:
@@ -326,25 +233,7 @@ def same_metrics(a: Mapping[str, Any], b: Mapping[str, Any], rel: float = 1e-9) 
 # --- building the parts ----------------------------------------------------------------------
 def _accuracy_estimator(config: Mapping[str, Any],
                         shared: Shared) -> Callable[[Arch], Mapping[str, Any]]:
-    name, options, seed = config["estimator"], config["options"], config["seed"]
-    if name == "proxy":
-        from estimators.accuracy import ProxyEstimator
-        from estimators.proxies import PROXY_NAMES
-
-        proxies = options["proxies"] if options["proxies"] is not None else PROXY_NAMES
-        return ProxyEstimator(shared["data"], options["proxy"], proxies=tuple(proxies),
-                              batch_size=options["batch_size"], seed=seed,
-                              resolution=options["resolution"])
-    if name == "train":
-        from estimators.accuracy import TrainEstimator
-
-        return TrainEstimator(shared["data"], _train_recipe(options), seed, "val",
-                              options["resolution"])
-    if name == "table":
-        from estimators.accuracy import TableEstimator
-
-        return TableEstimator(options["table"], config["space"], options["column"])
-    return _supernet_estimator(config, shared)
+    return get_estimator(config["estimator"]).from_config(config, shared)
 
 
 def _latency_predictor(device: str | None, space: SearchSpace, classes: int | None):
@@ -359,64 +248,7 @@ def _latency_predictor(device: str | None, space: SearchSpace, classes: int | No
     return open_predictor(space, device, num_classes=classes, measure_missing=False)
 
 
-def _train_recipe(options: Mapping[str, Any]):
-    from estimators.train import TrainRecipe
-
-    return TrainRecipe(epochs=options["epochs"], batch_size=options["batch_size"],
-                       lr=options["lr"], train_images=options["train_images"],
-                       eval_images=options["eval_images"])
-
-
-def _recipe(config: Mapping[str, Any]):
-    from estimators.supernet_training import SupernetRecipe
-
-    options = config["options"]
-    values = {k: options[k] for k in RECIPE_OPTIONS if options.get(k) is not None}
-    if isinstance(values.get("epochs"), float) and values["epochs"].is_integer():
-        values["epochs"] = int(values["epochs"])  # --epochs is a float for the train estimator
-    return SupernetRecipe(**values)
-
-
-def _supernet_weights(config: Mapping[str, Any], data: Any,
-                      log: Callable[[str], None] | None) -> dict[str, Any]:
-    """Train the supernet of the config's space on `data` (or load it from the cache): its
-    weights as a plain state dict, plus where it is cached."""
-    from estimators.supernet_training import train_supernet
-
-    options = config["options"]
-    # resume: an interrupted training (a killed search) continues from its last epoch.
-    trained = train_supernet(config["space"], data, _recipe(config),
-                             workers=int(options["train_workers"]), resume=True,
-                             quiet=log is None, cache_dir=options["cache_dir"], log=log)
-    if log is not None:
-        log(f"supernet {'reused from' if trained.reused else 'trained into'} {trained.path}"
-            + ("" if trained.reused else f" in {trained.seconds:.0f}s"))
-    state = {k: v.detach().clone() for k, v in trained.supernet.state_dict().items()}
-    return {"state": state, "key": trained.key, "path": str(trained.path),
-            "reused": trained.reused, "train_seconds": trained.seconds}
-
-
-def _supernet_estimator(config: Mapping[str, Any], shared: Shared):
-    """The `supernet` estimator on the shared weights (each process rebuilds the supernet
-    from its config and loads them: the weights travel, the module does not)."""
-    from estimators.supernet_estimator import SupernetEstimator
-    from estimators.supernet_training import supernet_for
-
-    if "supernet" not in shared:
-        raise EvaluationError("the supernet estimator needs prepare(config) to have trained "
-                              "or loaded the supernet")
-    recipe = _recipe(config)
-    data = shared["data"]
-    supernet = supernet_for(config["space"], data, recipe)
-    supernet.load_state_dict(shared["supernet"]["state"])
-    supernet.eval()
-    options = config["options"]
-    return SupernetEstimator(supernet, data, recipe=recipe,
-                             calibration_images=int(options["calibration_images"]),
-                             eval_images=options["eval_images"], seed=config["seed"])
-
-
 def supernet_subnet(config: Mapping[str, Any], shared: Shared, arch: Arch) -> Any:
     """The standalone network of `arch` with the trained supernet's weights and BatchNorm
     recalibrated (what the `supernet` estimator scores)."""
-    return _supernet_estimator(config, shared).extract(arch)
+    return _accuracy_estimator(config, shared).extract(arch)

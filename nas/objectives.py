@@ -1,9 +1,16 @@
-"""Objectives (metric, direction) and hard constraints (metric <= bound), given to strategies."""
+"""Objectives (metric, direction) and hard constraints (metric <= bound), given to strategies.
+
+Both have one JSON form, written to config.json, checkpoints and strategy states and read back
+with `from_json`: an objective is `[metric, "maximize"|"minimize"]`, a constraint
+`[metric, bound]`.
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Any, Iterable, Literal, Mapping
+
+DIRECTIONS = ("maximize", "minimize")
 
 
 @dataclass(frozen=True)
@@ -14,6 +21,17 @@ class Objective:
     def sign(self) -> float:
         """+1 when larger is better; multiply a metric by it to always maximise."""
         return 1.0 if self.direction == "maximize" else -1.0
+
+    def to_json(self) -> list[Any]:
+        return [self.metric, self.direction]
+
+    @classmethod
+    def from_json(cls, value: Any) -> "Objective":
+        """An objective from its JSON form; ValueError for anything else."""
+        if not (isinstance(value, (list, tuple)) and len(value) == 2
+                and isinstance(value[0], str) and value[1] in DIRECTIONS):
+            raise ValueError(f"an objective is [metric, maximize|minimize], got {value!r:.60}")
+        return cls(value[0], value[1])
 
 
 @dataclass(frozen=True)
@@ -34,6 +52,26 @@ class Constraint:
 
     def __str__(self) -> str:
         return f"{self.metric} <= {format_metric(self.metric, self.bound)}"
+
+    def to_json(self) -> list[Any]:
+        return [self.metric, self.bound]
+
+    @classmethod
+    def from_json(cls, value: Any) -> "Constraint":
+        """A constraint from its JSON form; ValueError for anything else."""
+        if not (isinstance(value, (list, tuple)) and len(value) == 2
+                and isinstance(value[0], str) and isinstance(value[1], (int, float))
+                and not isinstance(value[1], bool)):
+            raise ValueError(f"a constraint is [metric, bound], got {value!r:.60}")
+        return cls(value[0], float(value[1]))
+
+
+def objectives_from_json(values: Iterable[Any]) -> list[Objective]:
+    return [Objective.from_json(v) for v in values]
+
+
+def constraints_from_json(values: Iterable[Any]) -> list[Constraint]:
+    return [Constraint.from_json(v) for v in values]
 
 
 def all_satisfied(constraints: tuple[Constraint, ...] | list[Constraint],

@@ -1,16 +1,29 @@
-"""Pareto fronts: dominance, non-dominated sorting, crowding distance and hypervolume.
+"""Pareto fronts: dominance, non-dominated sorting, crowding distance and hypervolume; and the
+ranked front of a run's rows with the hypervolume box it is measured in.
 
-Every function works on a float array of shape (n, m) in which each column is MINIMISED; use
-`to_minimization` to turn metric values with `Objective` directions into that form.
+The array functions work on a float array of shape (n, m) in which each column is MINIMISED;
+use `to_minimization` to turn metric values with `Objective` directions into that form.
+
+A run's hypervolume is reported as the share of a box that the front dominates, so it is
+unitless and comparable between runs on the same box. Per objective the box runs from the ideal
+to the reference value: a cost (minimised) from 0 to its budget bound, or without a bound to the
+cost of the space's largest architecture; a percentage accuracy (supernet, train and table
+estimators) from 100 to 0; any other maximised score (a zero-cost proxy) from the best to the
+worst value on the front, less a 10% margin.
 """
 from __future__ import annotations
 
 import bisect
-from typing import Mapping, Sequence
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from nas.objectives import Objective
+from nas.objectives import Constraint, Objective, all_satisfied
+
+PERCENT_ESTIMATORS = ("supernet", "train", "table")
+SCORE_MARGIN = 0.1  # share of a score's front range added below it (see `hypervolume_box`)
 
 
 def to_minimization(rows: Sequence[Mapping[str, float]],
@@ -196,3 +209,114 @@ def nadir(points: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
     """Worst value of each objective over the non-dominated rows (the front's nadir point)."""
     pts = _as_points(points)
     return pts[pareto_mask(pts)].max(axis=0)
+
+
+# --- the front of a run's rows -------------------------------------------------------------------
+def usable(row: Mapping[str, Any], objectives: Sequence[Objective]) -> bool:
+    """No error and a finite value for every objective."""
+    if row.get("error"):
+        return False
+    for objective in objectives:
+        value = row.get(objective.metric)
+        if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+            return False
+    return True
+
+
+def pareto_rows(rows: Sequence[Mapping[str, Any]], objectives: Sequence[Objective],
+                constraints: Sequence[Constraint]) -> list[dict[str, Any]]:
+    """Non-dominated usable rows within every constraint, best first on the first objective
+    (ties: better on the next), with `rank` from 1."""
+    candidates = [dict(r) for r in rows
+                  if usable(r, objectives) and all_satisfied(constraints, r)]
+    if not candidates:
+        return []
+    points = to_minimization(candidates, objectives)
+    front = [r for r, keep in zip(candidates, pareto_mask(points)) if keep]
+    front.sort(key=lambda r: tuple(-o.sign() * float(r[o.metric]) for o in objectives) +
+               (str(r.get("key")),))
+    for rank, row in enumerate(front, 1):
+        row["rank"] = rank
+    return front
+
+
+@dataclass(frozen=True)
+class Box:
+    """Per objective, the ideal and the reference value (natural units)."""
+
+    ideal: tuple[float, ...]
+    reference: tuple[float, ...]
+
+    def as_dict(self, objectives: Sequence[Objective]) -> dict[str, list[float]]:
+        return {o.metric: [i, r] for o, i, r in zip(objectives, self.ideal, self.reference)}
+
+    def union(self, other: "Box", objectives: Sequence[Objective]) -> "Box":
+        """The box that holds both (for comparing runs on one scale)."""
+        ideal, reference = [], []
+        for o, i1, r1, i2, r2 in zip(objectives, self.ideal, self.reference, other.ideal,
+                                     other.reference):
+            if o.direction == "maximize":
+                ideal.append(max(i1, i2))
+                reference.append(min(r1, r2))
+            else:
+                ideal.append(min(i1, i2))
+                reference.append(max(r1, r2))
+        return Box(tuple(ideal), tuple(reference))
+
+
+def hypervolume_box(rows: Sequence[Mapping[str, Any]], objectives: Sequence[Objective],
+                    constraints: Sequence[Constraint], estimator: str,
+                    largest: Mapping[str, float]) -> Box:
+    """The box of the module docstring. `largest`: the cost metrics of the space's largest
+    architecture (the reference of an unbounded cost)."""
+    bounds = {c.metric: c.bound for c in constraints}
+    ideal, reference = [], []
+    for objective in objectives:
+        metric = objective.metric
+        if objective.direction == "minimize":
+            ideal.append(0.0)
+            worst = bounds.get(metric, largest.get(metric))
+            if worst is None:
+                values = _values(rows, metric)
+                worst = max(values) if values else 1.0
+            reference.append(float(worst))
+        elif metric.startswith("acc") and estimator in PERCENT_ESTIMATORS:
+            ideal.append(100.0)
+            reference.append(0.0)
+        else:
+            # A score without a scale (a zero-cost proxy): the front's own range, widened by
+            # a margin so that its end points count; the worst trials (proxies have outliers
+            # of -1e6) would squash every front to the same share.
+            values = _values(pareto_rows(rows, objectives, constraints), metric) or \
+                _values(rows, metric)
+            high = max(values) if values else 1.0
+            low = min(values) if values else 0.0
+            margin = SCORE_MARGIN * ((high - low) or abs(high) or 1.0)
+            ideal.append(high)
+            reference.append(low - margin)
+    return Box(tuple(ideal), tuple(reference))
+
+
+def _values(rows: Iterable[Mapping[str, Any]], metric: str) -> list[float]:
+    out = []
+    for row in rows:
+        value = row.get(metric)
+        if isinstance(value, (int, float)) and math.isfinite(float(value)) and not row.get("error"):
+            out.append(float(value))
+    return out
+
+
+def normalised_hypervolume(front: Sequence[Mapping[str, Any]], objectives: Sequence[Objective],
+                           box: Box) -> float:
+    """Share of `box` dominated by `front` (0 when empty; 1 = the ideal point)."""
+    if not front:
+        return 0.0
+    points = []
+    for row in front:
+        point = []
+        for o, best, worst in zip(objectives, box.ideal, box.reference):
+            span = abs(worst - best) or 1.0
+            point.append(abs(float(row[o.metric]) - best) / span
+                         if (float(row[o.metric]) - best) * (worst - best) >= 0 else 0.0)
+        points.append(point)
+    return float(hypervolume(np.array(points), [1.0] * len(objectives)))

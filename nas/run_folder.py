@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from nas.checkpoint import ANCHOR_LEAD, checked_checkpoint, restore_nan
 from nas.objectives import Constraint, Objective
-from nas.results import (LEAD_COLUMNS, TEXT_COLUMNS, Box, ResultsError, _parse_cell, columns_of,
-                         constraints_of, hypervolume_box, normalised_hypervolume, objectives_of,
-                         pareto_rows, read_json, to_csv)
+from nas.pareto import Box, hypervolume_box, normalised_hypervolume, pareto_rows
+from nas.results import (LEAD_COLUMNS, TEXT_COLUMNS, ResultsError, _parse_cell, columns_of,
+                         constraints_of, is_int, json_kind, objectives_of, read_json, to_csv)
 from search_spaces import first_line
 
 Warn = Callable[[str], None]
-ANCHOR_LEAD = ("name", "key")
 
 
 class RunWarning(UserWarning):
@@ -96,11 +96,6 @@ def load_run(run: str | Path, results_root: str | Path = "results",
     anchors = read_rows(path / "anchors.csv", ANCHOR_LEAD) if (path / "anchors.csv").exists() \
         else []
     return Run(path, config, rows, anchors)
-
-
-def restore_nan(row: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON null back to NaN for numeric metrics."""
-    return {k: (math.nan if v is None and k not in TEXT_COLUMNS else v) for k, v in row.items()}
 
 
 def compare(runs: Sequence[Run]) -> list[dict[str, Any]]:
@@ -241,87 +236,42 @@ def _check_summary(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 # --- JSON files ----------------------------------------------------------------------------------
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "text", bool: "true/false",
-            type(None): "null"}.get(type(value), "a number")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def checked_checkpoint(data: Any, path: Path, resume: bool = False) -> dict[str, Any]:
-    """`data` read from checkpoint.json, checked for the shape this version writes (`resume`:
-    with the strategy state and counters a resumed search needs)."""
-    def bad(problem: str) -> ResultsError:
-        return ResultsError(f"{path} is damaged: {problem}")
-
-    if not isinstance(data, dict):
-        raise bad(f"expected an object, got {_kind(data)}")
-    for name, lead in (("trials", ("trial", "batch", "key")), ("anchors", ANCHOR_LEAD)):
-        rows = data.get(name, [] if name == "anchors" else None)
-        if not isinstance(rows, list):
-            raise bad(f"{name!r} must be a list of rows, got {_kind(rows)}")
-        for index, row in enumerate(rows):
-            what = f"{name[:-1]} {index}"
-            if not isinstance(row, dict):
-                raise bad(f"{what} is {_kind(row)}, not an object")
-            missing = [k for k in lead if k not in row]
-            if missing:
-                raise bad(f"{what} has no {missing[0]!r}")
-            if not all(isinstance(row[k], str) and row[k] for k in ("key", "name") if k in lead):
-                raise bad(f"{what} has no key or name text")
-            for key, value in row.items():
-                if key in TEXT_COLUMNS:
-                    ok = value is None or isinstance(value, str)
-                else:
-                    ok = value is None or isinstance(value, (int, float))
-                if not ok:
-                    raise bad(f"{what}: {key} is {_kind(value)} ({value!r:.40})")
-            if name == "trials" and (row["trial"] != index or not _is_int(row["batch"])):
-                raise bad(f"{what} is numbered {row['trial']!r} (batch {row['batch']!r})")
-    if resume:
-        if not isinstance(data.get("strategy"), dict):
-            raise bad(f"'strategy' must be the strategy's state, got {_kind(data.get('strategy'))}")
-        if not (_is_int(data.get("batches")) and data["batches"] >= 0):
-            raise bad(f"'batches' must be a whole number, got {data.get('batches')!r}")
-        if not isinstance(data.get("elapsed_s"), (int, float)) or \
-                isinstance(data.get("elapsed_s"), bool):
-            raise bad(f"'elapsed_s' must be a number, got {data.get('elapsed_s')!r}")
-    return data
-
-
 def checked_config(config: Any, path: Path) -> dict[str, Any]:
     """`config` read from config.json, checked for what reading the run needs."""
     def bad(problem: str) -> ResultsError:
         return ResultsError(f"{path} is not a run configuration of this version: {problem}")
 
     if not isinstance(config, dict):
-        raise bad(f"expected an object, got {_kind(config)}")
+        raise bad(f"expected an object, got {json_kind(config)}")
     objectives = config.get("objectives")
-    if not (isinstance(objectives, list) and objectives and all(
-            isinstance(o, list) and len(o) == 2 and isinstance(o[0], str)
-            and o[1] in ("maximize", "minimize") for o in objectives)):
+    if not (isinstance(objectives, list) and objectives and _reads(objectives, Objective)):
         raise bad("'objectives' must be a list of [metric, maximize|minimize]")
-    constraints = config.get("constraints")
-    if not (isinstance(constraints, list) and all(
-            isinstance(c, list) and len(c) == 2 and isinstance(c[0], str)
-            and isinstance(c[1], (int, float)) and not isinstance(c[1], bool)
-            for c in constraints)):
+    if not (isinstance(config.get("constraints"), list)
+            and _reads(config["constraints"], Constraint)):
         raise bad("'constraints' must be a list of [metric, bound]")
     evaluation = config.get("evaluation")
     if not isinstance(evaluation, dict):
-        raise bad(f"'evaluation' must be an object, got {_kind(evaluation)}")
+        raise bad(f"'evaluation' must be an object, got {json_kind(evaluation)}")
     for key, check in (("space", lambda v: isinstance(v, str)),
                        ("estimator", lambda v: isinstance(v, str)),
-                       ("seed", _is_int), ("threads", _is_int),
+                       ("seed", is_int), ("threads", is_int),
                        ("options", lambda v: isinstance(v, dict)),
                        ("data", lambda v: isinstance(v, dict) and isinstance(v.get("name"), str))):
         if not check(evaluation.get(key)):
-            raise bad(f"evaluation {key!r} is {_kind(evaluation.get(key))}")
-    if not isinstance(config.get("strategy"), str) or not _is_int(config.get("seed")):
+            raise bad(f"evaluation {key!r} is {json_kind(evaluation.get(key))}")
+    if not isinstance(config.get("strategy"), str) or not is_int(config.get("seed")):
         raise bad("'strategy' must be a name and 'seed' a whole number")
     if not isinstance(config.get("largest", {}), dict) or \
             not isinstance(config.get("data") or {}, dict):
         raise bad("'largest' and 'data' must be objects")
     return config
+
+
+def _reads(values: list[Any], kind: type[Objective] | type[Constraint]) -> bool:
+    """Every item of `values` is the JSON form of a `kind`."""
+    try:
+        for value in values:
+            kind.from_json(value)
+    except ValueError:
+        return False
+    return True

@@ -10,37 +10,40 @@ asks the same batch again and the saved results fill it.
 from __future__ import annotations
 
 import contextlib
-import math
+import os
 import shlex
+import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from estimators.files import atomic_write_json
-from nas.budget import format_budget, parse_budget
+from nas.budget import parse_budget
+from nas.checkpoint import CHECKPOINT_FORMAT, Checkpoint, restore_nan, write_json
 from nas.evaluation import (Evaluator, Metrics, available_metrics, check_accuracy_estimator,
                             evaluation_config, needs_data, numeric_metrics, prepare,
                             torch_threads)
-from nas.objectives import Constraint, Objective, all_satisfied, format_metric
-from nas.results import (ResultsError, clean_json, pareto_rows, read_json, summarise,
-                         write_csv, columns_of)
-from nas.run_folder import checked_checkpoint
+from nas.objectives import Constraint, all_satisfied, format_metric
+from nas.pareto import pareto_rows
+from nas.report import summarise
+from nas.results import clean_json, read_json
 from nas.run_lock import LOCK_FILE, run_lock, writing
 from nas.runners import Runner, make_runner
-from nas.search_settings import (  # noqa: F401 - re-exported: nas.search is the public module
-    CHECKPOINT_FORMAT, DEFAULT_BATCH, DEFAULT_TRIALS, METRIC_ALIASES, SINGLE_OBJECTIVE,
-    SearchError, SearchSettings, check_metric_options, check_metrics, check_settings,
-    check_strategy_options, json_value, new_run_dir, parse_duration, parse_objectives,
-    resume_settings, settings_to_argv, strategy_failure)
-from search_spaces import Arch, NasError, SearchSpace, first_line, get_space
+from nas.search_settings import (DEFAULT_BATCH, DEFAULT_TRIALS, SearchError, SearchSettings,
+                                 check_metric_options, check_metrics, check_settings,
+                                 check_strategy_options, multi_objective, parse_objectives,
+                                 settings_to_argv, strategy_failure)
+from search_spaces import Arch, NasError, SearchSpace, get_space
 
 # Reference networks of other spaces worth showing beside a space's own (same input, same head).
 FOREIGN_ANCHORS: dict[str, tuple[str, ...]] = {"mobile": ("mobilenetv2:mobilenet_v2",),
                                                "fbnet": ("mobilenetv2:mobilenet_v2",)}
-TEXT_KEYS = ("error", "acc_estimator", "key", "name")
+# Test hook: with NAS_TEST_KILL_AFTER_TRIALS=N in the environment, the search process SIGKILLs
+# itself as soon as the N-th trial of the run is saved (batch.json), a kill at an exact point
+# (tests/nas/test_search_resume.py). Read here only.
+KILL_AFTER_TRIALS = "NAS_TEST_KILL_AFTER_TRIALS"
 
 
 # --- the job -------------------------------------------------------------------------------------
@@ -81,6 +84,8 @@ class SearchJob:
         self._runner = runner
         self.log: Progress = log or (lambda text: None if quiet else
                                      sys.stderr.write(text + "\n"))
+        kill_after = os.environ.get(KILL_AFTER_TRIALS)
+        self._kill_after = int(kill_after) if kill_after else None
         check_settings(settings)
         self.objectives = parse_objectives(settings.objectives, settings.strategy, settings.device)
         self.constraints: tuple[Constraint, ...] = parse_budget(settings.budget)
@@ -116,7 +121,7 @@ class SearchJob:
         if latency and not s.device:
             raise SearchError("a latency budget or objective needs --device (a device with a "
                               "latency table or a fitted predictor)")
-        if s.strategy in SINGLE_OBJECTIVE and len(self.objectives) > 1:
+        if len(self.objectives) > 1 and not multi_objective(s.strategy):
             raise SearchError(f"strategy {s.strategy!r} optimises one objective, got "
                               f"{[o.metric for o in self.objectives]}; use nsga2, tpe or random "
                               f"for several, or --objectives acc")
@@ -147,25 +152,22 @@ class SearchJob:
     # --- files ---------------------------------------------------------------------------------
     def config_payload(self, largest: Mapping[str, float], data: Mapping[str, Any] | None) -> dict:
         return clean_json({
-            "format": CHECKPOINT_FORMAT, "settings": asdict(self.settings),
+            "format": CHECKPOINT_FORMAT, "settings": self.settings.to_json(),
             "space": self.space.name, "strategy": self.settings.strategy,
             "strategy_options": self.settings.strategy_options, "seed": self.settings.seed,
-            "objectives": [[o.metric, o.direction] for o in self.objectives],
-            "constraints": [[c.metric, c.bound] for c in self.constraints],
+            "objectives": [o.to_json() for o in self.objectives],
+            "constraints": [c.to_json() for c in self.constraints],
             "batch_size": self.batch_size, "trial_limit": self.trial_limit,
             "evaluation": self.eval_config, "largest": dict(largest), "data": data,
             "command": "nas search " + shlex.join(settings_to_argv(self.settings)),
             "created": datetime.now().isoformat(timespec="seconds")})
 
-    def _checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoint.json"
-
-    def _batch_path(self) -> Path:
-        return self.run_dir / "batch.json"
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.run_dir)
 
     def load_checkpoint(self) -> dict[str, Any] | None:
-        path = self._checkpoint_path()
-        return checked_checkpoint(read_json(path), path, resume=True) if path.is_file() else None
+        return self.checkpoint.load()
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self) -> SearchResult:
@@ -204,15 +206,16 @@ class SearchJob:
 
     def _run(self) -> SearchResult:
         s = self.settings
-        checkpoint = self.load_checkpoint()
+        checkpoint = self.checkpoint
+        saved = checkpoint.load()
         evaluator = self.evaluator
         largest = evaluator.cost(self.space.max_arch())
-        if checkpoint is None:
+        if saved is None:
             # Written before the data and supernet work, so that a run killed while training
             # its supernet can be resumed (the training continues from its last epoch).
             self._write(self.run_dir / "config.json", self.config_payload(largest, None))
         self.log(f"preparing {self.eval_config['estimator']} estimator on {self.space.name} "
-                 f"({'resuming ' + str(self.run_dir) if checkpoint else str(self.run_dir)})")
+                 f"({'resuming ' + str(self.run_dir) if saved else str(self.run_dir)})")
         shared = prepare(self.eval_config, None if self.quiet else self.log)
         evaluator.shared = shared
         evaluator.accuracy  # noqa: B018 - build it here: a bad option fails now, in one line
@@ -221,32 +224,22 @@ class SearchJob:
             data = shared["data"]
             data_info = {"name": data.name, "classes": data.num_classes,
                          "channels": data.in_channels, "resolution": data.resolution}
-        if checkpoint is None:
+        if saved is None:
             self._write(self.run_dir / "config.json", self.config_payload(largest, data_info))
         strategy = self._make_strategy()
         rows: list[dict[str, Any]] = []
         anchors: list[dict[str, Any]] = []
         elapsed = 0.0
         batches = 0
-        if checkpoint is not None:
-            try:
-                strategy.load_state_dict(checkpoint["strategy"])
-            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-                raise ResultsError(f"{self._checkpoint_path()} is damaged: the strategy state "
-                                   f"cannot be restored ({type(exc).__name__}: "
-                                   f"{first_line(exc)})") from None
-            rows = [_restore_nan(r) for r in checkpoint["trials"]]
-            anchors = [_restore_nan(a) for a in checkpoint.get("anchors", [])]
-            elapsed = float(checkpoint["elapsed_s"])
-            batches = int(checkpoint["batches"])
+        if saved is not None:
+            rows, anchors, batches, elapsed = checkpoint.restore(saved, strategy)
         started_ray = False
         if self._runner is None and s.workers != 0:
             from nas.runners import init_ray
 
             started_ray = init_ray(s.address)
-        if s.strategy == "differentiable" and s.workers != 0:
-            # Before the runner's actors take the CPUs that the Tune trials need.
-            self._sweep_on_tune(strategy)
+        # Before the runner's actors take the CPUs that the strategy's own work may need.
+        self._prepare_strategy(strategy)
         runner = self._runner or make_runner(self.eval_config, shared, s.workers, s.address,
                                              evaluator if s.workers == 0 else None)
         self.runner = runner
@@ -272,14 +265,15 @@ class SearchJob:
                 if not archs:
                     stopped = "exhausted"
                     break
-                results = self._evaluate_batch(runner, batches, archs)
+                results = self._evaluate_batch(runner, batches, archs, len(rows))
                 with torch_threads(s.threads):
                     for arch, metrics in zip(archs, results):
                         strategy.tell(arch, numeric_metrics(metrics))
                         rows.append(self._row(len(rows), batches, arch, metrics))
                 batches += 1
                 elapsed = time.perf_counter() - start
-                self._save(strategy, rows, anchors, batches, elapsed, finished=False)
+                checkpoint.save(strategy.state_dict(), rows, anchors, batches, elapsed,
+                                finished=False)
                 self._check_failures(rows)
                 if bar is not None:
                     bar.update(len(archs))
@@ -290,7 +284,8 @@ class SearchJob:
             if s.anchors:
                 anchors = self._anchors(runner, evaluator, anchors)
             runner_info = runner.describe()
-            self._save(strategy, rows, anchors, batches, elapsed, finished=True)
+            checkpoint.save(strategy.state_dict(), rows, anchors, batches, elapsed,
+                            finished=True)
         finally:
             if bar is not None:
                 bar.close()
@@ -308,45 +303,30 @@ class SearchJob:
         return SearchResult(self.run_dir, rows, front, summary["hypervolume"], summary, anchors,
                             stopped)
 
-    def _sweep_on_tune(self, strategy: Any) -> None:
-        """Run the differentiable strategy's cost-weight sweep as parallel Ray Tune trials, one
-        search per weight, and hand the results to the strategy. Each weight's search starts
-        from the same seeded warm-up and does not depend on the other weights, so the strategy
-        then proposes exactly what its own sequential sweep (`--workers 0`) would have."""
-        from nas.runners import tune_sweep
-        from nas.strategies import differentiable as module
+    def _prepare_strategy(self, strategy: Any) -> None:
+        """The strategy's own work before the search (the differentiable strategy's cost-weight
+        sweep as Ray Tune trials), given what it needs of the job."""
+        from nas.strategies.base import StrategyContext
 
-        if strategy.results:  # restored from a checkpoint: searched already
-            return
-        key = strategy._cache_key()
-        if key in module._CACHE:
-            return
-        o = strategy.options
-        params = {"space": self.settings.space, "data": o["data"], "data_dir": o["data_dir"],
-                  "val_fraction": float(o["val_fraction"]), "config": strategy.config.as_dict(),
-                  "constraints": [[c.metric, c.bound] for c in self.constraints],
-                  "eval_config": dict(self.eval_config), "seed": self.settings.seed,
-                  "threads": self.settings.threads}
-        weights = [float(w) for w in o["cost_weights"]]
-        self.log(f"differentiable search: {len(weights)} cost weights as Ray Tune trials")
-        results, base = tune_sweep(params, weights, self.settings.workers,
-                                   str((self.run_dir / "tune").resolve()), self.settings.address)
-        module._CACHE[key] = {"results": results, "base": base}
+        s = self.settings
+        strategy.prepare(StrategyContext(
+            run_dir=self.run_dir, space=s.space, constraints=self.constraints,
+            eval_config=self.eval_config, seed=s.seed, threads=s.threads, workers=s.workers,
+            address=s.address, log=self.log))
 
-    def _evaluate_batch(self, runner: Runner, batch: int, archs: Sequence[Arch]) -> list[Metrics]:
-        """Evaluate `archs`, reusing results saved for this batch by a killed run and saving
-        each new one as soon as it is done."""
+    def _evaluate_batch(self, runner: Runner, batch: int, archs: Sequence[Arch],
+                        first: int) -> list[Metrics]:
+        """Evaluate `archs` (trials `first`, `first` + 1...), reusing results saved for this
+        batch by a killed run and saving each new one as soon as it is done."""
         keys = [a.key for a in archs]
-        done: dict[int, Metrics] = {}
-        path = self._batch_path()
-        if path.is_file():
-            done = _saved_batch(path, batch, keys)
+        done = self.checkpoint.saved_batch(batch, keys)
         todo = [i for i in range(len(keys)) if i not in done]
 
         def save(index: int, metrics: Metrics) -> None:
             done[todo[index]] = metrics
-            self._write(path, {"batch": batch, "keys": keys,
-                               "done": {str(k): v for k, v in done.items()}})
+            self.checkpoint.save_batch(batch, keys, done)
+            if self._kill_after is not None and first + len(done) == self._kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
 
         if todo:
             runner.evaluate([keys[i] for i in todo], on_result=save)
@@ -355,7 +335,7 @@ class SearchJob:
     def _with_cost(self, arch: Arch, metrics: Metrics) -> Metrics:
         """A worker's result with the driver's cost metrics (latency is predicted here, so
         remote workers need no device table; a lost evaluation still gets its costs)."""
-        return {**self.evaluator.cost(arch), **_restore_nan(metrics)}
+        return {**self.evaluator.cost(arch), **restore_nan(metrics)}
 
     def _row(self, index: int, batch: int, arch: Arch, metrics: Metrics) -> dict[str, Any]:
         row: dict[str, Any] = {"trial": index, "batch": batch, "key": arch.key, **metrics}
@@ -363,23 +343,7 @@ class SearchJob:
         return row
 
     def _write(self, path: Path, payload: Mapping[str, Any]) -> None:
-        with writing(self.run_dir):
-            atomic_write_json(path, clean_json(payload))
-
-    def _save(self, strategy: Any, rows: list[dict[str, Any]], anchors: list[dict[str, Any]],
-              batches: int, elapsed: float, finished: bool) -> None:
-        """The checkpoint first (atomically: the source of truth), then the files derived
-        from it; a failed write leaves the previous checkpoint whole."""
-        self._write(self._checkpoint_path(), {
-            "format": CHECKPOINT_FORMAT, "batches": batches, "elapsed_s": elapsed,
-            "finished": finished, "strategy": strategy.state_dict(), "trials": rows,
-            "anchors": anchors})
-        with writing(self.run_dir):
-            write_csv(self.run_dir / "trials.csv", rows, columns_of(rows))
-            if anchors:
-                write_csv(self.run_dir / "anchors.csv", anchors,
-                          columns_of(anchors, ("name", "key")))
-            self._batch_path().unlink(missing_ok=True)
+        write_json(self.run_dir, path, payload)
 
     def _check_failures(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Stop (keeping everything) when every evaluation so far failed: a configuration
@@ -440,38 +404,3 @@ class SearchJob:
                 best = max(values) if objective.direction == "maximize" else min(values)
                 parts.append(f"{objective.metric} {format_metric(objective.metric, best)}")
         return ", ".join(parts)
-
-
-def _restore_nan(metrics: Mapping[str, Any]) -> Metrics:
-    """JSON null back to NaN for numeric metrics."""
-    return {k: (math.nan if v is None and k not in TEXT_KEYS else v) for k, v in metrics.items()}
-
-
-def _saved_batch(path: Path, batch: int, keys: list[str]) -> dict[int, Metrics]:
-    """The finished evaluations of batch `batch` saved by a killed run (none when the file
-    belongs to another batch or is damaged: those are evaluated again)."""
-    try:
-        saved = read_json(path)
-        if saved.get("batch") == batch and saved.get("keys") == keys:
-            done = {int(i): dict(m) for i, m in saved["done"].items()}
-            if all(0 <= i < len(keys) for i in done):
-                return done
-    except (ResultsError, AttributeError, TypeError, ValueError):
-        pass
-    return {}
-
-
-def format_front(result: SearchResult, objectives: Sequence[Objective],
-                 constraints: Sequence[Constraint]) -> str:
-    """The Pareto table and a summary, as `nas search` prints it."""
-    from nas.results import display_columns
-    from nas.table import format_table
-
-    s = result.summary
-    head = (f"Pareto front of {s['space']}: {len(result.pareto)} of {len(result.rows)} trials "
-            f"({s['within_budget']} usable within budget {format_budget(tuple(constraints))}); "
-            f"strategy {s['strategy']}, estimator {s['estimator']}, seed {s['seed']}")
-    table = format_table(result.pareto, display_columns(objectives, result.pareto)) \
-        if result.pareto else "(no usable trial within the budget)"
-    return (f"{head}\n\n{table}\n\nhypervolume {result.hypervolume:.4f} "
-            f"(stopped: {result.stopped})\nresults: {result.run_dir}")

@@ -11,9 +11,6 @@ from search_spaces import NasError, first_line
 
 CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
-# Options that may change when a run is resumed (they do not change what is found).
-RESUMABLE = ("trials", "time_limit", "workers", "address")
-STRATEGY_CHOICES = ("random", "evolution", "nsga2", "rl", "differentiable", "tpe")
 
 
 def _parse_options(pairs: list[str] | None, strategy: str, estimator: str
@@ -46,56 +43,47 @@ def _parse_options(pairs: list[str] | None, strategy: str, estimator: str
     return strategy_options, estimator_options
 
 
+# Flags of `nas search` that are not settings: the estimator's own (routed like --option) and
+# those that name the run folder.
+ESTIMATOR_FLAGS = ("proxy", "table", "column", "epochs")
+
+
 def _settings(args: argparse.Namespace):
-    from nas.search import SearchSettings, parse_duration
+    from nas.search_settings import SearchSettings, setting_flags
 
     if args.space is None:
         raise NasError("--space is required (or --resume RUN to continue a run)")
-    strategy = args.strategy or "nsga2"
-    estimator = args.estimator or "supernet"
-    strategy_options, estimator_options = _parse_options(args.option, strategy, estimator)
-    for flag in ("proxy", "table", "column", "epochs"):
+    values = {spec.name: spec.value(args) for spec in setting_flags()}
+    strategy_options, estimator_options = _parse_options(args.option, values["strategy"],
+                                                         values["estimator"])
+    for flag in ESTIMATOR_FLAGS:
         value = getattr(args, flag)
         if value is not None:
             estimator_options[flag] = value
-    defaults = SearchSettings(space=args.space)
-    return SearchSettings(
-        space=args.space, budget=args.budget, strategy=strategy,
-        strategy_options=strategy_options, estimator=estimator,
-        estimator_options=estimator_options, objectives=args.objectives,
-        data=args.data or defaults.data, data_dir=args.data_dir,
-        val_fraction=args.val_fraction if args.val_fraction is not None else defaults.val_fraction,
-        device=args.device, trials=args.trials, time_limit=parse_duration(args.time_limit),
-        batch_size=args.batch_size, workers=args.workers, address=args.address,
-        seed=args.seed if args.seed is not None else 0,
-        threads=args.threads if args.threads is not None else 1, cost_classes=args.cost_classes, anchors=not args.no_anchors)
+    return SearchSettings(**values, strategy_options=strategy_options,
+                          estimator_options=estimator_options)
 
 
 def _resumed(args: argparse.Namespace):
     """The saved settings of `--resume RUN`, with the options that may change applied."""
     from nas.run_folder import resolve_run
-    from nas.search import parse_duration, resume_settings
+    from nas.search_settings import resume_settings, setting_flags
 
     run_dir = resolve_run(args.resume, args.results)
-    fixed = [name for name in ("space", "budget", "strategy", "estimator", "objectives", "data",
-                               "data_dir", "val_fraction", "device", "seed", "batch_size",
-                               "threads", "cost_classes", "option", "proxy", "table", "column",
-                               "epochs", "out")
-             if getattr(args, name) not in (None, [])]
-    if fixed or args.no_anchors:
-        names = ", ".join("--" + n.replace("_", "-") for n in fixed + (
-            ["no_anchors"] if args.no_anchors else []))
-        raise NasError(f"--resume continues a run with its own settings; {names} cannot change "
-                       f"(only --trials, --time-limit, --workers, --address)")
+    specs = setting_flags()
+    fixed = [s for s in specs if not s.resumable and s.given(args)]
+    names = [s.flag for s in fixed if not s.switch]
+    names += ["--" + n for n in ("option", *ESTIMATOR_FLAGS, "out")
+              if getattr(args, n) not in (None, [])]
+    names += [s.flag for s in fixed if s.switch]
+    if names:
+        allowed = ", ".join(s.flag for s in specs if s.resumable)
+        raise NasError(f"--resume continues a run with its own settings; {', '.join(names)} "
+                       f"cannot change (only {allowed})")
     settings = resume_settings(run_dir)
-    if args.trials is not None:
-        settings.trials = args.trials
-    if args.time_limit is not None:
-        settings.time_limit = parse_duration(args.time_limit)
-    if args.workers is not None:
-        settings.workers = args.workers
-    if args.address is not None:
-        settings.address = args.address
+    for spec in specs:
+        if spec.resumable and spec.given(args):
+            setattr(settings, spec.name, spec.value(args))
     return settings, run_dir
 
 
@@ -104,7 +92,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     from nas.cli import emit
     from nas.run_lock import check_output_dir, writing
-    from nas.search import SearchJob, format_front, new_run_dir
+    from nas.report import format_front
+    from nas.search import SearchJob
+    from nas.search_settings import new_run_dir
 
     if args.resume is not None:
         settings, run_dir = _resumed(args)
@@ -151,7 +141,8 @@ def _warn(text: str) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from nas.cli import emit
-    from nas.results import display_columns, summarise
+    from nas.report import display_columns, plot_fronts, summarise
+    from nas.results import clean_json
     from nas.run_folder import compare, load_run
     from nas.run_lock import check_output_file, writing
     from nas.table import format_table
@@ -178,10 +169,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                      format_table(rows))
     if args.plot:
         with writing(args.plot):
-            _plot_fronts(args.plot, runs)
+            plot_fronts(args.plot, runs)
         texts.append(f"{'fronts' if len(runs) > 1 else 'front'} plotted in {args.plot}")
-    from nas.results import clean_json
-
     emit(args, clean_json(payload), "\n\n".join(texts))
     return 0
 
@@ -200,36 +189,6 @@ def _kept(run_dir: Path) -> dict[str, Any]:
         return {}
     return {k: old[k] for k in ("runner", "search_seconds") if k in old} \
         if isinstance(old, dict) else {}
-
-
-def _plot_fronts(path: str, runs: list) -> None:
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from estimators.files import atomic_write_bytes
-    from nas.results import plot_axes
-
-    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
-    for run in runs:
-        x, y = plot_axes(run.objectives)
-        scale = 1e6 if x.startswith(("flops", "params")) else 1.0
-        points = sorted((float(r[x]) / scale, float(r[y])) for r in run.front())
-        if points:
-            ax.step(*zip(*points), where="post", marker="o", ms=4, label=run.path.name)
-    x, y = plot_axes(runs[0].objectives)
-    ax.set_xlabel(f"{x} (M)" if x.startswith(("flops", "params")) else x)
-    ax.set_ylabel(y)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -252,52 +211,28 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def register(command: CommandAdder) -> None:
-    from estimators.data import DATASETS
-    from nas.evaluation import ESTIMATORS
+    from nas.search_settings import setting_flags
 
     p = command("search", cmd_search,
                 "search a space for the Pareto front of accuracy and cost within a budget")
-    p.add_argument("--space", help="space name or path to a YAML/JSON space file")
-    p.add_argument("--budget", help="e.g. 300M-flops, 5M-params, 20ms-latency, joined by commas")
-    p.add_argument("--strategy", choices=STRATEGY_CHOICES, default=None,
-                   help="search strategy (default nsga2: multi-objective evolution)")
-    p.add_argument("--estimator", choices=ESTIMATORS, default=None,
-                   help="accuracy estimator (default supernet, trained once and cached; proxy "
-                        "for a fast first look)")
-    p.add_argument("--objectives", help="METRIC[:max|:min] joined by commas (default acc,flops; "
-                                        "acc,latency_ms with --device)")
-    p.add_argument("--data", choices=DATASETS, default=None, help="data set (default "
-                   "fashion-mnist; scikit-learn's digits when it is not installed)")
-    p.add_argument("--data-dir", help="folder of the data set")
-    p.add_argument("--val-fraction", type=float, default=None,
-                   help="share of the training set held out for validation (default 1/6)")
-    p.add_argument("--device", help="latency device (adds latency_ms; see `nas latency`)")
-    p.add_argument("--trials", type=int, help="architectures to evaluate (default "
-                   "100 when no --time-limit)")
-    p.add_argument("--time-limit", help="stop asking for new architectures after this long "
-                                        "(seconds, or 15m, 1h)")
-    p.add_argument("--workers", type=int, help="Ray workers (default one per CPU of the cluster; "
-                                               "0 evaluates in this process without Ray)")
-    p.add_argument("--address", help="join a running Ray cluster (HOST:PORT or auto) instead of "
-                                     "starting one inside this process")
-    p.add_argument("--seed", type=int, default=None, help="seed of every random choice (default 0)")
-    p.add_argument("--out", help="run folder (default results/<run-id>)")
-    p.add_argument("--results", default="results", help="where run folders go (default results)")
-    p.add_argument("--resume", metavar="RUN", help="continue a run (its folder or id)")
-    p.add_argument("--batch-size", type=int, help="architectures asked per batch (default 8 or "
-                                                  "--workers if larger); results depend on it, "
-                                                  "not on the runner")
-    p.add_argument("--threads", type=int, help="torch threads per evaluation (default 1)")
-    p.add_argument("--cost-classes", type=int, help="classifier outputs FLOPs/params are counted "
-                   "with (default the space's own head, so budgets read like published figures)")
-    p.add_argument("--proxy", help="proxy estimator: the proxy reported as acc (default jacov)")
-    p.add_argument("--table", help="table estimator: CSV with an 'arch' column")
-    p.add_argument("--column", help="table estimator: column read as acc")
-    p.add_argument("--epochs", type=float, help="train/supernet estimators: training epochs")
-    p.add_argument("--option", action="append", metavar="NAME=VALUE",
-                   help="a strategy or estimator option, e.g. population=20 (repeatable)")
-    p.add_argument("--no-anchors", action="store_true",
-                   help="do not evaluate the space's reference networks for the plot")
+    for spec in setting_flags():
+        # As --help has always listed them: the run folder's flags after --seed, the
+        # estimator's before --no-anchors.
+        if spec.name == "batch_size":
+            p.add_argument("--out", help="run folder (default results/<run-id>)")
+            p.add_argument("--results", default="results",
+                           help="where run folders go (default results)")
+            p.add_argument("--resume", metavar="RUN", help="continue a run (its folder or id)")
+        if spec.switch:
+            p.add_argument("--proxy",
+                           help="proxy estimator: the proxy reported as acc (default jacov)")
+            p.add_argument("--table", help="table estimator: CSV with an 'arch' column")
+            p.add_argument("--column", help="table estimator: column read as acc")
+            p.add_argument("--epochs", type=float,
+                           help="train/supernet estimators: training epochs")
+            p.add_argument("--option", action="append", metavar="NAME=VALUE",
+                           help="a strategy or estimator option, e.g. population=20 (repeatable)")
+        spec.add_to(p)
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
     p = command("report", cmd_report,

@@ -3,69 +3,211 @@
 Every check that needs neither data nor training runs here or in `SearchJob.__init__`, before a
 run folder is made: a mistake in a setting prints one `error: ...` line and the corrected
 command can be run at once (nothing to clean up, no folder that "already holds a run").
+
+Each setting that is a flag of `nas search` says so in its field's metadata (`flag(...)`):
+`setting_flags()` is the one mapping the command line is built from, read back with and
+written out with (`settings_to_argv`, config.json's `command`).
 """
 from __future__ import annotations
 
 import json
 import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+from nas.checkpoint import CHECKPOINT_FORMAT
 from nas.objectives import Constraint, Objective
-from nas.results import read_json
+from nas.results import is_int, read_json
 from search_spaces import NasError, first_line
 
-CHECKPOINT_FORMAT = 1
 DEFAULT_TRIALS = 100
 DEFAULT_BATCH = 8
-SINGLE_OBJECTIVE = ("evolution", "rl")
 METRIC_ALIASES = {"latency": "latency_ms", "accuracy": "acc", "macs": "flops"}
+STRATEGY_CHOICES = ("random", "evolution", "nsga2", "rl", "differentiable", "tpe")
 
 
 class SearchError(NasError):
     """A search that cannot run as asked (bad objective, limits, run folder...)."""
 
 
+# --- parsing -------------------------------------------------------------------------------------
+def parse_duration(text: str | float | None) -> float | None:
+    """Seconds from `90`, `90s`, `15m`, `1.5h`."""
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h)?\s*", text.lower())
+    if not match:
+        raise SearchError(f"malformed time limit {text!r}: expected seconds or NUMBER[s|m|h], "
+                          f"e.g. 90, 15m, 1.5h")
+    value = float(match.group(1)) * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600,
+                                     None: 1}[match.group(2)]
+    if value <= 0:
+        raise SearchError(f"time limit {text!r} must be positive")
+    return value
+
+
+# --- settings as flags ---------------------------------------------------------------------------
+def flag(name: str, help: str, *, type: Callable[[str], Any] | None = None,
+         choices: Callable[[], Sequence[str]] | None = None,
+         parse: Callable[[Any], Any] | None = None, resumable: bool = False,
+         switch: bool = False) -> dict[str, Any]:
+    """The field metadata that makes a setting a flag of `nas search`. `type`: argparse's
+    conversion; `choices`: the accepted values (looked up when the parser is built); `parse`:
+    the conversion to the setting's value (its mistakes are one-line errors, argparse's would
+    print the usage); `resumable`: may change with `--resume`; `switch`: a flag without a
+    value that turns off a setting that is on by default."""
+    return {"flag": name, "help": help, "type": type, "choices": choices, "parse": parse,
+            "resumable": resumable, "switch": switch}
+
+
+@dataclass(frozen=True)
+class SettingFlag:
+    """One setting as a flag, from its field's `flag` metadata."""
+
+    name: str  # the setting
+    flag: str
+    help: str
+    default: Any  # dataclasses.MISSING for a required setting
+    type: Callable[[str], Any] | None = None
+    choices: Callable[[], Sequence[str]] | None = None
+    parse: Callable[[Any], Any] | None = None
+    resumable: bool = False
+    switch: bool = False
+
+    @property
+    def dest(self) -> str:
+        """The attribute of the parsed arguments (argparse's name for the flag)."""
+        return self.flag.lstrip("-").replace("-", "_")
+
+    def add_to(self, parser: Any) -> None:
+        """Add the flag to an `argparse` parser."""
+        if self.switch:
+            parser.add_argument(self.flag, action="store_true", help=self.help)
+            return
+        options: dict[str, Any] = {}
+        if self.type is not None:
+            options["type"] = self.type
+        if self.choices is not None:
+            options["choices"] = self.choices()
+        parser.add_argument(self.flag, default=None, help=self.help, **options)
+
+    def given(self, args: Any) -> bool:
+        """The flag is on the command line."""
+        value = getattr(args, self.dest)
+        return bool(value) if self.switch else value is not None
+
+    def value(self, args: Any) -> Any:
+        """The setting from the parsed arguments: its default when the flag is not given."""
+        if not self.given(args):
+            return self.default
+        if self.switch:
+            return not self.default
+        given = getattr(args, self.dest)
+        return self.parse(given) if self.parse is not None else given
+
+    def argv(self, value: Any) -> list[str]:
+        """The command-line words that set `value` (none for the default)."""
+        if value == self.default or value is None:
+            return []
+        return [self.flag] if self.switch else [self.flag, str(value)]
+
+
+def setting_flags() -> list[SettingFlag]:
+    """Every setting that is a flag of `nas search`, in the order `--help` lists them."""
+    return [SettingFlag(f.name, default=f.default, **{k: v for k, v in f.metadata.items()})
+            for f in fields(SearchSettings) if "flag" in f.metadata]
+
+
+def _strategies() -> Sequence[str]:
+    return STRATEGY_CHOICES
+
+
+def _estimators() -> Sequence[str]:
+    from nas.evaluation import ESTIMATORS
+
+    return ESTIMATORS
+
+
+def _datasets() -> Sequence[str]:
+    from estimators.data import DATASETS
+
+    return DATASETS
+
+
 @dataclass
 class SearchSettings:
-    """Everything that defines a search (config.json holds these)."""
+    """Everything that defines a search (config.json holds these, `to_json`)."""
 
-    space: str
-    budget: str | None = None
-    strategy: str = "nsga2"
-    strategy_options: dict[str, Any] = field(default_factory=dict)
-    estimator: str = "supernet"
-    estimator_options: dict[str, Any] = field(default_factory=dict)
-    objectives: str | None = None  # e.g. "acc,flops" or "acc:max,latency_ms:min"
-    data: str = "fashion-mnist"
-    data_dir: str | None = None
-    val_fraction: float = 1 / 6
-    device: str | None = None
-    trials: int | None = None
-    time_limit: float | None = None  # seconds of search (evaluation loop)
-    batch_size: int | None = None
-    workers: int | None = None  # 0: this process; None: one per CPU of the Ray cluster
-    address: str | None = None
-    seed: int = 0
-    threads: int = 1
-    cost_classes: int | None = None
-    anchors: bool = True
+    space: str = field(metadata=flag("--space", "space name or path to a YAML/JSON space file"))
+    budget: str | None = field(default=None, metadata=flag(
+        "--budget", "e.g. 300M-flops, 5M-params, 20ms-latency, joined by commas"))
+    strategy: str = field(default="nsga2", metadata=flag(
+        "--strategy", "search strategy (default nsga2: multi-objective evolution)",
+        choices=_strategies))
+    strategy_options: dict[str, Any] = field(default_factory=dict)  # from --option
+    estimator: str = field(default="supernet", metadata=flag(
+        "--estimator", "accuracy estimator (default supernet, trained once and cached; proxy "
+                       "for a fast first look)", choices=_estimators))
+    estimator_options: dict[str, Any] = field(default_factory=dict)  # from --option, --proxy...
+    objectives: str | None = field(default=None, metadata=flag(  # e.g. "acc:max,latency_ms:min"
+        "--objectives", "METRIC[:max|:min] joined by commas (default acc,flops; acc,latency_ms "
+                        "with --device)"))
+    data: str = field(default="fashion-mnist", metadata=flag(
+        "--data", "data set (default fashion-mnist; scikit-learn's digits when it is not "
+                  "installed)", choices=_datasets))
+    data_dir: str | None = field(default=None, metadata=flag("--data-dir",
+                                                             "folder of the data set"))
+    val_fraction: float = field(default=1 / 6, metadata=flag(
+        "--val-fraction", "share of the training set held out for validation (default 1/6)",
+        type=float))
+    device: str | None = field(default=None, metadata=flag(
+        "--device", "latency device (adds latency_ms; see `nas latency`)"))
+    trials: int | None = field(default=None, metadata=flag(
+        "--trials", "architectures to evaluate (default 100 when no --time-limit)", type=int,
+        resumable=True))
+    time_limit: float | None = field(default=None, metadata=flag(  # seconds of evaluation loop
+        "--time-limit", "stop asking for new architectures after this long (seconds, or 15m, "
+                        "1h)", parse=parse_duration, resumable=True))
+    workers: int | None = field(default=None, metadata=flag(  # 0: this process
+        "--workers", "Ray workers (default one per CPU of the cluster; 0 evaluates in this "
+                     "process without Ray)", type=int, resumable=True))
+    address: str | None = field(default=None, metadata=flag(
+        "--address", "join a running Ray cluster (HOST:PORT or auto) instead of starting one "
+                     "inside this process", resumable=True))
+    seed: int = field(default=0, metadata=flag(
+        "--seed", "seed of every random choice (default 0)", type=int))
+    batch_size: int | None = field(default=None, metadata=flag(
+        "--batch-size", "architectures asked per batch (default 8 or --workers if larger); "
+                        "results depend on it, not on the runner", type=int))
+    threads: int = field(default=1, metadata=flag(
+        "--threads", "torch threads per evaluation (default 1)", type=int))
+    cost_classes: int | None = field(default=None, metadata=flag(
+        "--cost-classes", "classifier outputs FLOPs/params are counted with (default the "
+                          "space's own head, so budgets read like published figures)",
+        type=int))
+    anchors: bool = field(default=True, metadata=flag(
+        "--no-anchors", "do not evaluate the space's reference networks for the plot",
+        switch=True))
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings as plain data (config.json's `settings`)."""
+        return asdict(self)
 
     @staticmethod
-    def from_dict(values: Mapping[str, Any]) -> "SearchSettings":
+    def from_json(values: Mapping[str, Any]) -> "SearchSettings":
+        """Settings from `to_json`'s form (names this version does not know are ignored)."""
         names = {f.name for f in fields(SearchSettings)}
         return SearchSettings(**{k: v for k, v in values.items() if k in names})
 
 
-# --- parsing -------------------------------------------------------------------------------------
 def parse_objectives(text: str | None, strategy: str, device: str | None) -> list[Objective]:
     """`metric[:max|:min]` joined by commas. Default: acc up and flops (latency_ms with a
     device) down; acc alone for single-objective strategies."""
     if text is None or not text.strip():
-        if strategy in SINGLE_OBJECTIVE:
+        if not multi_objective(strategy):
             return [Objective("acc", "maximize")]
         return [Objective("acc", "maximize"),
                 Objective("latency_ms" if device else "flops", "minimize")]
@@ -87,19 +229,12 @@ def parse_objectives(text: str | None, strategy: str, device: str | None) -> lis
     return objectives
 
 
-def parse_duration(text: str | float | None) -> float | None:
-    """Seconds from `90`, `90s`, `15m`, `1.5h`."""
-    if text is None or isinstance(text, (int, float)):
-        return None if text is None else float(text)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h)?\s*", text.lower())
-    if not match:
-        raise SearchError(f"malformed time limit {text!r}: expected seconds or NUMBER[s|m|h], "
-                          f"e.g. 90, 15m, 1.5h")
-    value = float(match.group(1)) * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600,
-                                     None: 1}[match.group(2)]
-    if value <= 0:
-        raise SearchError(f"time limit {text!r} must be positive")
-    return value
+def multi_objective(strategy: str) -> bool:
+    """The strategy `strategy` optimises several objectives (an unknown name is left to the
+    strategy registry's own error)."""
+    from nas.strategies import STRATEGIES, get_strategy
+
+    return strategy not in STRATEGIES or get_strategy(strategy).multi_objective
 
 
 def new_run_dir(root: str | Path, space: str, strategy: str, seed: int) -> Path:
@@ -121,10 +256,6 @@ def new_run_dir(root: str | Path, space: str, strategy: str, seed: int) -> Path:
 
 
 # --- checks --------------------------------------------------------------------------------------
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -133,22 +264,22 @@ def check_settings(s: SearchSettings) -> None:
     """The plain values of `s` (types and ranges), each mistake one line naming the flag."""
     if not isinstance(s.space, str) or not s.space.strip():
         raise SearchError(f"--space must name a space, got {s.space!r}")
-    if s.trials is not None and not (_is_int(s.trials) and s.trials >= 1):
+    if s.trials is not None and not (is_int(s.trials) and s.trials >= 1):
         raise SearchError(f"--trials must be at least 1, got {s.trials}")
     if s.time_limit is not None and not (_is_number(s.time_limit) and s.time_limit > 0):
         raise SearchError(f"--time-limit must be positive, got {s.time_limit}")
-    if s.batch_size is not None and not (_is_int(s.batch_size) and s.batch_size >= 1):
+    if s.batch_size is not None and not (is_int(s.batch_size) and s.batch_size >= 1):
         raise SearchError(f"--batch-size must be at least 1, got {s.batch_size}")
-    if s.workers is not None and not (_is_int(s.workers) and s.workers >= 0):
+    if s.workers is not None and not (is_int(s.workers) and s.workers >= 0):
         raise SearchError(f"--workers must be 0 (this process) or more, got {s.workers}")
     if s.address and s.workers == 0:
         raise SearchError("--address joins a Ray cluster; it needs --workers of at least 1 "
                           "(or no --workers: one per CPU of the cluster)")
-    if not (_is_int(s.seed) and 0 <= s.seed < 2 ** 63):  # what torch.manual_seed takes
+    if not (is_int(s.seed) and 0 <= s.seed < 2 ** 63):  # what torch.manual_seed takes
         raise SearchError(f"--seed must be a whole number from 0 to 2**63-1, got {s.seed!r}")
-    if not (_is_int(s.threads) and s.threads >= 1):
+    if not (is_int(s.threads) and s.threads >= 1):
         raise SearchError(f"--threads must be at least 1, got {s.threads!r}")
-    if s.cost_classes is not None and not (_is_int(s.cost_classes) and s.cost_classes >= 1):
+    if s.cost_classes is not None and not (is_int(s.cost_classes) and s.cost_classes >= 1):
         raise SearchError(f"--cost-classes must be at least 1, got {s.cost_classes!r}")
     if not (_is_number(s.val_fraction) and 0.0 < s.val_fraction < 1.0):
         raise SearchError(f"--val-fraction must be between 0 and 1 (exclusive), "
@@ -223,24 +354,14 @@ def strategy_failure(strategy: str, exc: Exception) -> SearchError:
 
 # --- config.json ---------------------------------------------------------------------------------
 def settings_to_argv(settings: SearchSettings) -> list[str]:
-    """The command-line options that reproduce `settings` (for config.json)."""
-    defaults = SearchSettings(space=settings.space)
-    argv = ["--space", settings.space]
-    simple = {"budget": "--budget", "strategy": "--strategy", "estimator": "--estimator",
-              "objectives": "--objectives", "data": "--data", "data_dir": "--data-dir",
-              "device": "--device", "trials": "--trials", "time_limit": "--time-limit",
-              "batch_size": "--batch-size", "workers": "--workers", "address": "--address",
-              "seed": "--seed", "threads": "--threads", "cost_classes": "--cost-classes",
-              "val_fraction": "--val-fraction"}
-    for name, flag in simple.items():
-        value = getattr(settings, name)
-        if value != getattr(defaults, name) and value is not None:
-            argv += [flag, str(value)]
+    """The command-line options that reproduce `settings` (config.json's `command`): the flags
+    of the settings that differ from their defaults, then the options, then the switches."""
+    words, switches = [], []
+    for spec in setting_flags():
+        (switches if spec.switch else words).extend(spec.argv(getattr(settings, spec.name)))
     for name, value in {**settings.strategy_options, **settings.estimator_options}.items():
-        argv += ["--option", f"{name}={json_value(value)}"]
-    if not settings.anchors:
-        argv.append("--no-anchors")
-    return argv
+        words += ["--option", f"{name}={json_value(value)}"]
+    return words + switches
 
 
 def json_value(value: Any) -> str:
@@ -254,9 +375,10 @@ def resume_settings(run_dir: str | Path) -> SearchSettings:
             not isinstance(config.get("settings"), dict):
         raise SearchError(f"{run_dir}/config.json is not a search run of this version")
     try:
-        settings = SearchSettings.from_dict(config["settings"])
+        settings = SearchSettings.from_json(config["settings"])
     except TypeError as exc:
         raise SearchError(f"{run_dir}/config.json: bad settings ({first_line(exc)})") from None
     if not isinstance(settings.space, str):
         raise SearchError(f"{run_dir}/config.json: settings.space must be a space name")
     return settings
+

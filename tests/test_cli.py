@@ -200,3 +200,9 @@ def test_benchmark_workers_zero_is_refused(tmp_path, capsys):
     assert code == 2 and "at least 1" in err and err.count("\n") == 1
     code, _, _ = run(capsys, *argv)
     assert code == 0
+
+
+@pytest.mark.parametrize("device", ["9" * 400, "x" * 101])
+def test_a_device_name_too_long_for_a_file_is_one_error_line(capsys, device):
+    code, _, err = run(capsys, "sample", "--space", "mobile", "-n", "1", "--device", device)
+    assert code == 2 and err.startswith("error: unknown device") and "Traceback" not in err

@@ -22,14 +22,14 @@ from estimators.latency.store import Correction, LatencyStore
 from search_spaces import SearchSpace, first_line
 
 LOCAL = ("cpu", "cuda")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")  # a file name on every system
 CacheDir = str | os.PathLike[str] | None
 
 
 def check_name(name: str) -> str:
     if name in LOCAL or not _NAME.fullmatch(name):
         raise LatencyError(f"device name {name!r} is not usable: letters, digits and _.+- "
-                           f"(not starting with a symbol), and not {' or '.join(LOCAL)}")
+                           f"(not starting with a symbol, at most 100), and not {' or '.join(LOCAL)}")
     return name
 
 

@@ -18,11 +18,11 @@ import torch
 
 from nas.differentiable.errors import SearchConfigError
 from nas.differentiable.relax import Relaxation
-from search_spaces import Arch, BlockSpec
+from nas.sampling import CostFn
+from search_spaces import BlockSpec
 from search_spaces.ops import block_cost
 
 BlockCost = Callable[[Sequence[BlockSpec]], Sequence[float]]
-CostFn = Callable[[Arch], Mapping[str, float]]
 Probs = Mapping[str, torch.Tensor]  # dimension name -> (options,) probabilities
 ANALYTICAL = ("flops", "flops_sparse", "params")
 

@@ -9,14 +9,14 @@ cost function on whole architectures (so the result is feasible by construction)
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from nas.differentiable.errors import RelaxationError
 from nas.differentiable.relax import Relaxation
 from nas.objectives import Constraint, format_metric
+from nas.sampling import CostFn
 from search_spaces import Arch
 
-CostFn = Callable[[Arch], Mapping[str, float]]
 EPS = 1e-9
 
 

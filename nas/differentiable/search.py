@@ -36,14 +36,15 @@ from nas.differentiable.distribution import ArchDistribution, one_hot, tau_at
 from nas.differentiable.errors import SearchConfigError
 from nas.differentiable.relax import Relaxation, relax
 from nas.differentiable.result import SearchResult, skip_stats
-from nas.differentiable.supernet import Supernet
+from nas.differentiable.supernet import RelaxedSupernet
 from nas.objectives import Constraint
+from nas.sampling import CostFn
 from search_spaces import Arch, Dimension, SearchSpace
 from search_spaces.arch import Gene
 
-CostFn = Callable[[Arch], Mapping[str, float]]
 SKIP_MARGIN = 0.01  # lead in probability before a skip counts towards the early stop
-Progress = Callable[[str, int, int, Mapping[str, float]], None]  # (phase, step, total, info)
+# Called after each step of a phase: (phase, step, total steps, info).
+StepProgress = Callable[[str, int, int, Mapping[str, float]], None]
 
 
 class DifferentiableSearch:
@@ -52,7 +53,7 @@ class DifferentiableSearch:
     def __init__(self, space: SearchSpace, data: DataSplits, config: SearchConfig = SearchConfig(),
                  constraints: Sequence[Constraint] = (), cost_fn: CostFn | None = None,
                  block_cost: BlockCost | None = None, seed: int = 0,
-                 progress: Progress | None = None):
+                 progress: StepProgress | None = None):
         from estimators.flops import FlopsEstimator
 
         self.space, self.data, self.config = space, data, config
@@ -101,7 +102,7 @@ class DifferentiableSearch:
             raise SearchConfigError(f"cost weights must be finite numbers >= 0, got {weights}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            net = Supernet(self.relaxation)
+            net = RelaxedSupernet(self.relaxation)
             optimizer = self._weight_optimizer(net)
             self._warmup(net, optimizer)
             snapshot = (copy.deepcopy(net.state_dict()), copy.deepcopy(optimizer.state_dict()))
@@ -134,7 +135,7 @@ class DifferentiableSearch:
                            limit=cfg.train_images if split == "train" else None,
                            resolution=cfg.resolution)
 
-    def _weight_step(self, net: Supernet, optimizer: torch.optim.Optimizer, step: int,
+    def _weight_step(self, net: RelaxedSupernet, optimizer: torch.optim.Optimizer, step: int,
                      batch: tuple[torch.Tensor, torch.Tensor], mixing: Mapping[str, torch.Tensor],
                      aux: float) -> float:
         for group in optimizer.param_groups:
@@ -150,7 +151,7 @@ class DifferentiableSearch:
         optimizer.step()
         return float(loss.detach())
 
-    def _warmup(self, net: Supernet, optimizer: torch.optim.Optimizer) -> None:
+    def _warmup(self, net: RelaxedSupernet, optimizer: torch.optim.Optimizer) -> None:
         """Weights only, on uniform mixing (darts) or Gumbel samples of uniform logits."""
         cfg = self.config
         if cfg.warmup_steps == 0:
@@ -168,7 +169,7 @@ class DifferentiableSearch:
             if self.progress is not None:
                 self.progress("warmup", step + 1, cfg.warmup_steps, {"loss": loss})
 
-    def _phase(self, net: Supernet, optimizer: torch.optim.Optimizer,
+    def _phase(self, net: RelaxedSupernet, optimizer: torch.optim.Optimizer,
                cost_weight: float) -> SearchResult:
         cfg = self.config
         start = time.perf_counter()
@@ -215,9 +216,9 @@ class DifferentiableSearch:
                             step + 1 if stopped_at is None else stopped_at, history,
                             time.perf_counter() - start)
 
-    def _arch_step(self, net: Supernet, dist: ArchDistribution, arch_opt: torch.optim.Optimizer,
-                   batch: tuple[torch.Tensor, torch.Tensor], tau: float, aux: float,
-                   generator: torch.Generator, cost_weight: float,
+    def _arch_step(self, net: RelaxedSupernet, dist: ArchDistribution,
+                   arch_opt: torch.optim.Optimizer, batch: tuple[torch.Tensor, torch.Tensor],
+                   tau: float, aux: float, generator: torch.Generator, cost_weight: float,
                    reference: float) -> tuple[float, float]:
         inputs, labels = batch
         mixing = dist.probs() if self.method == "darts" else dist.gumbel(tau, generator)
@@ -252,7 +253,7 @@ class DifferentiableSearch:
         return entry
 
     # --- outcome -------------------------------------------------------------------------------
-    def _result(self, net: Supernet, dist: ArchDistribution, cost_weight: float,
+    def _result(self, net: RelaxedSupernet, dist: ArchDistribution, cost_weight: float,
                 stopped_at: int | None, steps: int, history: list[dict[str, float]],
                 seconds: float) -> SearchResult:
         probs = dist.numpy_probs()
@@ -275,7 +276,7 @@ class DifferentiableSearch:
 
 
 @torch.no_grad()
-def supernet_accuracy(net: Supernet, relaxation: Relaxation, choice: Mapping[str, int],
+def supernet_accuracy(net: RelaxedSupernet, relaxation: Relaxation, choice: Mapping[str, int],
                       data: DataSplits, limit: int, resolution: int | None = None) -> float:
     """Top-1 % of one architecture inside the supernet on validation images, with batch
     statistics in BatchNorm (the shared running statistics belong to the mixture) and no

@@ -136,7 +136,7 @@ def _unit(pos: Position) -> nn.Module:
     return DECOMPOSERS[pos.base.spec.op](pos)
 
 
-class Supernet(nn.Module):
+class RelaxedSupernet(nn.Module):
     """Every position of a relaxation in order, with depth runs mixed at their ends."""
 
     def __init__(self, relaxation: Relaxation):
@@ -165,7 +165,7 @@ class Supernet(nn.Module):
         return list(self.parameters())
 
 
-def extract(supernet: Supernet, relaxation: Relaxation, choice: Mapping[str, int]):
+def extract(supernet: RelaxedSupernet, relaxation: Relaxation, choice: Mapping[str, int]):
     """The discrete network of `choice` with the supernet's trained weights copied in: the same
     modules `space.build` makes (its state dict loads strictly into the built network)."""
     import copy

@@ -10,6 +10,11 @@ tests/nas/test_strategy_contract.py for every registered strategy:
 - a failed evaluation (NaN or missing objective) is recorded and never breaks the search;
 - a state round trip in mid-search gives exactly the same continuation.
 
+A strategy describes itself: `name`, `multi_objective` (accepts several objectives) and
+`options_type`, a frozen dataclass of its options (defaults, help text, value checks; see
+`nas.strategies.options`). `prepare(context)` runs once before the first `ask` of a search
+job (e.g. the differentiable strategy runs its sweep on Ray Tune there).
+
 Randomness: each `ask` call draws from a generator seeded by (seed, number of earlier asks),
 so a checkpoint needs no generator state and a restored strategy continues identically.
 """
@@ -19,15 +24,18 @@ import itertools
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from nas.objectives import Constraint, Objective, all_satisfied
 from nas.pareto import pareto_mask
-from nas.strategies.neighbourhood import neighbours
 from nas.sampling import CostFn, repair
-from search_spaces import Arch, NasError, SearchSpace
+from nas.strategies.errors import StrategyError
+from nas.strategies.neighbourhood import neighbours
+from nas.strategies.options import OptionError, StrategyOptions, option_defaults
+from search_spaces import Arch, SearchSpace
 
 STATE_FORMAT = 1
 # Spaces up to this many architectures are enumerated when random proposals stop finding new
@@ -35,8 +43,24 @@ STATE_FORMAT = 1
 ENUMERATE_LIMIT = 200_000
 
 
-class StrategyError(NasError):
-    """A strategy was asked for something it cannot do (bad option, wrong objectives...)."""
+@dataclass(frozen=True)
+class StrategyContext:
+    """What a strategy may need from the search job before the first ask."""
+
+    run_dir: Path
+    space: str                      # the settings' space (a name or a space-file path)
+    constraints: tuple[Constraint, ...]
+    eval_config: Mapping[str, Any]  # the evaluator's plain config
+    seed: int
+    threads: int
+    workers: int | None             # 0: in this process, no Ray
+    address: str | None
+    log: Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class NoOptions(StrategyOptions):
+    """A strategy without options."""
 
 
 @dataclass(frozen=True)
@@ -55,13 +79,20 @@ class Trial:
 
 
 class Strategy(ABC):
-    """Base class. Subclasses set `name`, `defaults` (accepted options) and implement `_propose`;
-    they keep their own learned state in `_extra_state` / `_load_extra_state`."""
+    """Base class. Subclasses set `name`, `multi_objective`, `options_type` (a frozen
+    `StrategyOptions` dataclass) and implement `_propose`; they keep their own learned state in
+    `_extra_state` / `_load_extra_state`. `options` holds the option values by name (what a
+    checkpoint stores), `opts` the same as the validated dataclass."""
 
     name: ClassVar[str] = ""
-    defaults: ClassVar[Mapping[str, Any]] = {}
     multi_objective: ClassVar[bool] = False  # accepts several objectives
     needs_tensors: ClassVar[bool] = False  # imports torch (e.g. a supernet-based strategy)
+    options_type: ClassVar[type[StrategyOptions]] = NoOptions
+    defaults: ClassVar[Mapping[str, Any]] = {}  # derived from options_type, per subclass
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.defaults = option_defaults(cls.options_type)
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective],
                  constraints: Sequence[Constraint] = (), cost_fn: CostFn | None = None,
@@ -80,11 +111,8 @@ class Strategy(ABC):
         if self.constraints and cost_fn is None:
             raise StrategyError(f"constraints {[str(c) for c in self.constraints]} need a cost_fn "
                                 f"that estimates {[c.metric for c in self.constraints]}")
-        unknown = sorted(set(options) - set(self.defaults))
-        if unknown:
-            raise StrategyError(f"strategy {self.name!r}: unknown options {unknown}; "
-                                f"accepted: {sorted(self.defaults) or 'none'}")
-        self.options: dict[str, Any] = {**self.defaults, **options}
+        self.opts = self.parse_options(options)
+        self.options: dict[str, Any] = self.opts.as_dict()
         self.trials: list[Trial] = []
         self._told: dict[Arch, int] = {}
         self._pending: dict[Arch, None] = {}
@@ -94,9 +122,27 @@ class Strategy(ABC):
         self._exhausted = False
         self._setup()
 
+    @classmethod
+    def parse_options(cls, options: Mapping[str, Any]) -> StrategyOptions:
+        """The validated options (defaults for those not given); a StrategyError naming the
+        strategy and the option for an unknown option or a bad value."""
+        unknown = sorted(set(options) - set(cls.defaults))
+        if unknown:
+            raise StrategyError(f"strategy {cls.name!r}: unknown options {unknown}; "
+                                f"accepted: {sorted(cls.defaults) or 'none'}")
+        try:
+            return cls.options_type(**options)
+        except OptionError as exc:
+            raise StrategyError(f"{cls.name}: {exc}") from None
+
+    def prepare(self, context: StrategyContext) -> None:
+        """Called by the search job once, before the runner starts and before the first `ask`
+        (also on a resumed run, after `load_state_dict`). Nothing by default."""
+
     # --- what a subclass provides ---------------------------------------------------------------
     def _setup(self) -> None:
-        """Validate options and build the initial learned state."""
+        """Check what the options need from the rest (cost_fn...) and build the initial
+        learned state."""
 
     @abstractmethod
     def _propose(self, rng: np.random.Generator) -> Arch | None:

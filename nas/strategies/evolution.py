@@ -29,42 +29,52 @@ proxies of evaluated archs is dropped before evaluation and never proposed again
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
 from nas.strategies.base import Strategy, StrategyError, Trial
 from nas.strategies.marginals import GeneRanks
+from nas.strategies.options import (StrategyOptions, at_least, between, integer, one_of, option,
+                                    optional, text)
 from search_spaces import Arch
 
 MIN_PROXY_HISTORY = 5  # proxy scores needed before a quantile threshold means anything
 MAX_REJECTIONS = 20  # per proposal: past this, the child is proposed anyway
 
 
+@dataclass(frozen=True)
+class EvolutionOptions(StrategyOptions):
+    population: int = option(50, "archs in the population (the most recent evaluations); the "
+                                 "first run starts from this many random archs", integer(2))
+    sample_size: int = option(10, "archs per tournament", integer(
+        1, "an integer >= 1 (capped at the population)"))
+    exploit: float = option(0.5, "probability that a child is an untried neighbour of the best "
+                                 "arch (best-first completion) instead of a tournament child",
+                            between(0, 1))
+    restart: int = option(10, "random archs that start a new run once the best arch is a "
+                              "confirmed local optimum", integer(1))
+    prior: float = option(2.0, "pseudo-observations that smooth the per-option ranks ordering "
+                               "the neighbours to try", at_least(0))
+    proxy: str | None = option(None, "a cheap metric of cost_fn for early rejection (e.g. a "
+                                     "zero-cost score); None: no rejection", optional(text()))
+    proxy_direction: str = option("maximize", "whether a larger or a smaller proxy is better",
+                                  one_of("maximize", "minimize"))
+    reject_quantile: float = option(0.5, "a child whose proxy is below this quantile of the "
+                                         "evaluated archs' proxies is dropped",
+                                    between(0, 1, low_open=True, high_open=True))
+
+
 class RegularizedEvolution(Strategy):
     name = "evolution"
-    defaults = {"population": 50, "sample_size": 10, "exploit": 0.5, "prior": 2.0, "restart": 10,
-                "proxy": None, "proxy_direction": "maximize", "reject_quantile": 0.5}
+    multi_objective = False
+    options_type = EvolutionOptions
 
     def _setup(self) -> None:
         o = self.options
-        if not (isinstance(o["population"], int) and o["population"] >= 2):
-            raise StrategyError(f"evolution: population must be an integer >= 2, "
-                                f"got {o['population']!r}")
-        if not (isinstance(o["sample_size"], int) and o["sample_size"] >= 1):
-            raise StrategyError(f"evolution: sample_size must be an integer >= 1 (capped at the "
-                                f"population), got {o['sample_size']!r}")
-        if not 0.0 <= float(o["exploit"]) <= 1.0:
-            raise StrategyError(f"evolution: exploit must be in [0, 1], got {o['exploit']!r}")
-        if not 0.0 < float(o["reject_quantile"]) < 1.0:
-            raise StrategyError(f"evolution: reject_quantile must be in (0, 1), "
-                                f"got {o['reject_quantile']!r}")
-        if o["proxy_direction"] not in ("maximize", "minimize"):
-            raise StrategyError("evolution: proxy_direction must be 'maximize' or 'minimize'")
         if o["proxy"] is not None and self.cost_fn is None:
             raise StrategyError(f"evolution: proxy {o['proxy']!r} needs a cost_fn that gives it")
-        if not (isinstance(o["restart"], int) and o["restart"] >= 1):
-            raise StrategyError(f"evolution: restart must be an integer >= 1, got {o['restart']!r}")
         self.population: list[int] = []  # indices into self.trials, oldest first
         self.run_start = 0  # index of the first trial of the current run (after a restart)
         self.ranks = GeneRanks(self.space, float(o["prior"]))

@@ -17,31 +17,40 @@ scored by level) goes first.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
 from nas.pareto import crowding_distance, hypervolume_contributions, non_dominated_sort
-from nas.strategies.base import Strategy, StrategyError, Trial
+from nas.strategies.base import Strategy, Trial
 from nas.strategies.marginals import GeneRanks
+from nas.strategies.options import StrategyOptions, at_least, between, integer, option
 from search_spaces import Arch
 
 MARGIN = 0.1  # reference point beyond the front's nadir, as a fraction of the front's span
 
 
+@dataclass(frozen=True)
+class NSGA2Options(StrategyOptions):
+    population: int = option(20, "archs kept (best non-domination levels, then crowding); the "
+                                 "search starts from this many random archs", integer(4))
+    crossover: float = option(0.5, "probability that a child is the uniform crossover of its "
+                                   "two parents (then mutated)", between(0, 1))
+    exploit: float = option(0.7, "probability that a child is an untried neighbour of the front "
+                                 "member with the most exclusive hypervolume (front completion)",
+                            between(0, 1))
+    prior: float = option(2.0, "pseudo-observations that smooth the per-option ranks ordering "
+                               "the neighbours to try", at_least(0))
+
+
 class NSGA2(Strategy):
     name = "nsga2"
     multi_objective = True
-    defaults = {"population": 20, "crossover": 0.5, "exploit": 0.7, "prior": 2.0}
+    options_type = NSGA2Options
 
     def _setup(self) -> None:
         o = self.options
-        if not (isinstance(o["population"], int) and o["population"] >= 4):
-            raise StrategyError(f"nsga2: population must be an integer >= 4, "
-                                f"got {o['population']!r}")
-        for name in ("crossover", "exploit"):
-            if not 0.0 <= float(o[name]) <= 1.0:
-                raise StrategyError(f"nsga2: {name} must be in [0, 1], got {o[name]!r}")
         self.population: list[int] = []  # indices into self.trials
         self._rank: dict[int, tuple[int, float]] = {}  # trial -> (front level, -crowding)
         self._ok: list[int] = []  # successful feasible trials, in told order

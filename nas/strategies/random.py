@@ -12,6 +12,7 @@ class RandomSearch(Strategy):
 
     name = "random"
     multi_objective = True
+    # No options: the base class's `NoOptions`.
 
     def _propose(self, rng: np.random.Generator) -> Arch | None:
         return self._fresh(self.space.sample, rng)

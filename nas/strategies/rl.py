@@ -18,33 +18,48 @@ NAS-Bench-201, at three times the cost.)
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
-from nas.strategies.base import Strategy, StrategyError, Trial
+from nas.strategies.base import Strategy, Trial
+from nas.strategies.options import (OptionError, StrategyOptions, at_least, between, number,
+                                    option, optional, positive, text)
 from search_spaces import Arch
 
 RESAMPLES = 10  # policy samples per proposal before falling back to a random neighbour walk
 
 
+@dataclass(frozen=True)
+class ReinforceOptions(StrategyOptions):
+    lr: float = option(0.2, "policy-gradient step, in units of the reward's moving spread",
+                       positive())
+    baseline_decay: float = option(0.9, "decay of the moving-average baseline (and spread) of "
+                                        "the reward", between(0, 1, high_open=True))
+    entropy: float = option(0.0, "weight of the entropy bonus that keeps the policy spread out",
+                            at_least(0))
+    cost_metric: str | None = option(None, "the cost of MnasNet's reward acc * (cost/target)^w "
+                                           "(with cost_target); None: the objective alone",
+                                     optional(text()))
+    cost_target: float | None = option(None, "the target of cost_metric in the MnasNet reward",
+                                       optional(positive()))
+    alpha: float = option(-0.07, "MnasNet exponent w when the cost meets the target", number())
+    beta: float = option(-0.07, "MnasNet exponent w when the cost exceeds the target (-1 with "
+                                "alpha=0: a hard constraint)", number())
+
+    def validate(self) -> None:
+        if (self.cost_metric is None) != (self.cost_target is None):
+            raise OptionError("give both cost_metric and cost_target (MnasNet reward), or "
+                              "neither")
+
+
 class Reinforce(Strategy):
     name = "rl"
-    defaults = {"lr": 0.2, "baseline_decay": 0.9, "entropy": 0.0, "cost_metric": None,
-                "cost_target": None, "alpha": -0.07, "beta": -0.07}
+    multi_objective = False
+    options_type = ReinforceOptions
 
     def _setup(self) -> None:
-        o = self.options
-        if not float(o["lr"]) > 0:
-            raise StrategyError(f"rl: lr must be positive, got {o['lr']!r}")
-        if not 0.0 <= float(o["baseline_decay"]) < 1.0:
-            raise StrategyError(f"rl: baseline_decay must be in [0, 1), "
-                                f"got {o['baseline_decay']!r}")
-        if (o["cost_metric"] is None) != (o["cost_target"] is None):
-            raise StrategyError("rl: give both cost_metric and cost_target (MnasNet reward), "
-                                "or neither")
-        if o["cost_target"] is not None and not float(o["cost_target"]) > 0:
-            raise StrategyError(f"rl: cost_target must be positive, got {o['cost_target']!r}")
         self.logits = [np.zeros(len(d.options)) for d in self.space.dimensions]
         self.baseline: float | None = None
         self.spread = 0.0  # moving mean absolute deviation of the reward from the baseline

@@ -16,26 +16,34 @@ from __future__ import annotations
 
 import warnings
 import zlib
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
-from nas.strategies.base import Strategy, StrategyError, Trial
+from nas.strategies.base import Strategy, Trial
+from nas.strategies.options import StrategyOptions, flag, integer, option
 from search_spaces import Arch
 
 DRAWS = 2  # TPE draws per proposal before a random walk from the last one
 
 
+@dataclass(frozen=True)
+class TPEOptions(StrategyOptions):
+    startup: int = option(10, "random archs before TPE takes over (Optuna's n_startup_trials)",
+                          integer(1, "a positive integer"))
+    candidates: int = option(24, "candidates TPE scores per draw (Optuna's n_ei_candidates)",
+                             integer(1, "a positive integer"))
+    multivariate: bool = option(True, "model the dimensions jointly (multivariate TPE) rather "
+                                      "than one by one", flag())
+
+
 class TPE(Strategy):
     name = "tpe"
     multi_objective = True
-    defaults = {"startup": 10, "candidates": 24, "multivariate": True}
+    options_type = TPEOptions
 
     def _setup(self) -> None:
-        o = self.options
-        for name in ("startup", "candidates"):
-            if not (isinstance(o[name], int) and o[name] >= 1):
-                raise StrategyError(f"tpe: {name} must be a positive integer, got {o[name]!r}")
         import optuna
 
         self._optuna = optuna

@@ -13,8 +13,9 @@ import torch
 
 from estimators.data import load_data
 from estimators.flops import FlopsEstimator
-from nas.differentiable import (DifferentiableSearch, LinearCost, RelaxationError, SearchConfig,
-                                SearchConfigError, Supernet, extract, relax, table_cost)
+from nas.differentiable import (DifferentiableSearch, LinearCost, RelaxationError,
+                                RelaxedSupernet, SearchConfig, SearchConfigError, extract, relax,
+                                table_cost)
 from nas.differentiable.costs import ExpectedCost, analytical
 from nas.differentiable.derive import derive
 from nas.differentiable.distribution import ArchDistribution, one_hot
@@ -23,7 +24,7 @@ from nas.differentiable.result import skip_stats
 from nas.differentiable.relax import DECOMPOSABLE_OPS
 from nas.differentiable.supernet import DECOMPOSERS, MixedCell
 from nas.objectives import Constraint, Objective
-from nas.strategies.differentiable import _CACHE, DifferentiableSearchStrategy
+from nas.differentiable.strategy import _CACHE, DifferentiableSearchStrategy
 from search_spaces import get_space, register_space
 from search_spaces.spaces import fbnet as fbnet_family
 from search_spaces.spaces import inverted_residual as ir_family
@@ -101,7 +102,7 @@ def test_one_hot_supernet_is_the_space_network(space_fixture, request):
     space = request.getfixturevalue(space_fixture)
     relaxation = relax(space, num_classes=10, in_channels=1)
     torch.manual_seed(0)
-    net = Supernet(relaxation)
+    net = RelaxedSupernet(relaxation)
     x = torch.randn(3, 1, 16, 16)
     net(x, ArchDistribution(relaxation.searched).probs()).sum().backward()  # stats move
     net.eval()
@@ -338,13 +339,43 @@ def test_strategy_state_round_trip_and_shared_search(fbnet_sparse, monkeypatch):
 def test_strategy_options_are_checked(fbnet_sparse):
     from nas.strategies.base import StrategyError
 
-    with pytest.raises(StrategyError, match="cost_weights"):
+    with pytest.raises(StrategyError, match="differentiable: cost_weights must be a non-empty"):
         _strategy(fbnet_sparse, cost_weights=[])
     with pytest.raises(StrategyError, match="unknown options"):
         _strategy(fbnet_sparse, temperature=1.0)
-    with pytest.raises(SearchConfigError, match="known: auto, none, aux_skip, early_stop"):
+    # SearchConfig's own checks, with its message unchanged
+    with pytest.raises(StrategyError, match="^unknown guard 'shrink'; known: auto, none, "
+                                            "aux_skip, early_stop$"):
         _strategy(fbnet_sparse, guard="shrink")
+    with pytest.raises(StrategyError, match="steps must be a positive integer"):
+        _strategy(fbnet_sparse, steps=0)
+    with pytest.raises(StrategyError, match="differentiable: lr must be a number"):
+        _strategy(fbnet_sparse, lr="fast")
+    with pytest.raises(StrategyError, match="fixed must map"):
+        _strategy(fbnet_sparse, fixed=[1])
     assert _strategy(fbnet_sparse).config.cost_metric == "flops"
+
+
+def test_strategy_options_cover_every_search_setting():
+    from dataclasses import fields
+
+    defaults = DifferentiableSearchStrategy.defaults
+    config = SearchConfig().as_dict()
+    assert {f.name for f in fields(SearchConfig)} <= set(defaults)
+    assert {k: v for k, v in defaults.items() if k in config and k != "cost_metric"} == \
+        {k: v for k, v in config.items() if k != "cost_metric"}
+    assert defaults["cost_metric"] is None  # resolved from the objectives and constraints
+
+
+def test_strategy_prepare_in_process_does_nothing(fbnet_sparse, tmp_path):
+    from nas.strategies import StrategyContext
+
+    strategy = _strategy(fbnet_sparse, seed=5)
+    logged = []
+    strategy.prepare(StrategyContext(tmp_path, fbnet_sparse.name, (), {}, 5, 1, 0, None,
+                                     logged.append))
+    assert strategy.results == [] and not logged  # workers=0: searched at the first ask
+    assert strategy._cache_key() not in _CACHE
 
 
 # --- command line -----------------------------------------------------------------------------

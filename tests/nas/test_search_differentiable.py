@@ -19,7 +19,7 @@ TINY = {"steps": 2, "warmup_steps": 1, "batch_size": 16, "eval_images": 32,
 
 def test_tune_sweep_gives_the_in_process_sweep(ray_session, tmp_path, small_settings,
                                                same_rows):
-    from nas.strategies import differentiable as module
+    from nas.differentiable import strategy as module
 
     settings = dict(strategy="differentiable", strategy_options=TINY, trials=2, batch_size=2,
                     anchors=False)

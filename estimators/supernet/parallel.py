@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from estimators.data import DataSplits
-from estimators.supernet_cache import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
-from estimators.supernet_training import (SandwichTrainer, SupernetRecipe, checkpoint_meta,
-                                          restore, supernet_for)
 from estimators.ray_local import ensure_ray
+from estimators.supernet.cache import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from estimators.supernet.trainer import (SandwichTrainer, SupernetRecipe, checkpoint_meta,
+                                         restore, supernet_for)
 from search_spaces import NasError, SearchSpace, register_space
 
 
@@ -105,3 +105,6 @@ def train_parallel(space: SearchSpace, data: DataSplits, recipe: SupernetRecipe,
                 save_checkpoint(path, reported)  # rank 0 ran on another node
     finally:
         shutil.rmtree(storage, ignore_errors=True)
+
+
+__all__ = ["train_parallel"]

@@ -1,0 +1,227 @@
+"""The `supernet` accuracy estimator: a subnet's top-1 % with weights inherited from a trained
+supernet. For each arch: extract the subnet (`space.build(arch)` holding the shared weights),
+recalibrate its BatchNorm statistics on training images (always: the shared running
+statistics belong to no subnet in particular), then score it on the validation split.
+
+The images are normalised (and resized) once, when the estimator is made; a subnet then
+costs one extraction and two forward passes (calibration, validation), run in channels-last
+layout with dead kernel taps trimmed (see `search_spaces.supernets.dead_taps`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from estimators.base import AccuracyEstimator, EstimatorOptions, Resolution, Shared, option
+from estimators.batchnorm import fold_batchnorm, recalibrate_batchnorm
+from estimators.data import DataSplits
+from estimators.progress import StepProgress
+from estimators.supernet.trainer import (SupernetRecipe, TrainedSupernet, input_size,
+                                         supernet_for)
+from estimators.supernet.training import load_trained, train_supernet
+from estimators.threads import available_cores, torch_threads
+from estimators.train import resize_batch
+from search_spaces import Arch, NasError, SearchSpace, get_space
+from search_spaces.supernets import Supernet
+from search_spaces.supernets.dead_taps import dead_taps_trimmed
+
+CALIBRATION_IMAGES = 500  # OFA uses 2,000 ImageNet images; 500 of 28x28 settle the means
+EVAL_IMAGES = 2000
+RECIPE_OPTIONS = ("epochs", "train_images", "batch_size", "lr", "random_subnets", "resolution")
+
+
+@dataclass(frozen=True)
+class SupernetOptions(EstimatorOptions):
+    """Recipe fields (None: the recipe's default), the estimator's images, where trained
+    supernets are cached and how many processes train it (Ray Train, data-parallel)."""
+
+    epochs: float | None = option(None, "training epochs (default: the recipe's)", "whole1")
+    train_images: int | None = option(None, "training images per epoch (default: the "
+                                            "recipe's)", "int1")
+    batch_size: int | None = option(None, "training batch (default: the recipe's)", "int2")
+    lr: float | None = option(None, "peak learning rate (default: the recipe's)", "positive")
+    random_subnets: int | None = option(None, "random subnets per step besides the largest "
+                                              "and smallest (default: the recipe's)", "int0")
+    resolution: Resolution = option(None, "training input size: None (the data's), 'arch' "
+                                          "or pixels", "resolution")
+    calibration_images: int = option(CALIBRATION_IMAGES, "training images BatchNorm is "
+                                                         "recalibrated on per subnet", "int2")
+    eval_images: int = option(EVAL_IMAGES, "validation images each subnet is scored on",
+                              "int1")
+    cache_dir: str | None = option(None, "where trained supernets are cached (default: the "
+                                         "user cache)", "text")
+    train_workers: int = option(1, "processes training the supernet (Ray Train, "
+                                   "data-parallel)", "int1")
+
+    def check(self) -> None:
+        supernet_recipe(self.as_dict())
+
+
+def supernet_recipe(options: Mapping[str, Any]) -> SupernetRecipe:
+    """The training recipe of a `supernet` estimator's options (None: the recipe's default)."""
+    values = {k: options[k] for k in RECIPE_OPTIONS if options.get(k) is not None}
+    if isinstance(values.get("epochs"), float) and values["epochs"].is_integer():
+        values["epochs"] = int(values["epochs"])  # --epochs is a float for the train estimator
+    return SupernetRecipe(**values)
+
+
+@torch.inference_mode()
+def top1(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+         batch_size: int = 250) -> float:
+    """Top-1 accuracy (%) of `model` (in eval mode) on `images` (batches of 250: faster on a
+    CPU than larger ones, whose activations fall out of cache)."""
+    model.eval()
+    correct = 0
+    for start in range(0, images.shape[0], batch_size):
+        logits = model(images[start:start + batch_size])
+        correct += int((logits.argmax(dim=1) == labels[start:start + batch_size]).sum())
+    return 100.0 * correct / max(1, images.shape[0])
+
+
+class SupernetEstimator(AccuracyEstimator):
+    """`acc`: top-1 % on the first `eval_images` of `split` (None: the whole split) after
+    BatchNorm recalibration on `calibration_images` seeded training images."""
+
+    name = "supernet"
+    Options = SupernetOptions
+    needs_data = True
+    unit = "percent"
+    summary = "subnets with weights inherited from a supernet trained once and cached"
+
+    def __init__(self, trained: TrainedSupernet | Supernet, data: DataSplits, *,
+                 recipe: SupernetRecipe | None = None,
+                 calibration_images: int = CALIBRATION_IMAGES,
+                 eval_images: int | None = EVAL_IMAGES, split: str = "val", seed: int = 0):
+        super().__init__()
+        if split not in ("val", "test"):
+            raise NasError(f"split must be 'val' or 'test' (final reports), got {split!r}")
+        if calibration_images < 2:
+            raise NasError(f"BatchNorm calibration needs at least 2 images, got "
+                           f"{calibration_images}")
+        if isinstance(trained, TrainedSupernet):
+            self.supernet, self.recipe = trained.supernet, trained.recipe
+        else:
+            self.supernet, self.recipe = trained, recipe or SupernetRecipe()
+        self.data, self.split, self.seed = data, split, seed
+        count = min(calibration_images, len(data.train))
+        self.calibration = data.sample_batch(count, seed, "train")[0]
+        held = data.split(split)
+        limit = len(held) if eval_images is None else min(eval_images, len(held))
+        self.images = data.normalize(held.images[:limit])
+        self.labels = held.labels[:limit]
+        self._resized: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # --- the plugin's declarations ----------------------------------------------------------
+    @classmethod
+    def metrics(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        return ("acc", "eval_images")
+
+    @classmethod
+    def prepare(cls, config: Mapping[str, Any], shared: Shared,
+                log: Callable[[str], None] | None = None) -> None:
+        """Train the supernet of the config's space on `shared["data"]` (or load it from the
+        cache) into `shared["supernet"]`: its weights as a plain state dict, plus where it is
+        cached. Training runs before any evaluation, alone on the machine: every core (2
+        threads train ~1.5x faster than 1 on two idle cores)."""
+        with torch_threads(max(int(config["threads"]), available_cores())):
+            options = config["options"]
+            # resume: an interrupted training (a killed search) continues from its last epoch.
+            trained = train_supernet(config["space"], shared["data"], supernet_recipe(options),
+                                     workers=int(options["train_workers"]), resume=True,
+                                     quiet=log is None, cache_dir=options["cache_dir"], log=log)
+            if log is not None:
+                log(f"supernet {'reused from' if trained.reused else 'trained into'} "
+                    f"{trained.path}" + ("" if trained.reused else f" in {trained.seconds:.0f}s"))
+            state = {k: v.detach().clone() for k, v in trained.supernet.state_dict().items()}
+            shared["supernet"] = {"state": state, "key": trained.key, "path": str(trained.path),
+                                  "reused": trained.reused, "train_seconds": trained.seconds}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], shared: Shared) -> "SupernetEstimator":
+        """The estimator on the shared weights (each process rebuilds the supernet from its
+        config and loads them: the weights travel, the module does not)."""
+        if "supernet" not in shared:
+            raise NasError("the supernet estimator needs prepare(config) to have trained "
+                           "or loaded the supernet")
+        options = config["options"]
+        recipe = supernet_recipe(options)
+        data = shared["data"]
+        supernet = supernet_for(config["space"], data, recipe)
+        supernet.load_state_dict(shared["supernet"]["state"])
+        supernet.eval()
+        return cls(supernet, data, recipe=recipe,
+                   calibration_images=int(options["calibration_images"]),
+                   eval_images=options["eval_images"], seed=config["seed"])
+
+    @classmethod
+    def create(cls, space: SearchSpace | str, *, data: DataSplits | None = None,
+               split: str = "val", seed: int = 0, cache_dir: str | Path | None = None,
+               **_: Any) -> "SupernetEstimator":
+        """The estimator on the cached supernet trained with the default recipe (not
+        trained here: a NasError says how to train it)."""
+        from estimators.data import load_data
+
+        return cls.for_space(space, data if data is not None else load_data(), train=False,
+                             cache_dir=cache_dir, split=split, seed=seed)
+
+    @property
+    def label(self) -> str:
+        return "supernet" if self.split == "val" else "supernet:test"
+
+    def _inputs(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibration and evaluation images at `size` pixels, channels last (cached)."""
+        if size not in self._resized:
+            layout = torch.channels_last
+            self._resized[size] = (
+                resize_batch(self.calibration, size).contiguous(memory_format=layout),
+                resize_batch(self.images, size).contiguous(memory_format=layout))
+        return self._resized[size]
+
+    def extract(self, arch: Arch) -> nn.Module:
+        """The subnet of `arch` with inherited weights and recalibrated BatchNorm."""
+        model = self.supernet.extract(arch).to(memory_format=torch.channels_last)
+        calibration, _ = self._inputs(input_size(self.supernet, self.data, self.recipe, arch))
+        with dead_taps_trimmed():
+            recalibrate_batchnorm(model, calibration)
+        return model
+
+    def estimate(self, arch: Arch) -> dict[str, float]:
+        start = time.perf_counter()
+        size = input_size(self.supernet, self.data, self.recipe, arch)
+        model = self.extract(arch)
+        fold_batchnorm(model)  # scoring only: the statistics are final
+        _, images = self._inputs(size)
+        with dead_taps_trimmed():
+            acc = top1(model, images, self.labels)
+        return {"acc": acc, "eval_images": float(images.shape[0]),
+                "supernet_seconds": time.perf_counter() - start}
+
+    # --- construction from a space ------------------------------------------------------------
+    @classmethod
+    def for_space(cls, space: SearchSpace | str, data: DataSplits, *,
+                  recipe: SupernetRecipe = SupernetRecipe(), train: bool = True,
+                  workers: int = 1, quiet: bool = True, cache_dir: str | Path | None = None,
+                  progress: StepProgress | None = None, **kwargs) -> "SupernetEstimator":
+        """The estimator on the cached supernet of (space, data, recipe); trained first when
+        `train` (else a NasError says how to train it)."""
+        resolved = get_space(space) if isinstance(space, str) else space
+        if train:
+            trained = train_supernet(resolved, data, recipe, workers=workers, quiet=quiet,
+                                     cache_dir=cache_dir, progress=progress)
+        else:
+            found = load_trained(resolved, data, recipe, cache_dir)
+            if found is None:
+                raise NasError(f"no trained supernet of {resolved.name} on {data.name} with "
+                               f"this recipe in the cache; run `nas supernet train --space "
+                               f"{resolved.name} --data {data.name}` first")
+            trained = found
+        return cls(trained, data, **kwargs)
+
+
+__all__ = ["SupernetEstimator", "SupernetOptions", "recalibrate_batchnorm", "supernet_recipe",
+           "top1"]
