@@ -166,6 +166,7 @@ class TrainEstimator(AccuracyEstimator):
     needs_data = True
     unit = "percent"
     summary = "short standalone training from scratch; top-1 % on the validation split"
+    test_split = True
 
     def __init__(self, data: DataSplits | None = None, recipe: TrainRecipe = TrainRecipe(),
                  seed: int = 0, split: str = "val", resolution: Resolution = None,
@@ -232,6 +233,7 @@ class TableEstimator(AccuracyEstimator):
     needs_data = False
     unit = "percent"
     summary = "lookup in a CSV of measured architectures"
+    space_bound = True
 
     def __init__(self, table: AccuracyTable | str | Path, space: SearchSpace | str | None = None,
                  column: str | None = None, extra: Sequence[str] = ()):

@@ -95,6 +95,8 @@ class AccuracyEstimator(ABC):
     needs_data: ClassVar[bool] = False
     unit: ClassVar[str] = "percent"  # of `acc`: "percent" (top-1 %) or "score"
     summary: ClassVar[str] = ""  # one line for listings
+    space_bound: ClassVar[bool] = False  # its state belongs to one space (supernet, table)
+    test_split: ClassVar[bool] = False  # can score on the test split (final reports)
 
     def __init__(self) -> None:
         self._cache: dict[str, Metrics] = {}

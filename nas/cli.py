@@ -132,7 +132,7 @@ CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argpars
 
 # Modules that add subcommands: each has `register(command: CommandAdder) -> None`.
 COMMAND_MODULES: tuple[str, ...] = ("nas.evaluate_cli", "nas.search_cli", "nas.latency_cli",
-                                    "nas.differentiable_cli", "nas.supernet_cli",
+                                    "nas.differentiable.cli", "nas.supernet_cli",
                                     "nas.benchmark_cli")
 
 
@@ -209,6 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+    except BrokenPipeError:
+        # The reader stopped early (`nas spaces | head`): not an error. Later writes, the
+        # interpreter's final flush included, go nowhere instead of raising again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -46,15 +46,16 @@ def _progress(args: argparse.Namespace) -> Callable[[int, int, float], None] | N
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from estimators.accuracy import make_estimator
+    from estimators.registry import get_estimator
     from estimators.train import TrainRecipe
 
-    if args.test and args.estimator not in ("train", "supernet"):
+    if args.test and not get_estimator(args.estimator).test_split:
         raise NasError("--test (score on the test split) applies to --estimator train or "
                        "supernet only")
     space = get_space(args.space)
     arch = _pick_arch(space, args)
     data = None
-    if args.estimator in ("proxy", "train", "supernet"):
+    if get_estimator(args.estimator).needs_data:
         from estimators.data import load_data
 
         with warnings.catch_warnings(record=True) as caught:
@@ -94,9 +95,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def register(command: CommandAdder) -> None:
-    from estimators.accuracy import ESTIMATORS
     from estimators.data import DATASETS
     from estimators.proxies import PROXY_NAMES
+    from estimators.registry import list_estimators
     from estimators.train import TrainRecipe
 
     p = command("evaluate", cmd_evaluate,
@@ -106,7 +107,7 @@ def register(command: CommandAdder) -> None:
     group.add_argument("--arch", help="a key, or the form of the published data (NB201 cell "
                                       "string, ...)")
     group.add_argument("--ref", help="a reference network of the space (see `nas spaces`)")
-    p.add_argument("--estimator", required=True, choices=ESTIMATORS)
+    p.add_argument("--estimator", required=True, choices=list_estimators())
     p.add_argument("--seed", type=seed, default=0,
                    help="initialisation, batch choice, shuffling and validation split")
     data = p.add_argument_group("data (proxy, train, supernet)")

@@ -18,7 +18,7 @@ import warnings
 from typing import Any, Callable, Mapping
 
 from estimators.registry import get_estimator, list_estimators
-from estimators.threads import available_cores, torch_threads  # noqa: F401  (importers' names)
+from estimators.threads import torch_threads
 from search_spaces import Arch, NasError, SearchSpace, get_space
 
 Metrics = dict[str, Any]  # numbers, plus `acc_estimator` and `error` as text
@@ -41,6 +41,8 @@ def __getattr__(name: str) -> Any:
     if name == "ESTIMATOR_OPTIONS":
         return {estimator: estimator_options(estimator) for estimator in ESTIMATORS}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # The validation split is drawn with its own seed, not the search's: a search with another seed
 # must see the same split, or it could not reuse the supernet cached for it.
 DATA_DEFAULTS: dict[str, Any] = {"name": "fashion-mnist", "dir": None, "val_fraction": 1 / 6,

@@ -203,6 +203,19 @@ def format_front(result: Any, objectives: Sequence[Objective],
             f"(stopped: {result.stopped})\nresults: {result.run_dir}")
 
 
+def front_progress(rows: Sequence[Mapping[str, Any]], objectives: Sequence[Objective],
+                   constraints: Sequence[Constraint]) -> str:
+    """The front's size and its best value of each objective (the progress bar's text)."""
+    front = pareto_rows(rows, objectives, constraints)
+    parts = [f"front {len(front)}"]
+    for objective in objectives:
+        values = [float(r[objective.metric]) for r in front]
+        if values:
+            best = max(values) if objective.direction == "maximize" else min(values)
+            parts.append(f"{objective.metric} {format_metric(objective.metric, best)}")
+    return ", ".join(parts)
+
+
 def plot_fronts(path: str | Path, runs: Sequence[Any]) -> None:
     """The fronts of several runs (`nas.run_folder.Run`) in one PNG (`nas report --plot`)."""
     import matplotlib

@@ -25,9 +25,9 @@ from nas.checkpoint import CHECKPOINT_FORMAT, Checkpoint, restore_nan, write_jso
 from nas.evaluation import (Evaluator, Metrics, available_metrics, check_accuracy_estimator,
                             evaluation_config, needs_data, numeric_metrics, prepare,
                             torch_threads)
-from nas.objectives import Constraint, all_satisfied, format_metric
+from nas.objectives import Constraint, all_satisfied
 from nas.pareto import pareto_rows
-from nas.report import summarise
+from nas.report import front_progress, summarise
 from nas.results import clean_json, read_json
 from nas.run_lock import LOCK_FILE, run_lock, writing
 from nas.runners import Runner, make_runner
@@ -166,9 +166,6 @@ class SearchJob:
     def checkpoint(self) -> Checkpoint:
         return Checkpoint(self.run_dir)
 
-    def load_checkpoint(self) -> dict[str, Any] | None:
-        return self.checkpoint.load()
-
     # --- the loop ------------------------------------------------------------------------------
     def run(self) -> SearchResult:
         """Run (or continue) the search, holding the run folder's lock throughout: a second
@@ -213,7 +210,8 @@ class SearchJob:
         if saved is None:
             # Written before the data and supernet work, so that a run killed while training
             # its supernet can be resumed (the training continues from its last epoch).
-            self._write(self.run_dir / "config.json", self.config_payload(largest, None))
+            write_json(self.run_dir, self.run_dir / "config.json",
+                       self.config_payload(largest, None))
         self.log(f"preparing {self.eval_config['estimator']} estimator on {self.space.name} "
                  f"({'resuming ' + str(self.run_dir) if saved else str(self.run_dir)})")
         shared = prepare(self.eval_config, None if self.quiet else self.log)
@@ -225,7 +223,8 @@ class SearchJob:
             data_info = {"name": data.name, "classes": data.num_classes,
                          "channels": data.in_channels, "resolution": data.resolution}
         if saved is None:
-            self._write(self.run_dir / "config.json", self.config_payload(largest, data_info))
+            write_json(self.run_dir, self.run_dir / "config.json",
+                       self.config_payload(largest, data_info))
         strategy = self._make_strategy()
         rows: list[dict[str, Any]] = []
         anchors: list[dict[str, Any]] = []
@@ -277,7 +276,8 @@ class SearchJob:
                 self._check_failures(rows)
                 if bar is not None:
                     bar.update(len(archs))
-                    bar.set_postfix_str(self._postfix(rows), refresh=True)
+                    bar.set_postfix_str(front_progress(rows, self.objectives, self.constraints),
+                                        refresh=True)
             if bar is not None:
                 bar.close()
                 bar = None
@@ -342,9 +342,6 @@ class SearchJob:
         row["within_budget"] = all_satisfied(self.constraints, row) if self.constraints else True
         return row
 
-    def _write(self, path: Path, payload: Mapping[str, Any]) -> None:
-        write_json(self.run_dir, path, payload)
-
     def _check_failures(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Stop (keeping everything) when every evaluation so far failed: a configuration
         problem, not bad luck."""
@@ -394,13 +391,3 @@ class SearchJob:
 
         return tqdm(total=self.trial_limit, initial=initial, desc="search", unit="arch",
                     file=sys.stderr, dynamic_ncols=True, leave=False)
-
-    def _postfix(self, rows: Sequence[Mapping[str, Any]]) -> str:
-        front = pareto_rows(rows, self.objectives, self.constraints)
-        parts = [f"front {len(front)}"]
-        for objective in self.objectives:
-            values = [float(r[objective.metric]) for r in front]
-            if values:
-                best = max(values) if objective.direction == "maximize" else min(values)
-                parts.append(f"{objective.metric} {format_metric(objective.metric, best)}")
-        return ", ".join(parts)

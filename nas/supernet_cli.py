@@ -14,7 +14,7 @@ CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argpars
 
 
 def _recipe(args: argparse.Namespace):
-    from estimators.supernet_training import SupernetRecipe
+    from estimators.supernet import SupernetRecipe
 
     defaults = SupernetRecipe()
     train_images = None if args.train_images == 0 else (args.train_images or
@@ -43,7 +43,7 @@ def load_cli_data(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from estimators.supernet_training import train_supernet
+    from estimators.supernet import train_supernet
 
     if args.threads is not None:
         import torch
@@ -95,7 +95,7 @@ def _missing_verb() -> int:
 
 def register(command: CommandAdder) -> None:
     from estimators.data import DATASETS
-    from estimators.supernet_training import SupernetRecipe
+    from estimators.supernet import SupernetRecipe
 
     parent = command("supernet", lambda args: _missing_verb(),
                      "weight-sharing supernets: train one per space and data set (cached)")

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Hashable, Iterator, Mapping
+from typing import Any, Hashable, Iterator, Mapping
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from search_spaces.space import SearchSpace
+from search_spaces.errors import InvalidArchError
+from search_spaces.lookup import SpaceCodec, find_space
 
 Gene = Hashable  # int, float, str or None (None = inactive, e.g. a layer beyond the depth)
 
@@ -36,10 +36,9 @@ class Arch:
         return Arch(self.space, tuple((k, changes.get(k, v)) for k, v in self.genes))
 
     @property
-    def search_space(self) -> "SearchSpace":
-        from search_spaces.registry import get_space
-
-        return get_space(self.space)
+    def search_space(self) -> SpaceCodec:
+        """The space this arch belongs to (a `SearchSpace`, found by name)."""
+        return find_space(self.space)
 
     @property
     def key(self) -> str:
@@ -49,13 +48,10 @@ class Arch:
     @staticmethod
     def decode(key: str) -> "Arch":
         """Parse a key made by `Arch.key` (the space is named before the first ':')."""
-        from search_spaces.errors import InvalidArchError
-        from search_spaces.registry import get_space
-
         space_name, sep, body = key.partition(":")
         if not sep:
             raise InvalidArchError(f"arch key {key!r} has no '<space>:' prefix")
-        return get_space(space_name).decode(body)
+        return find_space(space_name).decode(body)
 
     def to_vector(self) -> np.ndarray:
         """Fixed-length numeric encoding for predictors (see `SearchSpace.to_vector`)."""

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from search_spaces import lookup
 from search_spaces.errors import NasError, UnknownSpaceError, first_line
 from search_spaces.space import SearchSpace
 
@@ -140,3 +141,6 @@ def load_space_file(path: str | Path) -> SearchSpace:
     if unnamed:
         raise NasError(f"{path}: setting names must be text, got {unnamed[0]!r}")
     return _family(family).create(name, config, sparse)
+
+
+lookup.install(get_space)  # how `Arch` finds its space (see search_spaces.lookup)

@@ -206,3 +206,17 @@ def test_benchmark_workers_zero_is_refused(tmp_path, capsys):
 def test_a_device_name_too_long_for_a_file_is_one_error_line(capsys, device):
     code, _, err = run(capsys, "sample", "--space", "mobile", "-n", "1", "--device", device)
     assert code == 2 and err.startswith("error: unknown device") and "Traceback" not in err
+
+
+def test_a_reader_that_stops_early_is_no_traceback(monkeypatch):
+    """`nas spaces | head -1`: the pipe is closed before the table is written."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    closed = os.fdopen(write_end, "w", buffering=1)  # each line written at once, as to a tty
+    monkeypatch.setattr(sys, "stdout", closed)
+    try:
+        assert main(["spaces"]) == 0
+    finally:
+        closed.close()

@@ -92,6 +92,8 @@ class SupernetEstimator(AccuracyEstimator):
     needs_data = True
     unit = "percent"
     summary = "subnets with weights inherited from a supernet trained once and cached"
+    space_bound = True
+    test_split = True
 
     def __init__(self, trained: TrainedSupernet | Supernet, data: DataSplits, *,
                  recipe: SupernetRecipe | None = None,

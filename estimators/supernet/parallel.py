@@ -10,7 +10,6 @@ gets the last one back at the cache path.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path

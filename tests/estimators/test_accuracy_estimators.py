@@ -189,7 +189,7 @@ def test_make_estimator_names(space, digits, tmp_path):
         make_estimator("table", space)
     with pytest.raises(NasError, match="supernet train --space mobile --data digits"):
         make_estimator("supernet", "mobile", data=digits, cache_dir=tmp_path)
-    with pytest.raises(NasError, match="known: proxy, train, table, supernet"):
+    with pytest.raises(NasError, match="known: supernet, proxy, train, table"):
         make_estimator("oracle", space)
 
 

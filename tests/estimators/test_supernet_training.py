@@ -11,8 +11,8 @@ import torch
 
 from estimators.data import load_data
 from estimators.batchnorm import fold_batchnorm, recalibrate_batchnorm
-from estimators.supernet_estimator import SupernetEstimator
-from estimators.supernet_training import SupernetRecipe, load_trained, train_supernet
+from estimators.supernet import SupernetEstimator
+from estimators.supernet import SupernetRecipe, load_trained, train_supernet
 from search_spaces import NasError, load_space_file, register_space
 
 TINY = """name: tiny-mobile

@@ -204,5 +204,17 @@ def test_nb201_evolution_beats_random(nb201):
                            queries=150, seeds=seeds)
     assert evolution.mean_regret < random.mean_regret - 2 * math.hypot(evolution.stderr,
                                                                       random.stderr)
-    # No search beats the table's best validation cell by more than the table allows.
-    assert min(evolution.regrets) >= 0.0
+    # Seed 3's regret, recomputed from its own queries: the table's best test accuracy less
+    # the test accuracy of the best validation cell it found.
+    from nas.objectives import Objective
+    from nas.strategies import make_strategy
+
+    strategy = make_strategy("evolution", nb201.space, [Objective("acc12_cifar10_val")], seed=3)
+    found = []
+    for _ in range(150):
+        (arch,) = strategy.ask(1)
+        strategy.tell(arch, nb201.metrics(arch))
+        found.append(nb201.row_of[arch])
+    val, test = nb201.columns["acc12_cifar10_val"], nb201.columns["acc12_cifar10_test"]
+    incumbent = max(found, key=lambda row: val[row])
+    assert evolution.regrets[3] == pytest.approx(np.nanmax(test) - test[incumbent])

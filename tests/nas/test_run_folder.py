@@ -414,7 +414,7 @@ def _denied(*args, **kwargs):
 
 def test_write_errors_are_one_line(copy, tmp_path, capsys, monkeypatch):
     import nas.export
-    import nas.results
+    import nas.report
 
     with monkeypatch.context() as patch:
         patch.setattr(nas.export, "atomic_write_bytes", _denied)
@@ -422,7 +422,7 @@ def test_write_errors_are_one_line(copy, tmp_path, capsys, monkeypatch):
         assert code == 2
         one_error(err, "cannot write", "m.pt", "Permission denied")
     with monkeypatch.context() as patch:
-        patch.setattr(nas.results, "atomic_write_text", _denied)
+        patch.setattr(nas.report, "atomic_write_text", _denied)
         code, _, err = run(capsys, "report", str(copy))
         assert code == 2
         one_error(err, "cannot write", str(copy), "Permission denied")
@@ -433,12 +433,12 @@ def test_a_write_error_mid_run_keeps_the_checkpoint(tmp_path, capsys, monkeypatc
     """The second batch's checkpoint cannot be written: one line, the first batch's checkpoint
     is whole, and --resume finishes the run as if nothing had happened, re-evaluating
     nothing (the second batch's results were saved one by one)."""
-    import nas.search
+    import nas.checkpoint
     from nas.results import read_csv
 
     out = tmp_path / "run"
     writes = []
-    real = nas.search.atomic_write_json
+    real = nas.checkpoint.atomic_write_json
 
     def flaky(path, payload):
         if Path(path).name == "checkpoint.json":
@@ -448,7 +448,7 @@ def test_a_write_error_mid_run_keeps_the_checkpoint(tmp_path, capsys, monkeypatc
         real(path, payload)
 
     with monkeypatch.context() as patch:
-        patch.setattr(nas.search, "atomic_write_json", flaky)
+        patch.setattr(nas.checkpoint, "atomic_write_json", flaky)
         code, _, err = run(capsys, "search", *ARGV, "--no-anchors", "--out", str(out))
     assert code == 2
     one_error(err, "cannot write", "No space left on device")

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 
 import numpy as np
 import pytest
 
 from nas.objectives import Constraint, Objective
-from nas.pareto import pareto_mask
-from nas.results import (Box, hypervolume_box, normalised_hypervolume, pareto_rows, read_csv,
-                         to_csv)
-from nas.search import SearchError, SearchJob, parse_duration, parse_objectives
+from nas.pareto import Box, hypervolume_box, normalised_hypervolume, pareto_mask, pareto_rows
+from nas.results import read_csv, to_csv
+from nas.search import SearchJob
+from nas.search_settings import SearchError, parse_duration, parse_objectives
 from search_spaces import NasError
 
 
@@ -38,9 +39,15 @@ def test_trials_csv_has_one_row_per_evaluation_with_every_metric(finished):
     assert len(rows) == 16 == len({r["key"] for r in rows})
     for row in rows:
         assert row["acc_estimator"] == "proxy:jacov"
-        assert row["flops"] > 0 and row["params"] > 0 and row["eval_seconds"] >= 0
+        assert row["flops"] > 0 and row["params"] > 0
         assert row["flops"] <= 60e6  # the strategy only proposes within the budget
     assert [r["key"] for r in rows] == [r["key"] for r in finished.rows]
+    # Each evaluation is timed on its own: a finite, positive time per row (not one figure
+    # copied to every row), all within the search's own time (one evaluation at a time here).
+    seconds = [r["eval_seconds"] for r in rows]
+    assert all(isinstance(t, float) and math.isfinite(t) and t > 0 for t in seconds), seconds
+    assert len(set(seconds)) > 1
+    assert sum(seconds) <= finished.summary["search_seconds"] + 0.01
 
 
 def test_pareto_rows_are_non_dominated_within_budget_and_ranked(finished):
@@ -199,3 +206,39 @@ def test_a_proxy_score_never_replaces_a_cost_metric():
     metrics = evaluator(arch)
     assert "error" not in metrics, metrics
     assert metrics["params"] == evaluator.cost(arch)["params"]
+
+
+def test_objectives_constraints_and_settings_have_one_json_form(finished, small_settings):
+    from nas.search_settings import SearchSettings
+
+    for item in (Objective("acc"), Objective("latency_ms", "minimize"), Constraint("flops", 3e8)):
+        assert type(item).from_json(json.loads(json.dumps(item.to_json()))) == item
+    for bad in (["acc", "up"], ["acc"], "acc", ["acc", "maximize", 1], [1, "minimize"]):
+        with pytest.raises(ValueError):
+            Objective.from_json(bad)
+    for bad in (["flops", "3e8"], ["flops", True], ["flops"], [None, 1.0]):
+        with pytest.raises(ValueError):
+            Constraint.from_json(bad)
+    config = json.loads((finished.run_dir / "config.json").read_text())
+    assert SearchSettings.from_json(config["settings"]) == small_settings()
+    assert [Objective.from_json(o) for o in config["objectives"]] == \
+        [Objective("acc"), Objective("flops", "minimize")]
+    assert finished.summary["objectives"] == config["objectives"]
+
+
+def test_a_run_folder_of_an_earlier_version_still_reads():
+    """The committed example run (written before settings and budgets had a JSON form of
+    their own) reads back: its settings, objectives and budget."""
+    from pathlib import Path
+
+    from nas.results import constraints_of, objectives_of
+    from nas.run_folder import checked_config
+    from nas.search_settings import resume_settings, settings_to_argv
+
+    folder = Path(__file__).resolve().parents[2] / "results" / "examples" / "mobile-300M-flops"
+    config = checked_config(json.loads((folder / "config.json").read_text()), folder)
+    assert objectives_of(config) == [Objective("acc"), Objective("flops", "minimize")]
+    assert constraints_of(config) == [Constraint("flops", 300e6)]
+    settings = resume_settings(folder)
+    assert (settings.space, settings.budget, settings.seed) == ("mobile", "300M-flops", 0)
+    assert config["command"] == "nas search " + shlex.join(settings_to_argv(settings))

@@ -152,3 +152,38 @@ def test_onnx_export_writes_a_graph(cli_run, tmp_path, capsys):
     code, text, _ = run(capsys, "export", str(out), "--out", str(tmp_path / "m.pt"), "--onnx",
                         "--json")
     assert code == 0 and Path(json.loads(text)["onnx"]).stat().st_size > 0
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"strategy": "nsga2", "strategy_options": {"population": 8, "prior": 1.5}, "anchors": False},
+    {"budget": "60M-flops,5M-params", "strategy": "tpe", "estimator": "proxy",
+     "estimator_options": {"proxy": "synflow", "proxies": ["synflow", "jacov"],
+                           "batch_size": 16},
+     "objectives": "acc:max,params:min", "data": "digits", "data_dir": "/tmp", "val_fraction": 0.25,
+     "device": "cpu", "trials": 7, "time_limit": 90.0, "workers": 2, "address": "auto",
+     "seed": 3, "batch_size": 5, "threads": 2, "cost_classes": 10},
+])
+def test_settings_read_back_from_their_own_command_line(changes):
+    """config.json's `command` (and `ray job submit -- nas search ...`) gives the same settings:
+    the flags are written and read with one mapping."""
+    from nas.cli import build_parser
+    from nas.search_cli import _settings
+    from nas.search_settings import SearchSettings, settings_to_argv
+
+    settings = SearchSettings(space="nb201", **changes)
+    argv = settings_to_argv(settings)
+    assert argv[:2] == ["--space", "nb201"]
+    assert _settings(build_parser().parse_args(["search", *argv])) == settings
+
+
+def test_every_setting_is_a_flag_or_an_option():
+    from dataclasses import fields
+
+    from nas.search_settings import SearchSettings, setting_flags
+
+    flags = {spec.name: spec for spec in setting_flags()}
+    assert set(flags) | {"strategy_options", "estimator_options"} == \
+        {f.name for f in fields(SearchSettings)}
+    assert [s.flag for s in flags.values() if s.resumable] == \
+        ["--trials", "--time-limit", "--workers", "--address"]

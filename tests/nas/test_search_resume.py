@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -74,29 +73,25 @@ def test_crash_mid_batch_resumes_without_losing_or_repeating(tmp_path, small_set
 
 def test_sigkilled_search_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted,
                                                               same_rows, capsys):
+    """The search process SIGKILLs itself right after saving its 6th trial (the job's test
+    hook): mid-way through the 2nd batch of 4, at the same point on any machine."""
+    from nas.search import KILL_AFTER_TRIALS
+
     run_dir = tmp_path / "killed"
     argv = [sys.executable, "-m", "nas", "search", "--space", "nb201", "--budget", "60M-flops",
             "--estimator", "proxy", "--option", "proxies=[\"jacov\"]", "--option",
             "batch_size=16", "--data", "digits", "--trials", "10", "--batch-size", "4",
             "--workers", "0", "--no-anchors", "--quiet", "--out", str(run_dir)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    env = {**os.environ, "PYTHONPATH": str(REPO), KILL_AFTER_TRIALS: "6"}
+    proc = subprocess.run(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     checkpoint = run_dir / "checkpoint.json"
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if checkpoint.is_file() and json.loads(checkpoint.read_text())["batches"] >= 1:
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
-    done_before = json.loads(checkpoint.read_text())["batches"]
-    assert 1 <= done_before < 3  # killed mid-run
+    saved = json.loads(checkpoint.read_text())
+    assert saved["batches"] == 1 and not saved["finished"]
+    assert [r["trial"] for r in saved["trials"]] == [0, 1, 2, 3]
+    batch = json.loads((run_dir / "batch.json").read_text())
+    assert batch["batch"] == 1 and len(batch["done"]) == 2
 
     code = main(["search", "--resume", str(run_dir), "--quiet", "--json"])
     assert code == 0
@@ -104,6 +99,14 @@ def test_sigkilled_search_resumes_to_the_uninterrupted_result(tmp_path, uninterr
     assert payload["trials"] == 10 and payload["hypervolume"] == uninterrupted.hypervolume
     final = json.loads(checkpoint.read_text())
     assert final["finished"] and same_rows(final["trials"], _json_rows(uninterrupted.rows))
+    # The two evaluations saved before the kill are the resumed run's, not evaluated again
+    # (their own timings, to the digit).
+    assert sorted(batch["done"]) == ["0", "1"]
+    for index in (0, 1):
+        row = final["trials"][4 + index]
+        assert row["key"] == batch["keys"][index]
+        assert row["eval_seconds"] == batch["done"][str(index)]["eval_seconds"]
+    assert not (run_dir / "batch.json").exists()
 
 
 def _json_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -118,6 +121,12 @@ def test_resume_keeps_the_run_settings(tmp_path, small_settings, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --resume continues a run") and err.count("\n") == 1
+    code = main(["search", "--resume", str(tmp_path), "--no-anchors", "--option", "population=3",
+                 "--seed", "1", "--space", "mobile", "--trials", "8"])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "error: --resume continues a run with its own settings; --space, --seed, --option, "
+        "--no-anchors cannot change (only --trials, --time-limit, --workers, --address)\n")
     # More trials may be asked for: the run goes on from where it stopped.
     assert main(["search", "--resume", str(tmp_path), "--trials", "8", "--quiet", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["trials"] == 8

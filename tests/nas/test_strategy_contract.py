@@ -1,9 +1,12 @@
 """The contract every search strategy keeps, checked for each one in the registry on a small toy
 space: seeded reproducibility, constraints never violated by a proposal, failed or NaN
 evaluations handled, duplicates never proposed, a mid-search state round trip that continues
-identically, and option/objective errors that name what is accepted."""
+identically, and option/objective errors that name what is accepted. Every strategy also
+describes itself: its name, whether it takes several objectives, and its options as a frozen
+dataclass with help on every field that refuses a bad value."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import zlib
@@ -12,7 +15,10 @@ import numpy as np
 import pytest
 
 from nas.objectives import Constraint, Objective
-from nas.strategies import STRATEGIES, Strategy, StrategyError, get_strategy, make_strategy
+from nas.strategies import (STRATEGIES, Strategy, StrategyContext, StrategyError, get_strategy,
+                            is_multi_objective, list_strategies, make_strategy,
+                            single_objective_strategies, strategy_options)
+from nas.strategies.options import StrategyOptions, option_defaults
 from search_spaces import Arch, Chain, Dimension, InvalidArchError, SearchSpace, register_space
 
 
@@ -226,6 +232,69 @@ def test_search_beats_the_average_arch(name):
     for strategy in found:
         run(strategy, 60)
     assert np.mean([s.best().metrics["acc"] for s in found]) >= scores[int(0.9 * SIZE)]
+
+
+# --- self-description ----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_strategy_describes_itself(name):
+    cls = get_strategy(name)
+    assert cls.name == name
+    declared = [k for c in cls.__mro__[:-1] if c is not Strategy for k in vars(c)]
+    assert "multi_objective" in declared and isinstance(cls.multi_objective, bool)
+    options = cls.options_type
+    assert issubclass(options, StrategyOptions) and dataclasses.is_dataclass(options)
+    assert options.__dataclass_params__.frozen
+    for f in dataclasses.fields(options):
+        assert str(f.metadata.get("help", "")).strip(), f"{name}: option {f.name} has no help"
+    assert cls.defaults == option_defaults(options)  # what the CLI routes --option by
+    assert options().as_dict() == cls.defaults  # the defaults are valid values
+    assert set(strategy_options(name)) == set(cls.defaults)
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_every_option_refuses_a_value_of_the_wrong_kind(name):
+    """Checked when the strategy is built, before any search: one line naming the option."""
+    cls = get_strategy(name)
+    for f in dataclasses.fields(cls.options_type):
+        bad = [1] if "str" in str(f.type) else "bogus"  # text where text is wrong, else a word
+        with pytest.raises(StrategyError) as info:
+            build(name, **{f.name: bad})
+        message = str(info.value)
+        assert f.name in message and "\n" not in message, message
+
+
+def test_registry_helpers_derive_from_the_classes():
+    assert list_strategies() == list(STRATEGIES)
+    assert single_objective_strategies() == ("evolution", "rl")
+    assert [n for n in STRATEGIES if is_multi_objective(n)] == ["random", "nsga2", "tpe",
+                                                                "differentiable"]
+    with pytest.raises(StrategyError, match="known: random, evolution"):
+        get_strategy("nosuch")
+
+
+@dataclasses.dataclass(frozen=True)
+class GreedyOptions(StrategyOptions):
+    pass
+
+
+class Greedy(Strategy):
+    """A strategy defined outside the package: one class and one registry line."""
+
+    name = "greedy"
+    multi_objective = False
+    options_type = GreedyOptions
+
+    def _propose(self, rng):
+        return self._fresh(self.space.sample, rng)
+
+
+def test_a_new_strategy_is_one_class_and_one_registry_line(monkeypatch, tmp_path):
+    monkeypatch.setitem(STRATEGIES, "greedy", f"{__name__}:Greedy")
+    assert "greedy" in list_strategies() and "greedy" in single_objective_strategies()
+    strategy = build("greedy", seed=0)
+    assert len(run(strategy, 10)) == 10 and strategy.defaults == {}
+    context = StrategyContext(tmp_path, SPACE.name, (), {}, 0, 1, 0, None, print)
+    assert strategy.prepare(context) is None  # the base class's hook does nothing
 
 
 # --- behaviour of particular strategies -------------------------------------------------------
