@@ -8,12 +8,22 @@ JSON has no NaN: a numeric metric that was NaN is written as null and restored a
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from estimators.files import atomic_write_json
-from nas.results import (LEAD_COLUMNS, TEXT_COLUMNS, ResultsError, clean_json, columns_of,
-                         is_int, json_kind, read_json, write_csv)
+from nas.results import (
+    LEAD_COLUMNS,
+    TEXT_COLUMNS,
+    ResultsError,
+    clean_json,
+    columns_of,
+    is_int,
+    json_kind,
+    read_json,
+    write_csv,
+)
 from nas.run_lock import writing
 from search_spaces import first_line
 

@@ -7,8 +7,9 @@ with `from_json`: an objective is `[metric, "maximize"|"minimize"]`, a constrain
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 DIRECTIONS = ("maximize", "minimize")
 
@@ -26,7 +27,7 @@ class Objective:
         return [self.metric, self.direction]
 
     @classmethod
-    def from_json(cls, value: Any) -> "Objective":
+    def from_json(cls, value: Any) -> Objective:
         """An objective from its JSON form; ValueError for anything else."""
         if not (isinstance(value, (list, tuple)) and len(value) == 2
                 and isinstance(value[0], str) and value[1] in DIRECTIONS):
@@ -57,7 +58,7 @@ class Constraint:
         return [self.metric, self.bound]
 
     @classmethod
-    def from_json(cls, value: Any) -> "Constraint":
+    def from_json(cls, value: Any) -> Constraint:
         """A constraint from its JSON form; ValueError for anything else."""
         if not (isinstance(value, (list, tuple)) and len(value) == 2
                 and isinstance(value[0], str) and isinstance(value[1], (int, float))

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -250,7 +251,7 @@ class Box:
     def as_dict(self, objectives: Sequence[Objective]) -> dict[str, list[float]]:
         return {o.metric: [i, r] for o, i, r in zip(objectives, self.ideal, self.reference)}
 
-    def union(self, other: "Box", objectives: Sequence[Objective]) -> "Box":
+    def union(self, other: Box, objectives: Sequence[Objective]) -> Box:
         """The box that holds both (for comparing runs on one scale)."""
         ideal, reference = [], []
         for o, i1, r1, i2, r2 in zip(objectives, self.ideal, self.reference, other.ideal,

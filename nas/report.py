@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -201,6 +202,16 @@ def format_front(result: Any, objectives: Sequence[Objective],
         if result.pareto else "(no usable trial within the budget)"
     return (f"{head}\n\n{table}\n\nhypervolume {result.hypervolume:.4f} "
             f"(stopped: {result.stopped})\nresults: {result.run_dir}")
+
+
+def progress_bar(total: int | None, initial: int) -> Any:
+    """The search's progress bar (stderr; `front_progress` is its text)."""
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc="search", unit="arch", file=sys.stderr,
+                dynamic_ncols=True, leave=False)
 
 
 def front_progress(rows: Sequence[Mapping[str, Any]], objectives: Sequence[Objective],

@@ -14,12 +14,12 @@ import csv
 import io
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from estimators.files import atomic_write_text
-from nas.objectives import (Constraint, Objective, constraints_from_json,
-                            objectives_from_json)
+from nas.objectives import Constraint, Objective, constraints_from_json, objectives_from_json
 from search_spaces import NasError, first_line
 
 TEXT_COLUMNS = ("key", "name", "acc_estimator", "error", "space")

@@ -13,16 +13,30 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from nas.checkpoint import ANCHOR_LEAD, checked_checkpoint, restore_nan
 from nas.objectives import Constraint, Objective
 from nas.pareto import Box, hypervolume_box, normalised_hypervolume, pareto_rows
-from nas.results import (LEAD_COLUMNS, TEXT_COLUMNS, ResultsError, _parse_cell, columns_of,
-                         constraints_of, is_int, json_kind, objectives_of, read_json, to_csv)
+from nas.results import (
+    LEAD_COLUMNS,
+    TEXT_COLUMNS,
+    ResultsError,
+    _parse_cell,
+    columns_of,
+    constraints_of,
+    is_int,
+    json_kind,
+    objectives_of,
+    read_json,
+    to_csv,
+)
 from search_spaces import first_line
 
 Warn = Callable[[str], None]
@@ -40,6 +54,24 @@ def resolve_run(run: str | Path, results_root: str | Path = "results") -> Path:
             return path
     raise ResultsError(f"no run at {run!r}: expected a folder with config.json (a path, or a "
                        f"run id under {results_root}/)")
+
+
+def new_run_dir(root: str | Path, space: str, strategy: str, seed: int) -> Path:
+    """results/<space>-<strategy>-s<seed>-<timestamp>[-n], created empty (two searches started
+    in the same second get two folders)."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(space).stem if space.endswith(
+        (".json", ".yaml", ".yml")) else space)
+    base = Path(root) / f"{stem}-{strategy}-s{seed}-{datetime.now():%Y%m%d-%H%M%S}"
+    path, n = base, 1
+    while True:
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            if not Path(root).is_dir():
+                raise
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
 
 
 @dataclass

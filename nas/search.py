@@ -15,26 +15,45 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from nas.budget import parse_budget
 from nas.checkpoint import CHECKPOINT_FORMAT, Checkpoint, restore_nan, write_json
-from nas.evaluation import (Evaluator, Metrics, available_metrics, check_accuracy_estimator,
-                            evaluation_config, needs_data, numeric_metrics, prepare,
-                            torch_threads)
+from nas.evaluation import (
+    Evaluator,
+    Metrics,
+    available_metrics,
+    check_accuracy_estimator,
+    evaluation_config,
+    needs_data,
+    numeric_metrics,
+    prepare,
+    torch_threads,
+)
 from nas.objectives import Constraint, all_satisfied
 from nas.pareto import pareto_rows
-from nas.report import front_progress, summarise
+from nas.report import front_progress, progress_bar, summarise
 from nas.results import clean_json, read_json
 from nas.run_lock import LOCK_FILE, run_lock, writing
 from nas.runners import Runner, make_runner
-from nas.search_settings import (DEFAULT_BATCH, DEFAULT_TRIALS, SearchError, SearchSettings,
-                                 check_metric_options, check_metrics, check_settings,
-                                 check_strategy_options, multi_objective, parse_objectives,
-                                 settings_to_argv, strategy_failure)
+from nas.search_settings import (
+    DEFAULT_BATCH,
+    DEFAULT_TRIALS,
+    SearchError,
+    SearchSettings,
+    check_metric_options,
+    check_metrics,
+    check_objectives,
+    check_settings,
+    check_strategy_options,
+    parse_objectives,
+    settings_to_argv,
+    strategy_failure,
+)
 from search_spaces import Arch, NasError, SearchSpace, get_space
 
 # Reference networks of other spaces worth showing beside a space's own (same input, same head).
@@ -89,7 +108,7 @@ class SearchJob:
         check_settings(settings)
         self.objectives = parse_objectives(settings.objectives, settings.strategy, settings.device)
         self.constraints: tuple[Constraint, ...] = parse_budget(settings.budget)
-        self._validate()
+        check_objectives(settings, self.objectives, self.constraints)
         self.space: SearchSpace = get_space(settings.space)
         if settings.strategy == "differentiable":
             # The supernet of a differentiable search trains on the search's data by default.
@@ -113,18 +132,6 @@ class SearchJob:
                              list(self.evaluator.cost(self.space.min_arch())))
         self._make_strategy()  # a bad strategy option fails now
         check_accuracy_estimator(self.eval_config)  # e.g. a table estimator's CSV and column
-
-    def _validate(self) -> None:
-        s = self.settings
-        latency = [c for c in self.constraints if c.metric == "latency_ms"]
-        latency += [o for o in self.objectives if o.metric == "latency_ms"]
-        if latency and not s.device:
-            raise SearchError("a latency budget or objective needs --device (a device with a "
-                              "latency table or a fitted predictor)")
-        if len(self.objectives) > 1 and not multi_objective(s.strategy):
-            raise SearchError(f"strategy {s.strategy!r} optimises one objective, got "
-                              f"{[o.metric for o in self.objectives]}; use nsga2, tpe or random "
-                              f"for several, or --objectives acc")
 
     def _make_strategy(self) -> Any:
         from nas.strategies import get_strategy, make_strategy
@@ -242,7 +249,7 @@ class SearchJob:
         runner = self._runner or make_runner(self.eval_config, shared, s.workers, s.address,
                                              evaluator if s.workers == 0 else None)
         self.runner = runner
-        bar = self._progress_bar(len(rows))
+        bar = None if self.quiet else progress_bar(self.trial_limit, len(rows))
         stopped = "trials"
         try:
             start = time.perf_counter() - elapsed
@@ -382,12 +389,3 @@ class SearchJob:
         from estimators.flops import FlopsEstimator
 
         return {"key": arch.key, **FlopsEstimator(self.eval_config["cost_classes"])(arch)}
-
-    # --- progress ------------------------------------------------------------------------------
-    def _progress_bar(self, initial: int):
-        if self.quiet:
-            return None
-        from tqdm import tqdm
-
-        return tqdm(total=self.trial_limit, initial=initial, desc="search", unit="arch",
-                    file=sys.stderr, dynamic_ncols=True, leave=False)

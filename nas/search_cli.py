@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from search_spaces import NasError, first_line
 
@@ -91,10 +92,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     import warnings
 
     from nas.cli import emit
-    from nas.run_lock import check_output_dir, writing
     from nas.report import format_front
+    from nas.run_folder import new_run_dir
+    from nas.run_lock import check_output_dir, writing
     from nas.search import SearchJob
-    from nas.search_settings import new_run_dir
 
     if args.resume is not None:
         settings, run_dir = _resumed(args)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from nas.checkpoint import CHECKPOINT_FORMAT
 from nas.objectives import Constraint, Objective
@@ -121,10 +121,6 @@ def setting_flags() -> list[SettingFlag]:
             for f in fields(SearchSettings) if "flag" in f.metadata]
 
 
-def _strategies() -> Sequence[str]:
-    return STRATEGY_CHOICES
-
-
 def _estimators() -> Sequence[str]:
     from nas.evaluation import ESTIMATORS
 
@@ -146,7 +142,7 @@ class SearchSettings:
         "--budget", "e.g. 300M-flops, 5M-params, 20ms-latency, joined by commas"))
     strategy: str = field(default="nsga2", metadata=flag(
         "--strategy", "search strategy (default nsga2: multi-objective evolution)",
-        choices=_strategies))
+        choices=lambda: STRATEGY_CHOICES))
     strategy_options: dict[str, Any] = field(default_factory=dict)  # from --option
     estimator: str = field(default="supernet", metadata=flag(
         "--estimator", "accuracy estimator (default supernet, trained once and cached; proxy "
@@ -197,7 +193,7 @@ class SearchSettings:
         return asdict(self)
 
     @staticmethod
-    def from_json(values: Mapping[str, Any]) -> "SearchSettings":
+    def from_json(values: Mapping[str, Any]) -> SearchSettings:
         """Settings from `to_json`'s form (names this version does not know are ignored)."""
         names = {f.name for f in fields(SearchSettings)}
         return SearchSettings(**{k: v for k, v in values.items() if k in names})
@@ -235,24 +231,6 @@ def multi_objective(strategy: str) -> bool:
     from nas.strategies import STRATEGIES, get_strategy
 
     return strategy not in STRATEGIES or get_strategy(strategy).multi_objective
-
-
-def new_run_dir(root: str | Path, space: str, strategy: str, seed: int) -> Path:
-    """results/<space>-<strategy>-s<seed>-<timestamp>[-n], created empty (two searches started
-    in the same second get two folders)."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(space).stem if space.endswith(
-        (".json", ".yaml", ".yml")) else space)
-    base = Path(root) / f"{stem}-{strategy}-s{seed}-{datetime.now():%Y%m%d-%H%M%S}"
-    path, n = base, 1
-    while True:
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            if not Path(root).is_dir():
-                raise
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
 
 
 # --- checks --------------------------------------------------------------------------------------
@@ -333,6 +311,20 @@ def check_metrics(objectives: Sequence[Objective], constraints: Sequence[Constra
             raise SearchError(f"unknown {what} {unknown[0]!r}: estimator {estimator} with these "
                               f"settings reports {', '.join(available)} (aliases: "
                               f"{', '.join(f'{k}={v}' for k, v in METRIC_ALIASES.items())})")
+
+
+def check_objectives(s: SearchSettings, objectives: Sequence[Objective],
+                     constraints: Sequence[Constraint]) -> None:
+    """Objectives and budget that the device and the strategy can work with."""
+    latency = [c for c in constraints if c.metric == "latency_ms"]
+    latency += [o for o in objectives if o.metric == "latency_ms"]
+    if latency and not s.device:
+        raise SearchError("a latency budget or objective needs --device (a device with a "
+                          "latency table or a fitted predictor)")
+    if len(objectives) > 1 and not multi_objective(s.strategy):
+        raise SearchError(f"strategy {s.strategy!r} optimises one objective, got "
+                          f"{[o.metric for o in objectives]}; use nsga2, tpe or random "
+                          f"for several, or --objectives acc")
 
 
 def check_metric_options(strategy: str, options: Mapping[str, Any], available: Sequence[str],

@@ -1,7 +1,8 @@
 """Plain-text tables for the CLI."""
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from nas.objectives import format_metric
 

@@ -10,8 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nas.objectives import Objective
-from nas.pareto import (crowding_distance, dominates, hypervolume, hypervolume_contributions,
-                        nadir, non_dominated_sort, pareto_mask, to_minimization)
+from nas.pareto import (
+    crowding_distance,
+    dominates,
+    hypervolume,
+    hypervolume_contributions,
+    nadir,
+    non_dominated_sort,
+    pareto_mask,
+    to_minimization,
+)
 
 
 def point_sets(dims: tuple[int, ...] = (2, 3), max_points: int = 25, high: int = 6):

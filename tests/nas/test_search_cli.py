@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nas.cli import main
 from nas import load  # the public name users call
+from nas.cli import main
 
 SMALL_ARGV = ["--space", "nb201", "--budget", "60M-flops", "--estimator", "proxy",
               "--option", 'proxies=["jacov"]', "--option", "batch_size=16", "--data", "digits",
