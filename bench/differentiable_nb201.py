@@ -29,11 +29,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from progress import progress_lines  # noqa: E402
+
 from estimators.data import load_data  # noqa: E402
 from estimators.files import atomic_write_text  # noqa: E402
 from estimators.train import TrainRecipe, train_model  # noqa: E402
 from nas.differentiable import DifferentiableSearch, SearchConfig  # noqa: E402
-from progress import progress_lines  # noqa: E402
 from search_spaces import get_space, register_space  # noqa: E402
 from search_spaces.spaces import nb201 as nb201_family  # noqa: E402
 

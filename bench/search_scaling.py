@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
 import sys
 import time
@@ -48,13 +47,12 @@ def main() -> int:
             options[name] = text
 
     from estimators.flops import FlopsEstimator
+    from estimators.ray_local import start_local_ray
     from nas.budget import parse_budget
     from nas.evaluation import evaluation_config, prepare
     from nas.runners import RayRunner
     from nas.sampling import sample_within
     from search_spaces import get_space
-
-    from estimators.ray_local import start_local_ray
 
     start_local_ray(num_cpus=2, log_to_driver=False, logging_level="ERROR")
     config = evaluation_config(args.space, args.estimator, options,

@@ -41,8 +41,11 @@ from estimators.accuracy import TrainEstimator  # noqa: E402
 from estimators.data import load_data  # noqa: E402
 from estimators.files import atomic_write_text  # noqa: E402
 from estimators.flops import FlopsEstimator  # noqa: E402
-from estimators.supernet import SupernetEstimator  # noqa: E402
-from estimators.supernet import SupernetRecipe, train_supernet  # noqa: E402
+from estimators.supernet import (  # noqa: E402
+    SupernetEstimator,  # noqa: E402
+    SupernetRecipe,
+    train_supernet,
+)
 from estimators.train import TrainRecipe  # noqa: E402
 from search_spaces import Arch, SearchSpace, get_space  # noqa: E402
 from search_spaces.supernets.dead_taps import dead_taps_trimmed  # noqa: E402

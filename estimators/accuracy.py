@@ -15,15 +15,23 @@ that cannot run that small (a ViT with fixed position embeddings) needs `resolut
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from estimators.base import (ESTIMATOR_KEY, AccuracyEstimator, EstimatorOptions, Metrics,
-                             Resolution, Shared, option)
+from estimators.base import (
+    ESTIMATOR_KEY,
+    AccuracyEstimator,
+    EstimatorOptions,
+    Metrics,
+    Resolution,
+    Shared,
+    option,
+)
 from estimators.data import DataSplits, load_data
 from estimators.progress import StepProgress
 from estimators.proxies import PROXY_NAMES, score_proxies
@@ -108,7 +116,7 @@ class ProxyEstimator(AccuracyEstimator):
         return tuple(dict.fromkeys(["acc", options["proxy"], *proxies]))
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], shared: Shared) -> "ProxyEstimator":
+    def from_config(cls, config: Mapping[str, Any], shared: Shared) -> ProxyEstimator:
         options = config["options"]
         proxies = options["proxies"] if options["proxies"] is not None else PROXY_NAMES
         return cls(shared["data"], options["proxy"], proxies=tuple(proxies),
@@ -118,7 +126,7 @@ class ProxyEstimator(AccuracyEstimator):
     @classmethod
     def create(cls, space: SearchSpace | str, *, data: DataSplits | None = None,
                proxy: str = "jacov", batch_size: int = 64, seed: int = 0,
-               resolution: Resolution = None, **_: Any) -> "ProxyEstimator":
+               resolution: Resolution = None, **_: Any) -> ProxyEstimator:
         return cls(data, proxy, batch_size=batch_size, seed=seed, resolution=resolution)
 
     @property
@@ -186,7 +194,7 @@ class TrainEstimator(AccuracyEstimator):
         return ("acc", "train_loss", "train_steps")
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], shared: Shared) -> "TrainEstimator":
+    def from_config(cls, config: Mapping[str, Any], shared: Shared) -> TrainEstimator:
         options = config["options"]
         return cls(shared["data"], train_recipe(options), config["seed"], "val",
                    options["resolution"])
@@ -195,7 +203,7 @@ class TrainEstimator(AccuracyEstimator):
     def create(cls, space: SearchSpace | str, *, data: DataSplits | None = None,
                recipe: TrainRecipe = TrainRecipe(), seed: int = 0, split: str = "val",
                resolution: Resolution = None, progress: StepProgress | None = None,
-               **_: Any) -> "TrainEstimator":
+               **_: Any) -> TrainEstimator:
         return cls(data, recipe, seed, split, resolution, progress)
 
     @property
@@ -247,13 +255,13 @@ class TableEstimator(AccuracyEstimator):
             self.table = AccuracyTable(table, resolved, column, extra=extra)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], shared: Shared) -> "TableEstimator":
+    def from_config(cls, config: Mapping[str, Any], shared: Shared) -> TableEstimator:
         options = config["options"]
         return cls(options["table"], config["space"], options["column"])
 
     @classmethod
     def create(cls, space: SearchSpace | str, *, table: str | Path | None = None,
-               column: str | None = None, **_: Any) -> "TableEstimator":
+               column: str | None = None, **_: Any) -> TableEstimator:
         if table is None:
             raise NasError(TABLE_NEEDED)
         return cls(table, space, column)

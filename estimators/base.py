@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from search_spaces import Arch, NasError
 
@@ -136,13 +137,13 @@ class AccuracyEstimator(ABC):
 
     @classmethod
     @abstractmethod
-    def from_config(cls, config: Mapping[str, Any], shared: Shared) -> "AccuracyEstimator":
+    def from_config(cls, config: Mapping[str, Any], shared: Shared) -> AccuracyEstimator:
         """The estimator of an evaluation config (`options`: every option, defaults filled)
         with the objects `prepare` made (`shared["data"]` when `needs_data`)."""
 
     @classmethod
     @abstractmethod
-    def create(cls, space: Any, **kwargs: Any) -> "AccuracyEstimator":
+    def create(cls, space: Any, **kwargs: Any) -> AccuracyEstimator:
         """The estimator `nas evaluate` asks for (see `estimators.accuracy.make_estimator`)."""
 
     # --- what an instance does ------------------------------------------------------------

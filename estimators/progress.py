@@ -1,7 +1,7 @@
 """The callback types that long-running estimator work reports through, one name per shape."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 StepProgress = Callable[[int, int, float], None]  # (step, total steps, running loss): training
 CountProgress = Callable[[int, int], None]  # (done, total): measuring blocks, validating

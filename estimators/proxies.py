@@ -19,7 +19,7 @@ attention projections, not norms or biases (NASLib takes Conv2d and Linear weigh
 from __future__ import annotations
 
 import copy
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch

@@ -4,8 +4,8 @@ space's `parse`, so a table may hold keys or the published forms (NB201 cell str
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from search_spaces import Arch, NasError, SearchSpace, first_line
 

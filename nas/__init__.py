@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 __all__ = ["Arch", "NasError", "get_space", "list_spaces", "load"]
 
 
-def load(path: str | Path) -> "nn.Module":
+def load(path: str | Path) -> nn.Module:
     """The model `nas export` wrote to `path`, rebuilt as an `nn.Module` with its weights."""
     from nas.export import load as load_exported  # torch only when a model is loaded
 

@@ -49,7 +49,7 @@ class Table:
 
     @classmethod
     def from_csv(cls, path: str | Path, space: SearchSpace, columns: Sequence[str],
-                 arch_column: str = "arch") -> "Table":
+                 arch_column: str = "arch") -> Table:
         """Read `columns` of a CSV whose `arch_column` names each row's architecture."""
         import pandas as pd
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from estimators.registry import get_estimator, list_estimators
 from estimators.threads import torch_threads

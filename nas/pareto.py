@@ -23,7 +23,6 @@ import numpy as np
 
 from nas.objectives import Constraint, Objective, all_satisfied
 
-PERCENT_ESTIMATORS = ("supernet", "train", "table")
 SCORE_MARGIN = 0.1  # share of a score's front range added below it (see `hypervolume_box`)
 
 
@@ -281,7 +280,7 @@ def hypervolume_box(rows: Sequence[Mapping[str, Any]], objectives: Sequence[Obje
                 values = _values(rows, metric)
                 worst = max(values) if values else 1.0
             reference.append(float(worst))
-        elif metric.startswith("acc") and estimator in PERCENT_ESTIMATORS:
+        elif metric.startswith("acc") and _percent(estimator):
             ideal.append(100.0)
             reference.append(0.0)
         else:
@@ -321,3 +320,10 @@ def normalised_hypervolume(front: Sequence[Mapping[str, Any]], objectives: Seque
                          if (float(row[o.metric]) - best) * (worst - best) >= 0 else 0.0)
         points.append(point)
     return float(hypervolume(np.array(points), [1.0] * len(objectives)))
+
+
+def _percent(estimator: str | None) -> bool:
+    """Whether the estimator's `acc` is a top-1 percentage (so its box runs 100 to 0)."""
+    from estimators.registry import get_estimator, list_estimators
+
+    return estimator in list_estimators() and get_estimator(estimator).unit == "percent"

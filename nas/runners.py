@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from nas.evaluation import Evaluator, Metrics, Shared, one_line
 from search_spaces import NasError

@@ -7,7 +7,7 @@ holds. The repair keeps the sample's other genes, so samples stay spread over th
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from nas.objectives import Constraint, all_satisfied, format_metric
 from search_spaces import Arch, NasError, SearchSpace

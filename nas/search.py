@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from estimators.registry import get_estimator
 from nas.budget import parse_budget
 from nas.checkpoint import CHECKPOINT_FORMAT, Checkpoint, restore_nan, write_json
 from nas.evaluation import (
@@ -383,7 +384,7 @@ class SearchJob:
         space = get_space(space_name)
         arch = space.reference_archs()[name]
         config = dict(self.eval_config, space=space_name, device=None)
-        if config["estimator"] in ("proxy", "train"):
+        if not get_estimator(config["estimator"]).space_bound:  # it can score other spaces
             other = Evaluator(config, evaluator.shared)
             return {"key": arch.key, **other(arch)}
         from estimators.flops import FlopsEstimator

@@ -122,9 +122,9 @@ def setting_flags() -> list[SettingFlag]:
 
 
 def _estimators() -> Sequence[str]:
-    from nas.evaluation import ESTIMATORS
+    from estimators.registry import list_estimators
 
-    return ESTIMATORS
+    return list_estimators()
 
 
 def _datasets() -> Sequence[str]:

@@ -1,8 +1,9 @@
 """`Arch`: a frozen, hashable point of a search space with a canonical readable key."""
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ class Arch:
     def as_dict(self) -> dict[str, Gene]:
         return dict(self.genes)
 
-    def replace(self, **changes: Gene) -> "Arch":
+    def replace(self, **changes: Gene) -> Arch:
         """A copy with some genes changed (not canonicalised: use `space.canonical`)."""
         return Arch(self.space, tuple((k, changes.get(k, v)) for k, v in self.genes))
 
@@ -46,7 +47,7 @@ class Arch:
         return f"{self.space}:{self.search_space.encode(self)}"
 
     @staticmethod
-    def decode(key: str) -> "Arch":
+    def decode(key: str) -> Arch:
         """Parse a key made by `Arch.key` (the space is named before the first ':')."""
         space_name, sep, body = key.partition(":")
         if not sep:

@@ -3,7 +3,8 @@ space to encode and decode keys, and the registry (which imports the spaces) ins
 lookup when it loads, so `arch` never imports `registry` (no import cycle)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 
 class SpaceCodec(Protocol):

@@ -1,7 +1,7 @@
 """`Network`: a built architecture (kept apart so spaces and strategies load without torch)."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 MAX_CHANNELS = 1 << 16  # widths, stems, heads, growth rates
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,841; a 10^6-way classifier is gigabytes

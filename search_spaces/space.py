@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
+
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError
 
@@ -48,7 +50,7 @@ class BlockSpec:
     name: str = field(default="", compare=False)
 
     @staticmethod
-    def of(op: str, in_shape: Sequence[int], name: str = "", **args: Any) -> "BlockSpec":
+    def of(op: str, in_shape: Sequence[int], name: str = "", **args: Any) -> BlockSpec:
         return BlockSpec(op, tuple(int(s) for s in in_shape), tuple(sorted(args.items())), name)
 
     @property
@@ -213,7 +215,7 @@ class SearchSpace(ABC):
         return np.concatenate(parts)
 
     def build(self, arch: Arch, num_classes: int | None = None,
-              in_channels: int | None = None) -> "Network":
+              in_channels: int | None = None) -> Network:
         from search_spaces.network import Network
         from search_spaces.ops import build_block
 

@@ -1,6 +1,8 @@
 """The contract every registered space passes (as Optuna runs one suite over every sampler)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -163,7 +165,7 @@ def test_a_space_file_cannot_take_a_builtin_name(tmp_path, name):
     with pytest.raises(NasError, match="built-in"):
         load_space_file(_space_file(tmp_path, {"name": name, "base": base}))
     named_by_file = tmp_path / f"{name}.json"  # no `name:`: the file name is the space name
-    named_by_file.write_text('{"base": "%s"}' % base)
+    named_by_file.write_text(json.dumps({"base": base}))
     with pytest.raises(NasError, match="built-in"):
         load_space_file(named_by_file)
 

@@ -7,8 +7,8 @@ may measure a block twice; the last write wins, which is harmless).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

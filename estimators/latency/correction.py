@@ -6,12 +6,11 @@ networks by least squares on the relative error, the quantity the targets are st
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from estimators.latency.store import Correction
-
 
 ROBUST_FROM = 10  # networks from which one badly measured network is down-weighted
 

@@ -23,7 +23,7 @@ class LatencyEstimator:
         self._cache: dict[str, dict[str, float]] = {}
 
     @classmethod
-    def open(cls, space: SearchSpace, device: str = "cpu", **options: Any) -> "LatencyEstimator":
+    def open(cls, space: SearchSpace, device: str = "cpu", **options: Any) -> LatencyEstimator:
         """An estimator for `space` on a device name (`cpu`, `cuda`, a fitted or imported one);
         options as `open_predictor`."""
         from estimators.latency.devices import open_predictor

@@ -28,8 +28,9 @@ large ones) be fitted from 100 networks by a linear model.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -11,9 +11,9 @@ model is fitted on the same rows as the baseline.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 
@@ -65,7 +65,7 @@ class FittedModel:
                 "num_classes": self.num_classes}
 
     @staticmethod
-    def from_dict(data: dict) -> "FittedModel":
+    def from_dict(data: dict) -> FittedModel:
         return FittedModel(data["space"], data["feature_set"], tuple(data["stats"]),
                            tuple(data["stages"]), list(data["coef"]), float(data["intercept"]),
                            float(data["alpha"]), bool(data["robust"]),
@@ -177,7 +177,7 @@ def fit_device(space: SearchSpace, archs: Sequence[Arch], latencies: Sequence[fl
                train: int, seed: int = 0, table: dict[str, float] | None = None,
                table_fingerprint: str = "", num_classes: int | None = None,
                feature_sets: Sequence[str] | None = None,
-               fixed: tuple[float, bool] | None = None) -> tuple[FitReport, "FittedPredictor"]:
+               fixed: tuple[float, bool] | None = None) -> tuple[FitReport, FittedPredictor]:
     """Fit on `train` random rows (seeded), evaluate on the rest, with the FLOPs baseline.
     `fixed` = (alpha, robust) skips the search over those (with one feature set: no CV)."""
     start = time.perf_counter()

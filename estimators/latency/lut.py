@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from estimators.latency.errors import LatencyError
 from search_spaces import BlockSpec, first_line

@@ -1,7 +1,7 @@
 """Accuracy of latency predictions: share within +-5% / +-10%, MAPE and Kendall tau."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.stats import kendalltau

@@ -7,7 +7,8 @@ format's key mapping. Entries are loaded into a dict once, so a prediction costs
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from estimators.latency.errors import LatencyError
 from estimators.latency.profiler import Profiler

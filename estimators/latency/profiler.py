@@ -7,8 +7,8 @@ random input of the chosen batch size and dtype, in eval mode under `torch.infer
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -56,7 +56,7 @@ class Profiler:
         self.torch_device = torch.device("cuda" if device == "cuda" else "cpu")
 
     @contextmanager
-    def session(self) -> Iterator["Profiler"]:
+    def session(self) -> Iterator[Profiler]:
         """Apply the thread count (and, if asked and permitted, the highest scheduling priority)
         for the duration of a measurement session, then restore both."""
         previous = torch.get_num_threads()

@@ -12,9 +12,9 @@ import math
 import os
 import sqlite3
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from estimators.latency.cache import table_path
 from estimators.latency.errors import LatencyError
@@ -79,13 +79,13 @@ class LatencyStore:
             raise LatencyError(f"cannot open latency table {self.path}: {exc}") from None
 
     # --- plumbing -----------------------------------------------------------------------------
-    def _transaction(self) -> "_Tx":
+    def _transaction(self) -> _Tx:
         return _Tx(self._conn)
 
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> "LatencyStore":
+    def __enter__(self) -> LatencyStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

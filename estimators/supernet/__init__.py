@@ -3,8 +3,12 @@
 `parallel` (Ray Train workers) and `estimator` (the `supernet` accuracy estimator)."""
 from estimators.supernet.cache import CheckpointError, SupernetCacheWarning
 from estimators.supernet.estimator import SupernetEstimator, top1
-from estimators.supernet.trainer import (SandwichTrainer, SupernetRecipe, TrainedSupernet,
-                                         supernet_for)
+from estimators.supernet.trainer import (
+                                         SandwichTrainer,
+                                         SupernetRecipe,
+                                         TrainedSupernet,
+                                         supernet_for,
+)
 from estimators.supernet.training import load_trained, locate, train_supernet
 
 __all__ = ["CheckpointError", "SandwichTrainer", "SupernetCacheWarning", "SupernetEstimator",

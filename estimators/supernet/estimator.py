@@ -10,9 +10,10 @@ layout with dead kernel taps trimmed (see `search_spaces.supernets.dead_taps`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,8 +22,7 @@ from estimators.base import AccuracyEstimator, EstimatorOptions, Resolution, Sha
 from estimators.batchnorm import fold_batchnorm, recalibrate_batchnorm
 from estimators.data import DataSplits
 from estimators.progress import StepProgress
-from estimators.supernet.trainer import (SupernetRecipe, TrainedSupernet, input_size,
-                                         supernet_for)
+from estimators.supernet.trainer import SupernetRecipe, TrainedSupernet, input_size, supernet_for
 from estimators.supernet.training import load_trained, train_supernet
 from estimators.threads import available_cores, torch_threads
 from estimators.train import resize_batch
@@ -144,7 +144,7 @@ class SupernetEstimator(AccuracyEstimator):
                                   "reused": trained.reused, "train_seconds": trained.seconds}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], shared: Shared) -> "SupernetEstimator":
+    def from_config(cls, config: Mapping[str, Any], shared: Shared) -> SupernetEstimator:
         """The estimator on the shared weights (each process rebuilds the supernet from its
         config and loads them: the weights travel, the module does not)."""
         if "supernet" not in shared:
@@ -163,7 +163,7 @@ class SupernetEstimator(AccuracyEstimator):
     @classmethod
     def create(cls, space: SearchSpace | str, *, data: DataSplits | None = None,
                split: str = "val", seed: int = 0, cache_dir: str | Path | None = None,
-               **_: Any) -> "SupernetEstimator":
+               **_: Any) -> SupernetEstimator:
         """The estimator on the cached supernet trained with the default recipe (not
         trained here: a NasError says how to train it)."""
         from estimators.data import load_data
@@ -208,7 +208,7 @@ class SupernetEstimator(AccuracyEstimator):
     def for_space(cls, space: SearchSpace | str, data: DataSplits, *,
                   recipe: SupernetRecipe = SupernetRecipe(), train: bool = True,
                   workers: int = 1, quiet: bool = True, cache_dir: str | Path | None = None,
-                  progress: StepProgress | None = None, **kwargs) -> "SupernetEstimator":
+                  progress: StepProgress | None = None, **kwargs) -> SupernetEstimator:
         """The estimator on the cached supernet of (space, data, recipe); trained first when
         `train` (else a NasError says how to train it)."""
         resolved = get_space(space) if isinstance(space, str) else space

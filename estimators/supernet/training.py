@@ -12,11 +12,26 @@ from typing import Any
 
 from estimators.data import DataSplits
 from estimators.progress import Log, StepProgress
-from estimators.supernet.cache import (CheckpointError, SupernetCacheWarning, cache_key,
-                                       checkpoint_path, data_fingerprint, load_checkpoint,
-                                       load_weights, save_checkpoint, space_signature)
-from estimators.supernet.trainer import (SandwichTrainer, SupernetRecipe, TrainedSupernet,
-                                         check_runs, checkpoint_meta, restore, supernet_for)
+from estimators.supernet.cache import (
+    CheckpointError,
+    SupernetCacheWarning,
+    cache_key,
+    checkpoint_path,
+    data_fingerprint,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+    space_signature,
+)
+from estimators.supernet.trainer import (
+    SandwichTrainer,
+    SupernetRecipe,
+    TrainedSupernet,
+    check_runs,
+    checkpoint_meta,
+    restore,
+    supernet_for,
+)
 from search_spaces import NasError, SearchSpace, get_space
 
 

@@ -6,12 +6,11 @@ import argparse
 import json
 import sys
 import warnings
-from typing import Any, Callable
+from typing import Any
 
 from estimators.files import atomic_write_text
+from nas.cli.common import CommandAdder
 from search_spaces import NasError, SearchSpace, get_space
-
-CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
 
 def _weights(text: str) -> list[float]:

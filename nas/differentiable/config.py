@@ -1,8 +1,9 @@
 """Settings of a differentiable search, validated with one-line messages."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from nas.differentiable.errors import SearchConfigError
 from search_spaces.arch import Gene
@@ -89,7 +90,7 @@ class SearchConfig:
         return out
 
     @staticmethod
-    def from_dict(values: Mapping[str, Any]) -> "SearchConfig":
+    def from_dict(values: Mapping[str, Any]) -> SearchConfig:
         accepted = sorted(SearchConfig.__dataclass_fields__)
         unknown = sorted(set(values) - set(accepted))
         if unknown:

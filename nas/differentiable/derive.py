@@ -9,7 +9,7 @@ cost function on whole architectures (so the result is feasible by construction)
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from nas.differentiable.errors import RelaxationError
 from nas.differentiable.relax import Relaxation

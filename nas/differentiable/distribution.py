@@ -3,7 +3,7 @@ the supernet uses: the softmax (DARTS) or a Gumbel-softmax sample (FBNet / SNAS 
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch

@@ -1,8 +1,9 @@
 """What one differentiable search (one cost weight) found, as plain, JSON-ready data."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class SearchResult:
                 "history": [dict(h) for h in self.history]}
 
     @staticmethod
-    def from_dict(data: Mapping[str, Any], space: SearchSpace) -> "SearchResult":
+    def from_dict(data: Mapping[str, Any], space: SearchSpace) -> SearchResult:
         body = str(data["arch"]).split(":", 1)[1]
         return SearchResult(
             cost_weight=float(data["cost_weight"]), arch=space.decode(body),

@@ -18,20 +18,29 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from nas.differentiable.config import SearchConfig
 from nas.differentiable.errors import SearchConfigError
 from nas.strategies.base import Strategy, StrategyContext, StrategyError
-from nas.strategies.options import (StrategyOptions, between, number, number_list, option,
-                                    optional, text, whole)
+from nas.strategies.options import (
+    StrategyOptions,
+    between,
+    number,
+    number_list,
+    option,
+    optional,
+    text,
+    whole,
+)
 from search_spaces import Arch
 
 CACHE_SIZE = 8
-_CACHE: "OrderedDict[str, dict[str, Any]]" = OrderedDict()
+_CACHE: OrderedDict[str, dict[str, Any]] = OrderedDict()
 _CONFIG = SearchConfig()  # the defaults of the SearchConfig settings
 
 
@@ -150,7 +159,7 @@ class DifferentiableSearchStrategy(Strategy):
         o = self.options
         params = {"space": context.space, "data": o["data"], "data_dir": o["data_dir"],
                   "val_fraction": float(o["val_fraction"]), "config": self.config.as_dict(),
-                  "constraints": [[c.metric, c.bound] for c in context.constraints],
+                  "constraints": [c.to_json() for c in context.constraints],
                   "eval_config": dict(context.eval_config), "seed": context.seed,
                   "threads": context.threads}
         weights = [float(w) for w in o["cost_weights"]]
@@ -191,7 +200,7 @@ class DifferentiableSearchStrategy(Strategy):
                 probe[self.key(arch)] = {k: v for k, v in self.cost_fn(arch).items()
                                          if isinstance(v, (int, float))}
         return json.dumps([self.space.name, self.options, self.config.as_dict(), self.seed,
-                           [[c.metric, c.bound] for c in self.constraints], probe],
+                           [c.to_json() for c in self.constraints], probe],
                           sort_keys=True, default=str)
 
     # --- proposals -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ that small, and their blocks would cost as much as the chosen ones.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -18,7 +19,7 @@ from estimators.data import load_data
 from nas.differentiable.config import SearchConfig
 from nas.differentiable.search import DifferentiableSearch
 from nas.evaluation import Evaluator, one_line, torch_threads
-from nas.objectives import Constraint
+from nas.objectives import constraints_from_json
 from nas.runners import RunnerError, init_ray
 from search_spaces import get_space
 
@@ -33,7 +34,7 @@ def differentiable_result(params: Mapping[str, Any]) -> tuple[dict[str, Any], st
     evaluator = Evaluator(params["eval_config"], shared={})  # costs only
     with torch_threads(int(params["threads"])), torch.random.fork_rng(devices=[]):
         search = DifferentiableSearch(space, data, SearchConfig.from_dict(params["config"]),
-                                      [Constraint(m, b) for m, b in params["constraints"]],
+                                      constraints_from_json(params["constraints"]),
                                       evaluator.cost, seed=params["seed"])
         result = search.run(float(params["cost_weight"]))
     base = search.relaxation.arch({d.name: len(d.options) - 1 for d in search.relaxation.searched})

@@ -9,7 +9,8 @@ and one line here.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from nas.objectives import Constraint, Objective
 from nas.sampling import CostFn

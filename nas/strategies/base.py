@@ -23,9 +23,10 @@ from __future__ import annotations
 import itertools
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -226,8 +227,8 @@ class Strategy(ABC):
             "strategy": self.name,
             "space": self.space.name,
             "seed": self.seed,
-            "objectives": [[o.metric, o.direction] for o in self.objectives],
-            "constraints": [[c.metric, c.bound] for c in self.constraints],
+            "objectives": [o.to_json() for o in self.objectives],
+            "constraints": [c.to_json() for c in self.constraints],
             "options": dict(self.options),
             "asks": self._asks,
             "exhausted": self._exhausted,

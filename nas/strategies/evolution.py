@@ -29,15 +29,24 @@ proxies of evaluated archs is dropped before evaluation and never proposed again
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from nas.strategies.base import Strategy, StrategyError, Trial
 from nas.strategies.marginals import GeneRanks
-from nas.strategies.options import (StrategyOptions, at_least, between, integer, one_of, option,
-                                    optional, text)
+from nas.strategies.options import (
+    StrategyOptions,
+    at_least,
+    between,
+    integer,
+    one_of,
+    option,
+    optional,
+    text,
+)
 from search_spaces import Arch
 
 MIN_PROXY_HISTORY = 5  # proxy scores needed before a quantile threshold means anything

@@ -6,7 +6,7 @@ of which dimension tends to win" (a univariate estimate, like PBIL's or TPE's pe
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -18,14 +18,24 @@ NAS-Bench-201, at three times the cost.)
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from nas.strategies.base import Strategy, Trial
-from nas.strategies.options import (OptionError, StrategyOptions, at_least, between, number,
-                                    option, optional, positive, text)
+from nas.strategies.options import (
+    OptionError,
+    StrategyOptions,
+    at_least,
+    between,
+    number,
+    option,
+    optional,
+    positive,
+    text,
+)
 from search_spaces import Arch
 
 RESAMPLES = 10  # policy samples per proposal before falling back to a random neighbour walk

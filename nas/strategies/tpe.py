@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import warnings
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -20,11 +20,11 @@ class Cost:
     sparse_macs: int = 0
     params: int = 0
 
-    def __add__(self, other: "Cost") -> "Cost":
+    def __add__(self, other: Cost) -> Cost:
         return Cost(self.macs + other.macs, self.sparse_macs + other.sparse_macs,
                     self.params + other.params)
 
-    def __mul__(self, n: int) -> "Cost":
+    def __mul__(self, n: int) -> Cost:
         return Cost(self.macs * n, self.sparse_macs * n, self.params * n)
 
 

@@ -20,16 +20,28 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from search_spaces import settings
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError
 from search_spaces.space import BlockSpec, Chain, Dimension, SearchSpace, config_from_dict
 from search_spaces.spaces.resnet import (
-    DENSITIES, FLOATS, INTS, fill_inactive_defaults, float_options, int_options, join_floats,
-    join_ints, nested_int_options, split_floats, split_ints, str_options)
+    DENSITIES,
+    FLOATS,
+    INTS,
+    fill_inactive_defaults,
+    float_options,
+    int_options,
+    join_floats,
+    join_ints,
+    nested_int_options,
+    split_floats,
+    split_ints,
+    str_options,
+)
 
 # cheapest first: at the same layer count an OSA block costs fewer MACs and params
 BLOCK_TYPES = ("osa", "dense")

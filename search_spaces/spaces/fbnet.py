@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from search_spaces import settings
 from search_spaces.arch import Arch, Gene
@@ -88,7 +89,7 @@ def _check_ops(ops: Any) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _check_groups(config: "FBNetConfig") -> None:
+def _check_groups(config: FBNetConfig) -> None:
     """A grouped candidate must divide every width it sees (input, expanded, output)."""
     width = config.stem
     for out, depth in zip(config.widths, config.depths):

@@ -10,12 +10,12 @@ Key bodies read like timm block strings, '-' between parts and '.' between block
 """
 from __future__ import annotations
 
-from abc import abstractmethod
-
 import math
 import re
+from abc import abstractmethod
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from search_spaces import settings
 from search_spaces.arch import Arch, Gene
@@ -62,7 +62,7 @@ class _Tokens:
     def __init__(self, dimensions: tuple[Dimension, ...]):
         self.table = {d.name: {str(o): o for o in d.options} for d in dimensions}
 
-    def gene(self, space: "_AttentionSpace", body: str, name: str, token: str) -> Gene:
+    def gene(self, space: _AttentionSpace, body: str, name: str, token: str) -> Gene:
         if token not in self.table[name]:
             space.bad_key(body, f"{token!r} is not a valid {name} ({'/'.join(self.table[name])})")
         return self.table[name][token]

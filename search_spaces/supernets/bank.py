@@ -4,8 +4,8 @@ asks for the largest shape), plus OFA kernel transform matrices for elastic dept
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import torch
 from torch import nn

@@ -7,7 +7,7 @@ narrower than its input), plus seeded random archs for combinations of two or mo
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

@@ -10,9 +10,9 @@ Block templates are built on the meta device (no memory, no initialisation) and 
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Iterator
 
 import torch
 from torch import nn

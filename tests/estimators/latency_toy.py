@@ -1,8 +1,8 @@
 """A tiny space for the latency tests (few distinct blocks, microsecond-scale forwards)."""
 from __future__ import annotations
 
-from search_spaces import Chain, Dimension, InvalidArchError, SearchSpace, register_space
 from estimators.latency.timing import TimingPlan
+from search_spaces import Chain, Dimension, InvalidArchError, SearchSpace, register_space
 
 FAST_PLAN = TimingPlan(warmup_ms=1.0, rounds=2, round_ms=0.5, max_calls=50)
 

@@ -6,15 +6,29 @@ import json
 import pytest
 import torch
 
-from estimators.accuracy import (ESTIMATOR_KEY, ProxyEstimator, TableEstimator, TrainEstimator,
-                                 build_for_data, make_estimator, target_resolution)
+from estimators.accuracy import (
+    ESTIMATOR_KEY,
+    ProxyEstimator,
+    TableEstimator,
+    TrainEstimator,
+    build_for_data,
+    make_estimator,
+    target_resolution,
+)
 from estimators.data import load_data
 from estimators.proxies import PROXY_NAMES
 from estimators.table import AccuracyTable, TableError
 from estimators.train import TrainRecipe, evaluate, recalibrate_bn, train_model
 from nas.cli import main
-from search_spaces import Chain, Dimension, InvalidArchError, NasError, SearchSpace, \
-    get_space, register_space
+from search_spaces import (
+    Chain,
+    Dimension,
+    InvalidArchError,
+    NasError,
+    SearchSpace,
+    get_space,
+    register_space,
+)
 
 
 class TinySpace(SearchSpace):

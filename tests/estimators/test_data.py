@@ -12,8 +12,15 @@ import pytest
 import torch
 
 from estimators import data as data_mod
-from estimators.data import (DataError, DataFallbackWarning, RawData, load_data, make_splits,
-                             read_idx, stratified_split)
+from estimators.data import (
+    DataError,
+    DataFallbackWarning,
+    RawData,
+    load_data,
+    make_splits,
+    read_idx,
+    stratified_split,
+)
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:

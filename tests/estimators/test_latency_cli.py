@@ -120,7 +120,7 @@ def test_zero_and_negative_counts_are_refused_not_replaced(tmp_path, capsys, arg
 def test_thread_and_class_counts_have_sane_upper_bounds():
     import argparse
 
-    from nas import cli_types
+    from nas.cli import common as cli_types
 
     assert cli_types.threads("4") == 4 and cli_types.classes("1000") == 1000
     for parse, text in ((cli_types.threads, "1000000000"), (cli_types.classes, "10" * 30),

@@ -10,8 +10,15 @@ from latency_toy import toy_space
 
 from estimators.latency.blockset import all_archs
 from estimators.latency.errors import LatencyError
-from estimators.latency.features import (KERNEL_CATEGORIES, STATS, KernelFeatures, StageFeatures,
-                                         block_kernels, block_stats, kernel_knots)
+from estimators.latency.features import (
+    KERNEL_CATEGORIES,
+    STATS,
+    KernelFeatures,
+    StageFeatures,
+    block_kernels,
+    block_stats,
+    kernel_knots,
+)
 from estimators.latency.fit import FittedModel, FittedPredictor, fit_device
 from estimators.latency.metrics import accuracy
 from estimators.latency.regression import fit_nonneg
@@ -204,9 +211,9 @@ def test_sample_under_a_latency_budget_on_a_fitted_device(toy, tmp_path, capsys)
 def test_blocks_that_cannot_run_on_meta_drop_the_kernel_features(toy, monkeypatch):
     """A block whose forward needs real data (here `.item()`) has no kernel features: model
     selection leaves those sets out, and asking for them by name says why."""
-    import search_spaces.ops as ops
     from torch import nn
 
+    import search_spaces.ops as ops
     from estimators.latency import features
 
     class DataDependent(nn.Module):

@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from estimators.data import load_data
-from estimators.supernet.cache import (FORMAT, CheckpointError, SupernetCacheWarning,
-                                       load_checkpoint)
 from estimators.supernet import SupernetRecipe, load_trained, locate, train_supernet
+from estimators.supernet.cache import FORMAT, CheckpointError, SupernetCacheWarning, load_checkpoint
 from nas.cli import main
 from search_spaces import load_space_file, register_space
 

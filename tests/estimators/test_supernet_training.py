@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from estimators.data import load_data
 from estimators.batchnorm import fold_batchnorm, recalibrate_batchnorm
-from estimators.supernet import SupernetEstimator
-from estimators.supernet import SupernetRecipe, load_trained, train_supernet
+from estimators.data import load_data
+from estimators.supernet import SupernetEstimator, SupernetRecipe, load_trained, train_supernet
 from search_spaces import NasError, load_space_file, register_space
 
 TINY = """name: tiny-mobile

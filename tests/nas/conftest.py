@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,7 @@ def ray_session():
 @pytest.fixture(scope="session")
 def small_settings() -> Callable[..., Any]:
     """`small_settings(**changes)`: SearchSettings of the small search."""
-    from nas.search import SearchSettings
+    from nas.search_settings import SearchSettings
 
     def make(**changes: Any) -> SearchSettings:
         return SearchSettings(**{**SMALL, **changes})

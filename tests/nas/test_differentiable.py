@@ -13,18 +13,25 @@ import torch
 
 from estimators.data import load_data
 from estimators.flops import FlopsEstimator
-from nas.differentiable import (DifferentiableSearch, LinearCost, RelaxationError,
-                                RelaxedSupernet, SearchConfig, SearchConfigError, extract, relax,
-                                table_cost)
+from nas.differentiable import (
+    DifferentiableSearch,
+    LinearCost,
+    RelaxationError,
+    RelaxedSupernet,
+    SearchConfig,
+    SearchConfigError,
+    extract,
+    relax,
+    table_cost,
+)
 from nas.differentiable.costs import ExpectedCost, analytical
 from nas.differentiable.derive import derive
 from nas.differentiable.distribution import ArchDistribution, one_hot
-from nas.differentiable.relax import describe
+from nas.differentiable.relax import DECOMPOSABLE_OPS, describe
 from nas.differentiable.result import skip_stats
-from nas.differentiable.relax import DECOMPOSABLE_OPS
+from nas.differentiable.strategy import _CACHE, DifferentiableSearchStrategy
 from nas.differentiable.supernet import DECOMPOSERS, MixedCell
 from nas.objectives import Constraint, Objective
-from nas.differentiable.strategy import _CACHE, DifferentiableSearchStrategy
 from search_spaces import get_space, register_space
 from search_spaces.spaces import fbnet as fbnet_family
 from search_spaces.spaces import inverted_residual as ir_family

@@ -13,10 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+import psutil  # Ray's bundled copy: on sys.path once ray is imported
 import pytest
 import ray
-
-import psutil  # Ray's bundled copy: on sys.path once ray is imported
 
 from estimators import ray_local
 from nas.runners import RunnerError, init_ray

@@ -168,7 +168,7 @@ def test_settings_read_back_from_their_own_command_line(changes):
     """config.json's `command` (and `ray job submit -- nas search ...`) gives the same settings:
     the flags are written and read with one mapping."""
     from nas.cli import build_parser
-    from nas.search_cli import _settings
+    from nas.cli.search import _settings
     from nas.search_settings import SearchSettings, settings_to_argv
 
     settings = SearchSettings(space="nb201", **changes)

@@ -15,9 +15,18 @@ import numpy as np
 import pytest
 
 from nas.objectives import Constraint, Objective
-from nas.strategies import (STRATEGIES, Strategy, StrategyContext, StrategyError, get_strategy,
-                            is_multi_objective, list_strategies, make_strategy,
-                            single_objective_strategies, strategy_options)
+from nas.strategies import (
+    STRATEGIES,
+    Strategy,
+    StrategyContext,
+    StrategyError,
+    get_strategy,
+    is_multi_objective,
+    list_strategies,
+    make_strategy,
+    single_objective_strategies,
+    strategy_options,
+)
 from nas.strategies.options import StrategyOptions, option_defaults
 from search_spaces import Arch, Chain, Dimension, InvalidArchError, SearchSpace, register_space
 

@@ -9,8 +9,14 @@ import pytest
 import torch
 
 from estimators.flops import analytical_cost, fvcore_cost
-from search_spaces import (Arch, InvalidArchError, NasError, UnknownSpaceError, get_space,
-                           register_space)
+from search_spaces import (
+    Arch,
+    InvalidArchError,
+    NasError,
+    UnknownSpaceError,
+    get_space,
+    register_space,
+)
 from search_spaces.ops.cell import CELL_OPS, EDGE_ARGS
 from search_spaces.spaces import nb201
 

@@ -9,8 +9,7 @@ import torch
 
 from search_spaces import get_space, list_spaces
 from search_spaces.registry import BUILTIN, NO_SPARSE, SPARSE_SUFFIX
-from search_spaces.supernets import (ElasticSupernet, OneShotSupernet, SupernetError,
-                                     build_supernet)
+from search_spaces.supernets import ElasticSupernet, OneShotSupernet, SupernetError, build_supernet
 from search_spaces.supernets.dead_taps import dead_taps, dead_taps_trimmed
 from search_spaces.supernets.elastic import position_grid, transformed_kernel
 

@@ -10,8 +10,14 @@ import pytest
 import torch
 
 from estimators.flops import analytical_cost, fvcore_cost
-from search_spaces import (Arch, InvalidArchError, NasError, get_space, load_space_file,
-                           register_space)
+from search_spaces import (
+    Arch,
+    InvalidArchError,
+    NasError,
+    get_space,
+    load_space_file,
+    register_space,
+)
 from search_spaces.ops import block_cost
 from search_spaces.spaces import vit
 

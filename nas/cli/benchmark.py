@@ -6,8 +6,7 @@ import json
 from typing import Any
 
 from nas.benchmark import BenchmarkError, BenchmarkResult, Table, run_benchmark
-from nas.cli import CommandAdder, emit
-from nas.cli_types import seed
+from nas.cli.common import CommandAdder, emit, seed
 from nas.strategies import get_strategy, list_strategies
 from nas.table import format_table
 from search_spaces import get_space

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from typing import Any, Callable
+from typing import Any
 
-from nas.cli_types import positive_int, resolution, seed, threads
+from nas.cli.common import CommandAdder, positive_int, resolution, seed, threads
 from search_spaces import NasError, get_space
-
-CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
 
 def _recipe(args: argparse.Namespace):
@@ -83,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"checkpoint: {trained.path}"]
     if history:
         text.append(f"last epoch loss: {history[-1]['loss']:.4f}")
-    from nas.cli import emit
+    from nas.cli.common import emit
 
     emit(args, summary, "\n".join(text))
     return 0

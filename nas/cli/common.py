@@ -1,10 +1,31 @@
-"""argparse value types shared by the `nas` subcommands (a bad value is a one-line usage error)."""
+"""What every `nas` subcommand shares: the one-line-error parser, output (`emit`), and argparse
+value types (a bad value is a one-line usage error, exit status 2)."""
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
 
 from search_spaces.settings import MAX_CLASSES
+
+EXIT_USAGE = 2
+# `command(name, func, help)` adds a subcommand with `--json`; `func(args)` returns the status.
+CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake as one line, with exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
+        sys.exit(EXIT_USAGE)
+
+
+def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    """The command's result: `payload` as JSON with `--json`, else `text`."""
+    print(json.dumps(payload, indent=2) if args.json else text)
 
 MAX_THREADS = 1024
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from nas import cli_types
-from nas.cli_types import positive_int
+from nas.cli import common as cli_types
+from nas.cli.common import positive_int
 from nas.table import format_table
 from search_spaces import NasError, get_space
 
@@ -17,7 +18,7 @@ Command = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.Arg
 
 
 def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
-    from nas.cli import emit
+    from nas.cli.common import emit
 
     emit(args, payload, text)
 

@@ -4,24 +4,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nas.cli.common import CommandAdder
 from search_spaces import NasError, first_line
-
-CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
-
 
 
 def _parse_options(pairs: list[str] | None, strategy: str, estimator: str
                    ) -> tuple[dict[str, Any], dict[str, Any]]:
     """`--option NAME=VALUE` pairs routed to the strategy or the estimator by name."""
-    from nas.evaluation import ESTIMATOR_OPTIONS
+    from nas.evaluation import estimator_options
     from nas.strategies import get_strategy
 
     strategy_names = set(get_strategy(strategy).defaults)
-    estimator_names = set(ESTIMATOR_OPTIONS[estimator])
+    estimator_names = set(estimator_options(estimator))
     strategy_options: dict[str, Any] = {}
     estimator_options: dict[str, Any] = {}
     for pair in pairs or []:
@@ -91,7 +88,7 @@ def _resumed(args: argparse.Namespace):
 def cmd_search(args: argparse.Namespace) -> int:
     import warnings
 
-    from nas.cli import emit
+    from nas.cli.common import emit
     from nas.report import format_front
     from nas.run_folder import new_run_dir
     from nas.run_lock import check_output_dir, writing
@@ -141,7 +138,7 @@ def _warn(text: str) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from nas.cli import emit
+    from nas.cli.common import emit
     from nas.report import display_columns, plot_fronts, summarise
     from nas.results import clean_json
     from nas.run_folder import compare, load_run
@@ -193,7 +190,7 @@ def _kept(run_dir: Path) -> dict[str, Any]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from nas.cli import emit
+    from nas.cli.common import emit
     from nas.export import export
 
     log = (lambda text: None) if (args.quiet or args.json) else (

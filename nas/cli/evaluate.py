@@ -5,12 +5,11 @@ import argparse
 import sys
 import time
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from nas.cli_types import positive_int, resolution, seed
+from nas.cli.common import CommandAdder, positive_int, resolution, seed
 from search_spaces import Arch, NasError, SearchSpace, get_space
-
-CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
 
 def _pick_arch(space: SearchSpace, args: argparse.Namespace) -> Arch:
@@ -88,7 +87,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if name != "acc_estimator":
             lines.append(f"{name}: {value:.6g}" if isinstance(value, float) else f"{name}: {value}")
     lines.append(f"seconds: {seconds:.2f}")
-    from nas.cli import emit
+    from nas.cli.common import emit
 
     emit(args, payload, "\n".join(lines))
     return 0

@@ -1,32 +1,21 @@
-"""`nas` command line. User mistakes print one `error: ...` line and exit with status 2."""
+"""`nas spaces`, `nas sample`, `nas describe`: explore spaces and their costs."""
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from nas import cli_types
 from nas.budget import format_budget, parse_budget
+from nas.cli import common as cli_types
+from nas.cli.common import CommandAdder, emit
 from nas.objectives import Constraint
 from nas.sampling import check_feasible, sample_within
 from nas.table import format_table
 from search_spaces import Arch, NasError, SearchSpace, get_space, list_spaces
 
-EXIT_USAGE = 2
 MAX_SAMPLES = 100_000  # `nas sample -n`: more is a typo (it would run for hours)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake as one line, with exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
-        sys.exit(EXIT_USAGE)
-
-
-def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
-    print(json.dumps(payload, indent=2) if args.json else text)
 
 
 def _cost_fn(space: SearchSpace, constraints: Sequence[Constraint], classes: int | None,
@@ -127,35 +116,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- parser -----------------------------------------------------------------------------------
-CommandAdder = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
-
-# Modules that add subcommands: each has `register(command: CommandAdder) -> None`.
-COMMAND_MODULES: tuple[str, ...] = ("nas.evaluate_cli", "nas.search_cli", "nas.latency_cli",
-                                    "nas.differentiable.cli", "nas.supernet_cli",
-                                    "nas.benchmark_cli")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    import importlib
-
-    parser = _Parser(prog="nas", description="Neural architecture search engine.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    def command(name: str, func: Callable[[argparse.Namespace], int], help: str):
-        """A subcommand with `--json`; `func(args)` returns the exit status."""
-        p = sub.add_parser(name, help=help, description=help)
-        p.add_argument("--json", action="store_true", help="machine-readable output")
-        p.set_defaults(func=func)
-        return p
-
-    register_explore_commands(command)
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).register(command)
-    return parser
-
-
-def register_explore_commands(command: CommandAdder) -> None:
+def register(command: CommandAdder) -> None:
     command("spaces", cmd_spaces, "list the search spaces, their dimensions and sizes")
 
     p = command("sample", cmd_sample, "random architectures of a space, optionally within a budget")
@@ -184,39 +145,3 @@ def register_explore_commands(command: CommandAdder) -> None:
                    help="classifier outputs (space default)")
     p.add_argument("--verify", action="store_true",
                    help="also count the built model with fvcore")
-
-
-def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: Any = None, line: str | None = None) -> None:
-    """Our own warnings (a data-set fallback, a damaged cache discarded) as one `warning: ...`
-    line when they happen; library noise (deprecations inside Ray, fvcore...) is dropped."""
-    if category.__module__.split(".")[0] in ("estimators", "nas", "search_spaces"):
-        sys.stderr.write(f"warning: {' '.join(str(message).split())}\n")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import warnings
-
-    args = build_parser().parse_args(argv)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            warnings.showwarning = _warning_line  # restored when the block ends
-            return args.func(args)
-    except NasError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return 130
-    except BrokenPipeError:
-        # The reader stopped early (`nas spaces | head`): not an error. Later writes, the
-        # interpreter's final flush included, go nowhere instead of raising again.
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
