@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-import psutil  # Ray's bundled copy: on sys.path once ray is imported
+import psutil
 import pytest
 import ray
 
