@@ -22,6 +22,7 @@ from nas.checkpoint import CHECKPOINT_FORMAT
 from nas.objectives import Constraint, Objective
 from nas.results import is_int, read_json
 from search_spaces import NasError, first_line
+from search_spaces.settings import MAX_CLASSES
 
 DEFAULT_TRIALS = 100
 DEFAULT_BATCH = 8
@@ -234,6 +235,12 @@ def multi_objective(strategy: str) -> bool:
 
 
 # --- checks --------------------------------------------------------------------------------------
+# Upper bounds: larger values are typos (10^23 trials would run for ever; 10^23 threads or
+# classes overflow torch), not requests.
+MAX_TRIALS = 1_000_000_000
+MAX_WORKERS = 100_000  # and architectures per batch
+MAX_THREADS = 1024
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -242,23 +249,27 @@ def check_settings(s: SearchSettings) -> None:
     """The plain values of `s` (types and ranges), each mistake one line naming the flag."""
     if not isinstance(s.space, str) or not s.space.strip():
         raise SearchError(f"--space must name a space, got {s.space!r}")
-    if s.trials is not None and not (is_int(s.trials) and s.trials >= 1):
-        raise SearchError(f"--trials must be at least 1, got {s.trials}")
+    if s.trials is not None and not (is_int(s.trials) and 1 <= s.trials <= MAX_TRIALS):
+        raise SearchError(f"--trials must be from 1 to {MAX_TRIALS:,}, got {s.trials}")
     if s.time_limit is not None and not (_is_number(s.time_limit) and s.time_limit > 0):
         raise SearchError(f"--time-limit must be positive, got {s.time_limit}")
-    if s.batch_size is not None and not (is_int(s.batch_size) and s.batch_size >= 1):
-        raise SearchError(f"--batch-size must be at least 1, got {s.batch_size}")
-    if s.workers is not None and not (is_int(s.workers) and s.workers >= 0):
-        raise SearchError(f"--workers must be 0 (this process) or more, got {s.workers}")
+    if s.batch_size is not None and not (is_int(s.batch_size)
+                                         and 1 <= s.batch_size <= MAX_WORKERS):
+        raise SearchError(f"--batch-size must be from 1 to {MAX_WORKERS:,}, got {s.batch_size}")
+    if s.workers is not None and not (is_int(s.workers) and 0 <= s.workers <= MAX_WORKERS):
+        raise SearchError(f"--workers must be 0 (this process) up to {MAX_WORKERS:,}, "
+                          f"got {s.workers}")
     if s.address and s.workers == 0:
         raise SearchError("--address joins a Ray cluster; it needs --workers of at least 1 "
                           "(or no --workers: one per CPU of the cluster)")
     if not (is_int(s.seed) and 0 <= s.seed < 2 ** 63):  # what torch.manual_seed takes
         raise SearchError(f"--seed must be a whole number from 0 to 2**63-1, got {s.seed!r}")
-    if not (is_int(s.threads) and s.threads >= 1):
-        raise SearchError(f"--threads must be at least 1, got {s.threads!r}")
-    if s.cost_classes is not None and not (is_int(s.cost_classes) and s.cost_classes >= 1):
-        raise SearchError(f"--cost-classes must be at least 1, got {s.cost_classes!r}")
+    if not (is_int(s.threads) and 1 <= s.threads <= MAX_THREADS):
+        raise SearchError(f"--threads must be from 1 to {MAX_THREADS}, got {s.threads!r}")
+    if s.cost_classes is not None and not (is_int(s.cost_classes)
+                                           and 1 <= s.cost_classes <= MAX_CLASSES):
+        raise SearchError(f"--cost-classes must be from 1 to {MAX_CLASSES:,}, "
+                          f"got {s.cost_classes!r}")
     if not (_is_number(s.val_fraction) and 0.0 < s.val_fraction < 1.0):
         raise SearchError(f"--val-fraction must be between 0 and 1 (exclusive), "
                           f"got {s.val_fraction!r}")
