@@ -25,7 +25,6 @@ from search_spaces import Arch, NasError, SearchSpace, get_space
 Metrics = dict[str, Any]  # numbers, plus `acc_estimator` and `error` as text
 Shared = dict[str, Any]  # heavy objects made once per search (see `prepare`)
 
-ESTIMATORS = list_estimators()  # the registry's order: the default (supernet) first
 TEXT_METRICS = ("acc_estimator", "error")  # the non-numeric columns of a result
 # Metrics that vary from run to run and never count when comparing results.
 TIMING_METRICS = ("eval_seconds", "train_seconds")
@@ -37,10 +36,14 @@ def estimator_options(name: str) -> dict[str, Any]:
 
 
 def __getattr__(name: str) -> Any:
-    """`ESTIMATOR_OPTIONS` (name -> options with defaults), made on first use: it imports every
-    estimator (the supernet's among them), which a `proxy` search never needs."""
+    """`ESTIMATORS` (the registry's names, in its order: the default, supernet, first) and
+    `ESTIMATOR_OPTIONS` (name -> options with defaults), read from the registry on each use, so
+    an estimator registered after this module was imported counts. `ESTIMATOR_OPTIONS` imports
+    every estimator (the supernet's among them), which a `proxy` search never needs."""
+    if name == "ESTIMATORS":
+        return list_estimators()
     if name == "ESTIMATOR_OPTIONS":
-        return {estimator: estimator_options(estimator) for estimator in ESTIMATORS}
+        return {estimator: estimator_options(estimator) for estimator in list_estimators()}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -64,8 +67,9 @@ def evaluation_config(space: str, estimator: str = "supernet",
     `cost_classes`: classifier outputs that FLOPs/params/latency are counted with (None: the
     space's own head, e.g. ImageNet's 1000, so budgets read like published figures; the
     accuracy estimators always build the network for the data set's classes)."""
-    if estimator not in ESTIMATORS:
-        raise EvaluationError(f"unknown estimator {estimator!r}; known: {', '.join(ESTIMATORS)}")
+    if estimator not in list_estimators():
+        raise EvaluationError(f"unknown estimator {estimator!r}; "
+                              f"known: {', '.join(list_estimators())}")
     plugin = get_estimator(estimator)
     accepted = plugin.option_defaults()
     options = {k: v for k, v in dict(options or {}).items() if v is not None}

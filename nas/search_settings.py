@@ -27,7 +27,6 @@ from search_spaces.settings import MAX_CLASSES
 DEFAULT_TRIALS = 100
 DEFAULT_BATCH = 8
 METRIC_ALIASES = {"latency": "latency_ms", "accuracy": "acc", "macs": "flops"}
-STRATEGY_CHOICES = ("random", "evolution", "nsga2", "rl", "differentiable", "tpe")
 
 
 class SearchError(NasError):
@@ -122,6 +121,12 @@ def setting_flags() -> list[SettingFlag]:
             for f in fields(SearchSettings) if "flag" in f.metadata]
 
 
+def _strategies() -> Sequence[str]:
+    from nas.strategies import list_strategies
+
+    return list_strategies()
+
+
 def _estimators() -> Sequence[str]:
     from estimators.registry import list_estimators
 
@@ -143,7 +148,7 @@ class SearchSettings:
         "--budget", "e.g. 300M-flops, 5M-params, 20ms-latency, joined by commas"))
     strategy: str = field(default="nsga2", metadata=flag(
         "--strategy", "search strategy (default nsga2: multi-objective evolution)",
-        choices=lambda: STRATEGY_CHOICES))
+        choices=_strategies))
     strategy_options: dict[str, Any] = field(default_factory=dict)  # from --option
     estimator: str = field(default="supernet", metadata=flag(
         "--estimator", "accuracy estimator (default supernet, trained once and cached; proxy "
