@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from nas.benchmark import Table, run_benchmark
-from nas.table import format_table
+from nas.text_table import format_table
 from search_spaces import get_space
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from nas.benchmark import BenchmarkResult, Table, run_benchmark
-from nas.table import format_table
+from nas.text_table import format_table
 from search_spaces import get_space
 
 ROOT = Path(__file__).resolve().parents[1]

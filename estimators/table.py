@@ -1,11 +1,14 @@
-"""Accuracy by lookup in a CSV of measured architectures (e.g. NAS-Bench-201's `nb201.csv`),
-for benchmarking search strategies at no training cost. The `arch` column is parsed by the
-space's `parse`, so a table may hold keys or the published forms (NB201 cell strings...)."""
+"""Metrics by lookup in a CSV of measured architectures (e.g. NAS-Bench-201's `nb201.csv`):
+the table estimator's accuracy, and the tabular benchmark's columns (`nas benchmark`). The `arch`
+column is parsed by the space's `parse`, so a table may hold keys or the published forms (NB201
+cell strings...)."""
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from search_spaces import Arch, NasError, SearchSpace, first_line
 
@@ -17,7 +20,10 @@ class TableError(NasError):
 class AccuracyTable:
     """Rows of a CSV by architecture; `column` is read as `acc`, `extra` columns under their
     own names. Without `column`, the table's `acc` column, or its only column whose name starts
-    with `acc`, is used."""
+    with `acc`, is used.
+
+    `archs` lists the rows' architectures in file order, `row_of` maps each to its row and
+    `columns` holds every loaded column (`column` first, then `extra`) by its own name."""
 
     def __init__(self, path: str | Path, space: SearchSpace, column: str | None = None,
                  arch_column: str = "arch", extra: Sequence[str] = ()):
@@ -25,8 +31,8 @@ class AccuracyTable:
 
         self.path = Path(path)
         self.space = space
-        try:
-            frame = pd.read_csv(self.path)
+        try:  # the arch column stays text: keys like "012" keep their leading zero
+            frame = pd.read_csv(self.path, dtype={arch_column: str})
         except FileNotFoundError:
             raise TableError(f"table {self.path} does not exist") from None
         except (OSError, ValueError, pd.errors.ParserError) as exc:
@@ -37,37 +43,51 @@ class AccuracyTable:
                              f"{', '.join(map(str, frame.columns))}")
         self.column = column if column is not None else _default_column(self.path, numeric)
         for name in (self.column, *extra):
+            if name not in frame.columns:
+                raise TableError(f"table {self.path} has no column {name!r}; "
+                                 f"numeric columns: {', '.join(numeric)}")
             if name not in numeric:
-                raise TableError(f"table {self.path} has no numeric column {name!r}; "
+                raise TableError(f"column {name!r} of {self.path} is not numeric; "
                                  f"numeric columns: {', '.join(numeric)}")
         self.extra = tuple(extra)
-        self._rows: dict[Arch, dict[str, float]] = {}
-        wanted = [self.column, *self.extra]
-        values = frame[wanted].to_numpy(dtype=float)
-        for i, (text, row) in enumerate(zip(frame[arch_column].astype(str), values)):
+        self.columns: dict[str, np.ndarray] = {
+            name: frame[name].to_numpy(dtype=float) for name in (self.column, *self.extra)}
+        self.archs: list[Arch] = []
+        self.row_of: dict[Arch, int] = {}
+        for i, text in enumerate(frame[arch_column].astype(str)):
             try:
                 arch = space.parse(text)
             except NasError as exc:
                 raise TableError(f"{self.path}, row {i + 2} ({text!r}): {exc}") from None
-            if arch in self._rows:
+            if arch in self.row_of:
                 raise TableError(f"{self.path}, row {i + 2}: {arch.key} appears twice")
-            self._rows[arch] = dict(zip(wanted, (float(v) for v in row)))
+            self.row_of[arch] = i
+            self.archs.append(arch)
+        self._metrics: list[dict[str, float] | None] = [None] * len(self.archs)
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self.archs)
 
     def __contains__(self, arch: Arch) -> bool:
-        return arch in self._rows
+        return arch in self.row_of
 
-    def archs(self) -> list[Arch]:
-        return list(self._rows)
+    def metrics(self, arch: Arch) -> dict[str, float]:
+        """Every loaded column of `arch`'s row by its own name; NaN everywhere for an arch the
+        table lacks (a search strategy is told such an arch failed)."""
+        row = self.row_of.get(arch)
+        if row is None:
+            return {name: math.nan for name in self.columns}
+        cached = self._metrics[row]
+        if cached is None:
+            cached = self._metrics[row] = {n: float(v[row]) for n, v in self.columns.items()}
+        return cached
 
     def lookup(self, arch: Arch) -> dict[str, float]:
         """`acc` (the chosen column) plus the extra columns; a missing arch or an empty cell
         is an error naming the table."""
-        row = self._rows.get(arch)
-        if row is None:
+        if arch not in self.row_of:
             raise TableError(f"{arch.key} is not in table {self.path} ({len(self)} rows)")
+        row = self.metrics(arch)
         acc = row[self.column]
         if math.isnan(acc):
             raise TableError(f"{arch.key} has no value in column {self.column!r} of {self.path}")

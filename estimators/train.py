@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -19,9 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from estimators.data import DataSplits
+from estimators.progress import StepProgress
 from search_spaces import NasError
-
-Progress = Callable[[int, int, float], None]  # (step, total steps, running loss)
 
 
 @dataclass(frozen=True)
@@ -130,7 +128,7 @@ def evaluate(model: nn.Module, data: DataSplits, split: str = "val", batch_size:
 
 def train_model(model: nn.Module, data: DataSplits, recipe: TrainRecipe = TrainRecipe(),
                 seed: int = 0, split: str = "val", resolution: int | None = None,
-                progress: Progress | None = None) -> TrainResult:
+                progress: StepProgress | None = None) -> TrainResult:
     """Train `model` in place on the train split, then score it on `split` (val or test)."""
     if split not in ("val", "test"):
         raise NasError(f"evaluate on 'val' or 'test', not {split!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +18,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from estimators.table import AccuracyTable
 from nas.objectives import Objective
 from nas.pareto import hypervolume, nadir, pareto_mask
 from nas.strategies import get_strategy
-from search_spaces import Arch, NasError, SearchSpace, first_line
+from search_spaces import NasError, SearchSpace
 
 
 class BenchmarkError(NasError):
@@ -30,64 +32,17 @@ class BenchmarkError(NasError):
 # One seed's run: regret after each query, hypervolume ratio per cost, processor seconds.
 SeedRun = tuple[np.ndarray, dict[str, float], float]
 
+# Per table, (objective, direction, cost) -> reference point and hypervolume of the true front.
+_FRONTS: weakref.WeakKeyDictionary[AccuracyTable, dict[tuple[str, str, str],
+                                                       tuple[np.ndarray, float]]] = \
+    weakref.WeakKeyDictionary()
 
-class Table:
-    """Measured metrics of architectures of one space, looked up by `Arch` (rows are parsed once
-    from the `arch` column, which holds keys or the space's published form)."""
 
-    def __init__(self, space: SearchSpace, archs: Sequence[Arch],
-                 columns: Mapping[str, np.ndarray]):
-        self.space = space
-        self.archs = list(archs)
-        self.columns = {name: np.asarray(values, dtype=float) for name, values in columns.items()}
-        self.row_of = {arch: i for i, arch in enumerate(self.archs)}
-        if len(self.row_of) != len(self.archs):
-            raise BenchmarkError("the table lists some architecture twice")
-        self._metrics: list[dict[str, float] | None] = [None] * len(self.archs)
-        # (objective, direction, cost) -> reference point and hypervolume of the true front
-        self.fronts: dict[tuple[str, str, str], tuple[np.ndarray, float]] = {}
-
-    @classmethod
-    def from_csv(cls, path: str | Path, space: SearchSpace, columns: Sequence[str],
-                 arch_column: str = "arch") -> Table:
-        """Read `columns` of a CSV whose `arch_column` names each row's architecture."""
-        import pandas as pd
-
-        path = Path(path)
-        try:
-            frame = pd.read_csv(path, dtype={arch_column: str})  # keys like "012" stay text
-        except FileNotFoundError:
-            raise BenchmarkError(f"table {path} does not exist") from None
-        except Exception as exc:  # pandas parser errors, OSError, UnicodeDecodeError
-            raise BenchmarkError(f"cannot read table {path}: {first_line(exc)}") from None
-        missing = [c for c in (arch_column, *columns) if c not in frame.columns]
-        if missing:
-            numeric = [c for c in frame.columns if frame[c].dtype.kind in "fi"]
-            raise BenchmarkError(f"table {path.name} has no column {missing[0]!r}; "
-                                 f"numeric columns: {', '.join(numeric)}")
-        bad = [c for c in columns if frame[c].dtype.kind not in "fi"]
-        if bad:
-            raise BenchmarkError(f"column {bad[0]!r} of {path.name} is not numeric")
-        archs = []
-        for row, text in enumerate(frame[arch_column].astype(str)):
-            try:
-                archs.append(space.parse(text))
-            except NasError as exc:
-                raise BenchmarkError(f"{path.name} row {row}: {exc}") from None
-        return cls(space, archs, {c: frame[c].to_numpy(dtype=float) for c in columns})
-
-    def __len__(self) -> int:
-        return len(self.archs)
-
-    def metrics(self, arch: Arch) -> dict[str, float]:
-        """All columns of `arch`'s row; NaN everywhere for an arch the table lacks."""
-        row = self.row_of.get(arch)
-        if row is None:
-            return {name: math.nan for name in self.columns}
-        cached = self._metrics[row]
-        if cached is None:
-            cached = self._metrics[row] = {n: float(v[row]) for n, v in self.columns.items()}
-        return cached
+def read_table(path: str | Path, space: SearchSpace, columns: Sequence[str],
+               arch_column: str = "arch") -> AccuracyTable:
+    """Read `columns` of a CSV whose `arch_column` names each row's architecture."""
+    first, *rest = dict.fromkeys(columns)
+    return AccuracyTable(path, space, first, arch_column=arch_column, extra=rest)
 
 
 @dataclass
@@ -142,7 +97,7 @@ class BenchmarkResult:
         return payload
 
 
-def run_benchmark(table: Table, strategy: str, objective: str, report: str | None = None,
+def run_benchmark(table: AccuracyTable, strategy: str, objective: str, report: str | None = None,
                   costs: Sequence[str] = (), queries: int = 150, seeds: int | Sequence[int] = 10,
                   direction: Literal["maximize", "minimize"] = "maximize",
                   options: Mapping[str, Any] | None = None, batch: int = 1,
@@ -184,7 +139,7 @@ def run_benchmark(table: Table, strategy: str, objective: str, report: str | Non
 
 @dataclass(frozen=True)
 class _Job:
-    table: Table
+    table: AccuracyTable
     strategy: str
     objectives: tuple[Objective, ...]
     report: str
@@ -255,22 +210,23 @@ def _run_in_worker(seed: int) -> SeedRun:
     return _JOB.run(seed)
 
 
-def _points(table: Table, objective: Objective, cost: str) -> np.ndarray:
+def _points(table: AccuracyTable, objective: Objective, cost: str) -> np.ndarray:
     """(objective, cost) of every row as a minimisation problem."""
     return np.column_stack([-objective.sign() * table.columns[objective.metric],
                             table.columns[cost]])
 
 
-def _true_front(table: Table, objective: Objective, cost: str) -> tuple[np.ndarray, float]:
+def _true_front(table: AccuracyTable, objective: Objective, cost: str) -> tuple[np.ndarray, float]:
     """Reference point (the nadir of the table's true front) and the front's hypervolume."""
     key = (objective.metric, objective.direction, cost)
-    if key not in table.fronts:
+    fronts = _FRONTS.setdefault(table, {})
+    if key not in fronts:
         points = _points(table, objective, cost)
         points = points[np.all(np.isfinite(points), axis=1)]
         reference = nadir(points)
         front = points[pareto_mask(points)]
-        table.fronts[key] = (reference, hypervolume(front, reference))
-    return table.fronts[key]
+        fronts[key] = (reference, hypervolume(front, reference))
+    return fronts[key]
 
 
 def _stderr(values: Sequence[float]) -> float:

@@ -16,7 +16,7 @@ from nas.budget import format_budget
 from nas.objectives import Constraint, Objective, all_satisfied, format_metric
 from nas.pareto import hypervolume_box, normalised_hypervolume, pareto_rows, usable
 from nas.results import clean_json, columns_of, constraints_of, objectives_of, write_csv
-from nas.table import format_table
+from nas.text_table import format_table
 
 
 def display_columns(objectives: Sequence[Objective],

@@ -15,12 +15,13 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from estimators.progress import Log
 from estimators.registry import get_estimator
 from nas.budget import parse_budget
 from nas.checkpoint import CHECKPOINT_FORMAT, Checkpoint, restore_nan, write_json
@@ -84,7 +85,6 @@ class SearchResult:
                            "stopped": self.stopped})
 
 
-Progress = Callable[[str], None]
 
 
 class SearchJob:
@@ -95,14 +95,14 @@ class SearchJob:
     device, the budget), before `run()` writes anything."""
 
     def __init__(self, settings: SearchSettings, run_dir: str | Path, quiet: bool = False,
-                 runner: Runner | None = None, log: Progress | None = None):
+                 runner: Runner | None = None, log: Log | None = None):
         self.settings = settings
         self.run_dir = Path(run_dir)
         self.quiet = quiet
         self.require_new = False  # `nas search --out`: refuse a folder that holds a run
         self.made_dir = False  # the folder was made for this run (see `_undo`)
         self._runner = runner
-        self.log: Progress = log or (lambda text: None if quiet else
+        self.log: Log = log or (lambda text: None if quiet else
                                      sys.stderr.write(text + "\n"))
         kill_after = os.environ.get(KILL_AFTER_TRIALS)
         self._kill_after = int(kill_after) if kill_after else None

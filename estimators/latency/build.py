@@ -7,7 +7,6 @@ may measure a block twice; the last write wins, which is harmless).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,9 +16,8 @@ from estimators.latency.correction import fit_correction
 from estimators.latency.interleave import measure_paired
 from estimators.latency.profiler import Profiler
 from estimators.latency.store import Entry, LatencyStore
+from estimators.progress import CountProgress
 from search_spaces import Arch, SearchSpace
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -53,7 +51,7 @@ def calibration_archs(space: SearchSpace, count: int, seed: int = 0) -> list[Arc
 
 
 def measure_missing(profiler: Profiler, store: LatencyStore, specs: list,
-                    progress: Progress | None = None, chunk: int = 8) -> int:
+                    progress: CountProgress | None = None, chunk: int = 8) -> int:
     """Time every spec without an entry for this profiler; commit every `chunk` entries."""
     fp = profiler.fingerprint.key
     have = store.entries(fp, profiler.batch_size, profiler.dtype_name)
@@ -96,7 +94,7 @@ def calibrate(profiler: Profiler, store: LatencyStore, space: SearchSpace, count
 
 def build_table(space: SearchSpace, profiler: Profiler, store: LatencyStore,
                 num_classes: int | None = None, calibration: int = 12, seed: int = 0,
-                progress: Progress | None = None, passes: int = 3) -> BuildReport:
+                progress: CountProgress | None = None, passes: int = 3) -> BuildReport:
     """Measure every missing distinct block of `space`, then (re)fit the correction."""
     start = time.perf_counter()
     store.put_device(profiler.fingerprint.key, profiler.fingerprint.describe())

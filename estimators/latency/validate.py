@@ -10,7 +10,6 @@ what search uses.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +22,8 @@ from estimators.latency.interleave import Paired, measure_paired
 from estimators.latency.metrics import accuracy
 from estimators.latency.predictor import Predictor
 from estimators.latency.profiler import Profiler
+from estimators.progress import CountProgress
 from search_spaces import Arch, SearchSpace
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -60,7 +58,7 @@ def distinct_samples(space: SearchSpace, count: int, seed: int,
 def validate(space: SearchSpace, profiler: Profiler, n: int = 100, calibration: int = 20,
              passes: int = 3, seed: int = 0, num_classes: int | None = None,
              table_predictor: Predictor | None = None,
-             progress: Progress | None = None) -> Validation:
+             progress: CountProgress | None = None) -> Validation:
     """Measure `calibration` + `n` random networks (shuffled, each interleaved with its blocks),
     fit the correction on the first group, and score predictions on the second."""
     from estimators.flops import analytical_cost

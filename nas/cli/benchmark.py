@@ -5,10 +5,10 @@ import argparse
 import json
 from typing import Any
 
-from nas.benchmark import BenchmarkError, BenchmarkResult, Table, run_benchmark
+from nas.benchmark import BenchmarkError, BenchmarkResult, read_table, run_benchmark
 from nas.cli.common import CommandAdder, emit, seed
 from nas.strategies import get_strategy, list_strategies
-from nas.table import format_table
+from nas.text_table import format_table
 from search_spaces import get_space
 
 CURVE_POINTS = (1, 10, 25, 50, 100, 150, 200, 300, 500, 1000)
@@ -33,7 +33,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     space = get_space(args.space)
     costs = [c for group in args.cost or [] for c in group.split(",") if c]
     columns = list(dict.fromkeys([args.objective, args.report or args.objective, *costs]))
-    table = Table.from_csv(args.table, space, columns, arch_column=args.arch_column)
+    table = read_table(args.table, space, columns, arch_column=args.arch_column)
     seeds = range(args.seed_start, args.seed_start + args.seeds)
     result = run_benchmark(table, args.strategy, args.objective, args.report, costs,
                            queries=args.queries, seeds=seeds, direction=args.direction,

@@ -10,7 +10,7 @@ from nas.cli import common as cli_types
 from nas.cli.common import CommandAdder, emit
 from nas.objectives import Constraint
 from nas.sampling import check_feasible, sample_within
-from nas.table import format_table
+from nas.text_table import format_table
 from search_spaces import Arch, NasError, SearchSpace, get_space, list_spaces
 
 MAX_SAMPLES = 100_000  # `nas sample -n`: more is a typo (it would run for hours)

@@ -11,7 +11,7 @@ from typing import Any
 
 from nas.cli import common as cli_types
 from nas.cli.common import positive_int
-from nas.table import format_table
+from nas.text_table import format_table
 from search_spaces import NasError, get_space
 
 Command = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]

@@ -143,7 +143,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from nas.results import clean_json
     from nas.run_folder import compare, load_run
     from nas.run_lock import check_output_file, writing
-    from nas.table import format_table
+    from nas.text_table import format_table
 
     if args.plot:
         check_output_file(args.plot, "--plot")

@@ -67,7 +67,7 @@ def cmd_differentiable(args: argparse.Namespace) -> int:
     from nas.differentiable import DifferentiableSearch, SearchConfig, front
     from nas.run_lock import check_output_file, writing
     from nas.sampling import check_feasible
-    from nas.table import format_table
+    from nas.text_table import format_table
 
     if args.out:
         check_output_file(args.out, "--out")  # before the search, not after it

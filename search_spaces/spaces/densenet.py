@@ -27,19 +27,23 @@ from typing import Any
 from search_spaces import settings
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError
+from search_spaces.keys import (
+    FLOATS,
+    INTS,
+    check_densities_field,
+    join_floats,
+    join_ints,
+    per_stage,
+    split_floats,
+    split_ints,
+)
 from search_spaces.space import BlockSpec, Chain, Dimension, SearchSpace, config_from_dict
 from search_spaces.spaces.resnet import (
     DENSITIES,
-    FLOATS,
-    INTS,
     fill_inactive_defaults,
     float_options,
     int_options,
-    join_floats,
-    join_ints,
     nested_int_options,
-    split_floats,
-    split_ints,
     str_options,
 )
 
@@ -193,17 +197,15 @@ class DenseNetSpace(SearchSpace):
                              rf"-b(?P<b>{INTS})(?:-s(?P<s>{FLOATS}))?-r(?P<r>[0-9]+)", body)
         if match is None:
             self.bad_key(body, "malformed")
-        if (match["s"] is None) == self.sparse:
-            self.bad_key(body, "'-s<densities>' is given in sparse spaces only")
+        check_densities_field(self, body, match["s"] is not None, self.sparse)
         genes: dict[str, Gene] = {"growth": int(match["g"]), "compression": float(match["c"]),
                                   "r": int(match["r"])}
         lists: dict[str, list[Any]] = {"t": match["t"].split("."), "b": split_ints(match["b"])}
         if self.sparse:
             lists["density"] = split_floats(match["s"])
-        for prefix, values in lists.items():
-            if len(values) != self.num_blocks:
-                self.bad_key(body, f"{self.num_blocks} values expected for '{prefix}'")
-            genes.update({f"{prefix}{i + 1}": v for i, v in enumerate(values)})
+        genes.update(per_stage(self, body, lists, self.num_blocks,
+                               lambda prefix: f"{self.num_blocks} values expected for "
+                                              f"'{prefix}'"))
         return self.make(genes)
 
     def key_form(self) -> str:

@@ -9,9 +9,7 @@ space adds the stage density after '@': `...-k7e6.k5e4@0.5-...`.
 """
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Any
@@ -19,9 +17,11 @@ from typing import Any
 from search_spaces import settings
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError
+from search_spaces.keys import block_tokens, split_density, stage_blocks
 from search_spaces.ops.common import ACTIVATIONS
 from search_spaces.ops.inverted_residual import make_divisible
 from search_spaces.space import BlockSpec, Chain, Dimension, SearchSpace, config_from_dict
+from search_spaces.spaces import ofa_json
 
 DENSITIES: tuple[float, ...] = (0.25, 0.5, 1.0)  # sparse variants: cheapest first
 CHANNEL_DIVISOR = 8
@@ -249,21 +249,14 @@ class InvertedResidualSpace(SearchSpace):
     def _decode_stage(self, body: str, i: int, text: str) -> dict[str, Gene]:
         genes: dict[str, Gene] = {}
         if self.sparse:
-            text, sep, density = text.rpartition("@")
-            if not sep:
-                self.bad_key(body, f"stage {i} has no '@<density>'")
+            text, density = split_density(self, body, i, text)
             genes[f"density{i}"] = self._gene(body, f"density{i}", density)
-        blocks = re.split(r"\.(?=k)", text)  # an expand ratio may itself contain a '.'
-        if len(blocks) not in self.config.depths[i - 1]:
-            self.bad_key(body, f"stage {i} has {len(blocks)} blocks, expected one of "
-                         f"{list(self.config.depths[i - 1])}")
+        blocks = stage_blocks(self, body, i, text, "k", self.config.depths[i - 1])
         genes[f"d{i}"] = len(blocks)
         for j, block in enumerate(blocks, 1):
-            match = re.fullmatch(r"k([^e]*)e(.*)", block)
-            if match is None:
-                self.bad_key(body, f"block {block!r} of stage {i} is not k<kernel>e<expand>")
-            genes[f"k{i}_{j}"] = self._gene(body, f"k{i}_{j}", match.group(1))
-            genes[f"e{i}_{j}"] = self._gene(body, f"e{i}_{j}", match.group(2))
+            kernel, expand = block_tokens(self, body, i, block, "k")
+            genes[f"k{i}_{j}"] = self._gene(body, f"k{i}_{j}", kernel)
+            genes[f"e{i}_{j}"] = self._gene(body, f"e{i}_{j}", expand)
         return genes
 
     def _gene(self, body: str, name: str, token: str, prefix: str = "") -> Gene:
@@ -282,53 +275,11 @@ class InvertedResidualSpace(SearchSpace):
     def from_ofa_json(self, text: str) -> Arch:
         """An arch from OFA's subnet JSON (`ks` and `e` per slot, `d` per stage, `r`;
         optional `w` and, for sparse spaces, `density` per stage); inactive slots are ignored."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidArchError(f"{self.name}: bad OFA JSON {text!r}: {exc}") from None
-        slots = sum(self.max_depth(i) for i in range(1, self.num_stages + 1))
-        form = (f'{{"ks":[{slots} kernels],"e":[{slots} expand ratios],'
-                f'"d":[{self.num_stages} depths],"r":N}}')
-        if not isinstance(data, dict) or not _lists_ok(data, slots, self.num_stages) \
-                or not settings.is_int(data.get("r")):
-            raise InvalidArchError(f"{self.name}: bad OFA JSON {text!r}; expected {form}")
-        density = data.get("density", [1.0] * self.num_stages)
-        if not _numbers(data.get("w", 1.0)) or (self.sparse and not (
-                isinstance(density, list) and len(density) == self.num_stages
-                and all(_numbers(d) for d in density))):
-            raise InvalidArchError(f"{self.name}: bad OFA JSON {text!r}; 'w' must be a number "
-                                   f"and 'density' a list of {self.num_stages} numbers")
-        genes: dict[str, Gene] = {"r": data["r"]}
-        if self.has_width:
-            genes["w"] = float(data.get("w", 1.0))
-        slot = 0
-        for i in range(1, self.num_stages + 1):
-            genes[f"d{i}"] = data["d"][i - 1]
-            for j in range(1, self.max_depth(i) + 1):
-                genes[f"k{i}_{j}"], genes[f"e{i}_{j}"] = data["ks"][slot], data["e"][slot]
-                slot += 1
-            if self.sparse:
-                genes[f"density{i}"] = float(density[i - 1])
-        # JSON numbers become the dimension's own option values (7.0 -> 7), so keys match
-        return self.make({name: self._option(name, value) for name, value in genes.items()})
-
-    def _option(self, name: str, value: Gene) -> Gene:
-        return next((o for o in self.dimension(name).options if o == value), value)
+        return ofa_json.decode(self, text)
 
     def to_ofa_json(self, arch: Arch) -> str:
         """OFA's JSON form of `arch`; the slots beyond a stage's depth hold 3."""
-        ks, es, ds = [], [], []
-        for i in range(1, self.num_stages + 1):
-            ds.append(arch[f"d{i}"])
-            for j in range(1, self.max_depth(i) + 1):
-                ks.append(3 if arch[f"k{i}_{j}"] is None else arch[f"k{i}_{j}"])
-                es.append(3 if arch[f"e{i}_{j}"] is None else arch[f"e{i}_{j}"])
-        data: dict[str, Any] = {"ks": ks, "e": es, "d": ds, "r": arch["r"]}
-        if self.has_width:
-            data["w"] = arch["w"]
-        if self.sparse:
-            data["density"] = [arch[f"density{i}"] for i in range(1, self.num_stages + 1)]
-        return json.dumps(data, separators=(",", ":"))
+        return ofa_json.encode(self, arch)
 
     # --- named networks -----------------------------------------------------------------------
     def uniform(self, k: int, e: float, depths: tuple[int, ...], r: int,
@@ -363,16 +314,6 @@ class InvertedResidualSpace(SearchSpace):
                 except InvalidArchError:
                     pass  # not expressible with this space's options
         return refs
-
-
-def _numbers(value: Any) -> bool:
-    return settings.is_number(value)
-
-
-def _lists_ok(data: dict[str, Any], slots: int, stages: int) -> bool:
-    return all(isinstance(data.get(key), list) and len(data[key]) == n
-               and all(_numbers(v) for v in data[key])
-               for key, n in (("ks", slots), ("e", slots), ("d", stages)))
 
 
 OFA_SUBNET_204 = ('{"ks":[7,5,5,5,7,7,5,7,5,7,3,7,5,3,7,3,5,3,5,3],'

@@ -13,40 +13,30 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from search_spaces import settings
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError
+from search_spaces.keys import (
+    FLOATS,
+    INTS,
+    check_densities_field,
+    join_floats,
+    join_ints,
+    per_stage,
+    split_floats,
+    split_ints,
+)
 from search_spaces.space import BlockSpec, Chain, Dimension, SearchSpace, config_from_dict
 
 BLOCK_TYPES = ("basic", "bottleneck")
 DENSITIES = (0.25, 0.5, 1.0)
 
-# --- helpers shared with the densenet family (key fields and config checks) -------------------
-# Keys are ASCII: `[0-9]`, not `\d` (which also matches Arabic-Indic or full-width digits).
-INTS = r"[0-9]+(?:\.[0-9]+)*"
-FLOATS = r"[0-9]+\.[0-9]+(?:\.[0-9]+\.[0-9]+)*"  # floats joined by '.': each has one '.'
 
-
-def join_ints(values: Iterable[Any]) -> str:
-    return ".".join(str(int(v)) for v in values)
-
-
-def join_floats(values: Iterable[Any]) -> str:
-    return ".".join(repr(float(v)) for v in values)
-
-
-def split_ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(".")]
-
-
-def split_floats(text: str) -> list[float]:
-    return [float(v) for v in re.findall(r"[0-9]+\.[0-9]+", text)]
-
-
+# --- config checks shared with the densenet family -------------------------------------------
 def int_options(field: str, values: Any, minimum: int = 1,
                 maximum: int = settings.MAX_CHANNELS) -> tuple[int, ...]:
     """Distinct ints in minimum..maximum, sorted ascending (cheapest first); ValueError names
@@ -260,17 +250,16 @@ class ResNetSpace(SearchSpace):
             self.bad_key(body, f"block must be one of {list(self.config.blocks)}")
         if (e is None) != (block == "basic"):
             self.bad_key(body, "'-e<expansion>' is given for bottleneck blocks only")
-        if (match["s"] is None) == self.sparse:
-            self.bad_key(body, "'-s<densities>' is given in sparse spaces only")
+        check_densities_field(self, body, match["s"] is not None, self.sparse)
         genes: dict[str, Gene] = {"block": block, "expansion": None if e is None else int(e),
                                   "r": int(match["r"])}
-        lists = {"d": split_ints(match["d"]), "w": split_floats(match["w"])}
+        lists: dict[str, list[Any]] = {"d": split_ints(match["d"]),
+                                       "w": split_floats(match["w"])}
         if self.sparse:
             lists["density"] = split_floats(match["s"])
-        for prefix, values in lists.items():
-            if len(values) != self.num_stages:
-                self.bad_key(body, f"{self.num_stages} values expected after '{prefix[0]}'")
-            genes.update({f"{prefix}{i + 1}": v for i, v in enumerate(values)})
+        genes.update(per_stage(self, body, lists, self.num_stages,
+                               lambda prefix: f"{self.num_stages} values expected after "
+                                              f"'{prefix[0]}'"))
         return self.make(genes)
 
     def key_form(self) -> str:

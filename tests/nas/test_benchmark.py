@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nas.benchmark import BenchmarkError, Table, run_benchmark
+from estimators.table import TableError
+from nas.benchmark import read_table, run_benchmark
 from nas.cli import main
 from nas.pareto import hypervolume, nadir, pareto_mask
 from search_spaces import Chain, Dimension, InvalidArchError, SearchSpace, get_space, register_space
@@ -68,7 +69,7 @@ def table_path(tmp_path):
 
 
 def load(path, columns=("acc", "acc_test", "latency")):
-    return Table.from_csv(path, SPACE, list(columns))
+    return read_table(path, SPACE, list(columns))
 
 
 def test_exhausting_the_table_finds_the_optimum_and_the_whole_front(table_path):
@@ -172,22 +173,22 @@ def test_cli_user_errors(table_path, capsys, argv, message):
 
 
 def test_bad_tables(tmp_path):
-    with pytest.raises(BenchmarkError, match="does not exist"):
+    with pytest.raises(TableError, match="does not exist"):
         load(tmp_path / "missing.csv")
     path = tmp_path / "bad.csv"
     pd.DataFrame({"arch": ["012", "0x9"], "acc": [1.0, 2.0]}).to_csv(path, index=False)
-    with pytest.raises(BenchmarkError, match="row 1"):
+    with pytest.raises(TableError, match=r"row 3 \('0x9'\)"):
         load(path, ["acc"])
     pd.DataFrame({"arch": ["012", "012"], "acc": [1.0, 2.0]}).to_csv(path, index=False)
-    with pytest.raises(BenchmarkError, match="twice"):
+    with pytest.raises(TableError, match="twice"):
         load(path, ["acc"])
 
 
 # --- NAS-Bench-201 (reference data) ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def nb201(shared_data):
-    return Table.from_csv(shared_data / "nb201" / "nb201.csv", get_space("nb201"),
-                          ["acc12_cifar10_val", "acc12_cifar10_test", "latency_ms_pixel3"])
+    return read_table(shared_data / "nb201" / "nb201.csv", get_space("nb201"),
+                      ["acc12_cifar10_val", "acc12_cifar10_test", "latency_ms_pixel3"])
 
 
 def test_nb201_table_parses_every_cell(nb201):
