@@ -37,8 +37,6 @@ BUILTIN: dict[str, str] = {
     "vit-hybrid": "vit",
 }
 
-# families whose ops have no dense layers to sparsify
-NO_SPARSE = {"nb201"}
 
 _cache: dict[str, SearchSpace] = {}
 
@@ -57,10 +55,20 @@ def register_space(space: SearchSpace) -> SearchSpace:
     return space
 
 
+def has_sparse_variant(name: str) -> bool:
+    """Whether built-in space `name` comes as `<name>-sparse` (its family declares it)."""
+    return name in BUILTIN and _family(BUILTIN[name]).SPARSE_VARIANT
+
+
+def sparse_spaces() -> list[str]:
+    """The `<name>-sparse` variants of the built-in spaces."""
+    return [name + SPARSE_SUFFIX for name in BUILTIN if has_sparse_variant(name)]
+
+
 def _builtin_name(name: str) -> bool:
     """`name` is a built-in space or its sparse variant."""
     base = name[: -len(SPARSE_SUFFIX)] if name.endswith(SPARSE_SUFFIX) else name
-    return base in BUILTIN and (base == name or BUILTIN[base] not in NO_SPARSE)
+    return base in BUILTIN and (base == name or has_sparse_variant(base))
 
 
 def _is_file(name: str) -> bool:
@@ -81,8 +89,8 @@ def get_space(name: str) -> SearchSpace:
         return register_space(load_space_file(name))
     base = name[: -len(SPARSE_SUFFIX)] if name.endswith(SPARSE_SUFFIX) else name
     sparse = base != name
-    if base not in BUILTIN or (sparse and BUILTIN[base] in NO_SPARSE):
-        known = list_spaces() + [s + SPARSE_SUFFIX for s in BUILTIN if BUILTIN[s] not in NO_SPARSE]
+    if base not in BUILTIN or (sparse and not has_sparse_variant(base)):
+        known = list_spaces() + sparse_spaces()
         raise UnknownSpaceError(
             f"unknown space {name!r}; known: {', '.join(known)}, or a path to a .yaml/.json file")
     module = _family(BUILTIN[base])

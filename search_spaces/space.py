@@ -10,7 +10,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import numpy as np
 
@@ -72,6 +72,9 @@ class SearchSpace(ABC):
     dimensions: tuple[Dimension, ...]
     default_classes: int = 1000
     default_channels: int = 3
+    # How its supernet shares weights (search_spaces.supernets.factory.SUPERNETS): "one-shot"
+    # (one candidate per slot, shared where shapes nest) or "elastic" (Once-for-All).
+    supernet_style: ClassVar[str] = "one-shot"
 
     # --- what a subclass provides -------------------------------------------------------------
     @abstractmethod

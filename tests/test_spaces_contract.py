@@ -11,10 +11,10 @@ from estimators.flops import FlopsEstimator, analytical_cost, fvcore_cost
 from nas.objectives import Constraint
 from nas.sampling import sample_within
 from search_spaces import Arch, InvalidArchError, get_space, list_spaces
-from search_spaces.registry import BUILTIN, NO_SPARSE, SPARSE_SUFFIX
+from search_spaces.registry import SPARSE_SUFFIX, sparse_spaces
 
 SPACES = list_spaces()
-ALL_SPACES = SPACES + [s + SPARSE_SUFFIX for s in SPACES if BUILTIN[s] not in NO_SPARSE]
+ALL_SPACES = SPACES + sparse_spaces()
 
 
 @pytest.mark.parametrize("name", ALL_SPACES)
@@ -205,3 +205,17 @@ def test_keys_with_non_ascii_digits_are_rejected(name):
             if foreign != body:
                 with pytest.raises(InvalidArchError):
                     space.decode(foreign)
+
+
+def test_every_family_and_space_describes_itself():
+    """The registry and the supernet factory read these instead of lists of names."""
+    import importlib
+
+    from search_spaces.registry import FAMILIES
+    from search_spaces.supernets.factory import SUPERNETS
+
+    for module in FAMILIES.values():
+        assert isinstance(importlib.import_module(module).SPARSE_VARIANT, bool), module
+    for name in ALL_SPACES:
+        assert get_space(name).supernet_style in SUPERNETS, name
+    assert "nb201-sparse" not in sparse_spaces() and "mobile-sparse" in sparse_spaces()

@@ -81,6 +81,10 @@ class DenseNetConfig:
             object.__setattr__(self, name, value)
 
 
+# The family's own description (read by the registry): `<name>-sparse` adds per-stage
+# weight density to its conv/linear layers.
+SPARSE_VARIANT = True
+
 PRESETS: dict[str, dict[str, Any]] = {
     "densenet": {
         "growths": [12, 16, 24, 32],

@@ -115,6 +115,8 @@ def parse_op(op: str) -> tuple[int, int, int]:
 class FBNetSpace(SearchSpace):
     """One candidate block per layer over a fixed macro-architecture."""
 
+    supernet_style = "elastic"
+
     def __init__(self, name: str, config: FBNetConfig, sparse: bool = False):
         self.name = name
         self.config = config
@@ -296,6 +298,10 @@ FBNET_B: tuple[str, ...] = (
     "k5_e6", "k5_e1", "k5_e6", "k5_e6",
     "k3_e6",
 )
+
+# The family's own description (read by the registry): `<name>-sparse` adds per-stage
+# weight density to its conv/linear layers.
+SPARSE_VARIANT = True
 
 PRESETS: dict[str, dict[str, Any]] = {
     "fbnet": {

@@ -110,6 +110,8 @@ def _structure(config: dict[str, Any]) -> dict[str, Any]:
 class InvertedResidualSpace(SearchSpace):
     """Stages of MBConv blocks with elastic depth, kernel and expand ratio (OFA style)."""
 
+    supernet_style = "elastic"
+
     def __init__(self, name: str, config: InvertedResidualConfig, sparse: bool = False):
         self.name = name
         self.config = config
@@ -332,6 +334,10 @@ _REFERENCES = {
         "mobilenet_v2": lambda s: s.uniform(3, 6, (2, 3, 4, 3, 3, 1), 224, 1.0),
     },
 }
+
+# The family's own description (read by the registry): `<name>-sparse` adds per-stage
+# weight density to its conv/linear layers.
+SPARSE_VARIANT = True
 
 PRESETS: dict[str, dict[str, Any]] = {
     "mobile": {

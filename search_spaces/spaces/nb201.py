@@ -170,6 +170,10 @@ def _official_index() -> dict[str, int]:
     return {digits: i for i, digits in enumerate(_official_order())}
 
 
+# The family's own description (read by the registry): `<name>-sparse` adds per-stage
+# weight density; NB201 cells have no dense layers worth sparsifying.
+SPARSE_VARIANT = False
+
 PRESETS: dict[str, dict] = {"nb201": {"channels": 16, "cells": 5, "classes": 10, "resolution": 32}}
 
 

@@ -117,6 +117,10 @@ class ResNetConfig:
             object.__setattr__(self, name, value)
 
 
+# The family's own description (read by the registry): `<name>-sparse` adds per-stage
+# weight density to its conv/linear layers.
+SPARSE_VARIANT = True
+
 PRESETS: dict[str, dict[str, Any]] = {
     "resnet": {
         "blocks": ["basic", "bottleneck"],

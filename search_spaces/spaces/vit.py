@@ -157,6 +157,10 @@ TIMM_NAMES = {"deit_tiny_patch16_224": "deit_tiny", "vit_tiny_patch16_224": "dei
 
 
 # ------------------------------------------------------------------------------------------
+# The family's own description (read by the registry): `<name>-sparse` adds per-stage
+# weight density to its conv/linear layers.
+SPARSE_VARIANT = True
+
 PRESETS: dict[str, dict[str, Any]] = {
     "vit": {
         "kind": "vit", "patches": [32, 16], "widths": [192, 240, 288, 384],

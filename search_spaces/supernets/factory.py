@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from search_spaces.registry import get_space
 from search_spaces.space import SearchSpace
-from search_spaces.spaces.fbnet import FBNetSpace
-from search_spaces.spaces.inverted_residual import InvertedResidualSpace
 from search_spaces.supernets.base import Supernet
 
 
@@ -34,10 +32,12 @@ class OneShotSupernet(Supernet):
     style = "one-shot"
 
 
+# A space names its style (`SearchSpace.supernet_style`); the style names the class.
+SUPERNETS: dict[str, type[Supernet]] = {"elastic": ElasticSupernet, "one-shot": OneShotSupernet}
+
+
 def supernet_class(space: SearchSpace) -> type[Supernet]:
-    if isinstance(space, (InvertedResidualSpace, FBNetSpace)):
-        return ElasticSupernet
-    return OneShotSupernet
+    return SUPERNETS[space.supernet_style]
 
 
 def build_supernet(space: SearchSpace | str, num_classes: int | None = None,

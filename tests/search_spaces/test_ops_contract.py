@@ -13,7 +13,7 @@ import torch
 from estimators.flops import fvcore_cost
 from search_spaces import BlockSpec, get_space, list_spaces
 from search_spaces.ops import OPS, block_cost, block_out_shape, build_block
-from search_spaces.registry import BUILTIN, NO_SPARSE, SPARSE_SUFFIX
+from search_spaces.registry import SPARSE_SUFFIX, sparse_spaces
 
 # ops no built-in space's smallest or largest arch uses, at a small shape, and odd spatial
 # sizes with both shortcut kinds and sparse masks (what the spaces' square inputs miss)
@@ -40,7 +40,7 @@ def _size(spec: BlockSpec) -> int:
 @lru_cache(maxsize=1)
 def cases() -> dict[str, list[BlockSpec]]:
     """op -> its smallest dense spec and its smallest sparse one (when a space has one)."""
-    sparse = [s + SPARSE_SUFFIX for s in BUILTIN if BUILTIN[s] not in NO_SPARSE]
+    sparse = sparse_spaces()
     names = list(list_spaces()) + sparse
     smallest: dict[tuple[str, bool], BlockSpec] = {}
     for name in dict.fromkeys(names):

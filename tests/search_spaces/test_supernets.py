@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from search_spaces import get_space, list_spaces
-from search_spaces.registry import BUILTIN, NO_SPARSE, SPARSE_SUFFIX
+from search_spaces.registry import sparse_spaces
 from search_spaces.supernets import ElasticSupernet, OneShotSupernet, SupernetError, build_supernet
 from search_spaces.supernets.dead_taps import dead_taps, dead_taps_trimmed
 from search_spaces.supernets.elastic import position_grid, transformed_kernel
 
 SPACES = list_spaces()
-ALL_SPACES = SPACES + [s + SPARSE_SUFFIX for s in SPACES if BUILTIN[s] not in NO_SPARSE]
+ALL_SPACES = SPACES + sparse_spaces()
 CLASSES, CHANNELS = 10, 1
 _cache: dict[str, object] = {}
 
