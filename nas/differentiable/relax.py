@@ -28,12 +28,10 @@ import numpy as np
 from nas.differentiable.errors import RelaxationError
 from search_spaces import Arch, BlockSpec, Dimension, SearchSpace
 from search_spaces.arch import Gene
-from search_spaces.ops import block_out_shape
+from search_spaces.ops import block_out_shape, get_op
 
 JOINT_LIMIT = 64  # most option combinations a block may depend on jointly
 CHECK_SAMPLES = 8  # random architectures the relaxation is verified on
-# Ops whose blocks may be decomposed per argument (each argument named after a dimension).
-DECOMPOSABLE_OPS = frozenset({"nb201_cell"})
 
 Pin = Callable[[Dimension], Gene]
 
@@ -298,7 +296,7 @@ def _position(space: SearchSpace, index: int, dims: tuple[str, ...], spec: Block
         return Position(index, "fixed", (), (Candidate((), spec, cost_spec),))
     sizes = [len(space.dimension(d).options) for d in dims]
     total = int(np.prod(sizes))
-    if spec.op in DECOMPOSABLE_OPS and set(dims) <= set(spec.kwargs):
+    if get_op(spec.op).decomposable and set(dims) <= set(spec.kwargs):
         return _decompose(space, index, dims, spec, cost_spec)
     if total > JOINT_LIMIT:
         raise RelaxationError(

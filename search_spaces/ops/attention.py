@@ -74,6 +74,7 @@ class PatchEmbed(OpDef):
     """(C, H, W) -> (patches + 1, dim). Args: dim, patch, density."""
 
     name = "patch_embed"
+    separating_args = ("patch",)
 
     def build(self, in_shape, *, dim: int, patch: int, density: float = 1.0) -> nn.Module:
         tokens = _grid(in_shape, patch)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
@@ -32,9 +32,21 @@ ZERO = Cost()
 
 
 class OpDef(ABC):
-    """How one op is built and what it costs at a given input shape (batch excluded)."""
+    """How one op is built and what it costs at a given input shape (batch excluded), and what
+    the supernet and the differentiable relaxation need to know about it."""
 
     name: str
+    # Supernet: arguments whose differing values make separate candidates (their weights do
+    # not nest: a grouped conv sees another slice of the input than a dense one).
+    separating_args: ClassVar[tuple[str, ...]] = ()
+    # Differentiable relaxation: a block may be relaxed argument by argument, each argument
+    # being a dimension of its own (NB201's edges), instead of over all joint combinations.
+    decomposable: ClassVar[bool] = False
+
+    def candidate_of(self, tensor: str, args: dict[str, Any]) -> str | None:
+        """Supernet: a finer candidate name for one `tensor` of the block (None: the block's
+        candidates share it), e.g. the op chosen on the edge that owns it."""
+        return None
 
     @abstractmethod
     def build(self, in_shape: tuple[int, ...], **args: Any) -> nn.Module: ...

@@ -81,6 +81,13 @@ class NB201Cell(OpDef):
     """A whole NAS-Bench-201 cell at constant width and resolution."""
 
     name = "nb201_cell"
+    decomposable = True
+
+    def candidate_of(self, tensor: str, args: dict[str, Any]) -> str | None:
+        # Each edge is its own single-path choice: `edges.<i>...` belongs to the op chosen on
+        # edge i (a 1x1 conv is not trained as the centre of the 3x3 one).
+        head, _, rest = tensor.partition(".")
+        return str(args[EDGE_ARGS[int(rest.split(".", 1)[0])]]) if head == "edges" else None
 
     def build(self, in_shape, **edges: str) -> nn.Module:
         return Cell(in_shape[0], _edge_ops(edges))

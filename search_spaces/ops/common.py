@@ -30,6 +30,7 @@ class ConvBnAct(OpDef):
     """Conv kxk (pad k//2) -> [BN] -> act. `bn=False` gives a plain conv (OFA's feature mix)."""
 
     name = "conv_bn_act"
+    separating_args = ("groups",)
 
     def build(self, in_shape, *, out: int, k: int = 1, stride: int = 1, act: str = "relu",
               groups: int = 1, bn: bool = True, bias: bool = False, density: float = 1.0,

@@ -108,6 +108,7 @@ class MBConvOp(OpDef):
     """OpDef of `MBConv`: args out, mid, k, stride, act, se, groups, expand, density."""
 
     name = "mbconv"
+    separating_args = ("groups",)
 
     def build(self, in_shape, *, out: int, mid: int, k: int, stride: int = 1, act: str = "relu",
               se: int = 0, groups: int = 1, expand: bool = True,
