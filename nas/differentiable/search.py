@@ -44,7 +44,7 @@ from search_spaces.arch import Gene
 
 SKIP_MARGIN = 0.01  # lead in probability before a skip counts towards the early stop
 # Called after each step of a phase: (phase, step, total steps, info).
-StepProgress = Callable[[str, int, int, Mapping[str, float]], None]
+PhaseProgress = Callable[[str, int, int, Mapping[str, float]], None]  # (phase, step, total, info)
 
 
 class DifferentiableSearch:
@@ -53,7 +53,7 @@ class DifferentiableSearch:
     def __init__(self, space: SearchSpace, data: DataSplits, config: SearchConfig = SearchConfig(),
                  constraints: Sequence[Constraint] = (), cost_fn: CostFn | None = None,
                  block_cost: BlockCost | None = None, seed: int = 0,
-                 progress: StepProgress | None = None):
+                 progress: PhaseProgress | None = None):
         from estimators.flops import FlopsEstimator
 
         self.space, self.data, self.config = space, data, config

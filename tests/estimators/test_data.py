@@ -12,15 +12,8 @@ import pytest
 import torch
 
 from estimators import data as data_mod
-from estimators.data import (
-    DataError,
-    DataFallbackWarning,
-    RawData,
-    load_data,
-    make_splits,
-    read_idx,
-    stratified_split,
-)
+from estimators.data import DataFallbackWarning, load_data, make_splits, stratified_split
+from estimators.data_readers import DataError, RawData, read_idx
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
@@ -243,7 +236,7 @@ def test_real_fashion_mnist(shared_data):
     b"", b"hello\n", b"\x80\x04K\x01.",
 ])
 def test_damaged_cifar_batches_are_one_line_data_errors(tmp_path, junk):
-    from estimators.data import _read_batch
+    from estimators.data_readers import _read_batch
 
     path = tmp_path / "data_batch_1"
     path.write_bytes(junk)
