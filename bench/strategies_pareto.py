@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nas.benchmark import Table, run_benchmark
+from nas.benchmark import read_table, run_benchmark
 from nas.text_table import format_table
 from search_spaces import get_space
 
@@ -32,8 +32,8 @@ def main() -> None:
     parser.add_argument("--long-queries", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    table = Table.from_csv(args.data / "nb201" / "nb201.csv", get_space("nb201"),
-                           [OBJECTIVE, *DEVICES])
+    table = read_table(args.data / "nb201" / "nb201.csv", get_space("nb201"),
+                   [OBJECTIVE, *DEVICES])
     seeds = range(args.seed_start, args.seed_start + args.seeds)
     runs = {"nsga2": ("nsga2", args.queries), "random": ("random", args.queries),
             f"random@{args.long_queries}": ("random", args.long_queries)}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nas.benchmark import BenchmarkResult, Table, run_benchmark
+from nas.benchmark import BenchmarkResult, read_table, run_benchmark
 from nas.text_table import format_table
 from search_spaces import get_space
 
@@ -43,8 +43,8 @@ def main() -> None:
     parser.add_argument("--strategies", default=",".join(RUNS),
                         help="comma-separated names of RUNS")
     args = parser.parse_args()
-    table = Table.from_csv(args.data / "nb201" / "nb201.csv", get_space("nb201"),
-                           [OBJECTIVE, REPORT])
+    table = read_table(args.data / "nb201" / "nb201.csv", get_space("nb201"),
+                   [OBJECTIVE, REPORT])
     val, test = table.columns[OBJECTIVE], table.columns[REPORT]
     print(f"table: {len(table)} cells; best test {test.max():.2f}; the best validation cell "
           f"tests at {test[np.argmax(val)]:.2f} (regret {test.max() - test[np.argmax(val)]:.2f})")
