@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     table = read_table(args.data / "nb201" / "nb201.csv", get_space("nb201"),
-                   [OBJECTIVE, *DEVICES])
+                       [OBJECTIVE, *DEVICES])
     seeds = range(args.seed_start, args.seed_start + args.seeds)
     runs = {"nsga2": ("nsga2", args.queries), "random": ("random", args.queries),
             f"random@{args.long_queries}": ("random", args.long_queries)}

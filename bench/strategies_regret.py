@@ -44,7 +44,7 @@ def main() -> None:
                         help="comma-separated names of RUNS")
     args = parser.parse_args()
     table = read_table(args.data / "nb201" / "nb201.csv", get_space("nb201"),
-                   [OBJECTIVE, REPORT])
+                       [OBJECTIVE, REPORT])
     val, test = table.columns[OBJECTIVE], table.columns[REPORT]
     print(f"table: {len(table)} cells; best test {test.max():.2f}; the best validation cell "
           f"tests at {test[np.argmax(val)]:.2f} (regret {test.max() - test[np.argmax(val)]:.2f})")
