@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
-from search_spaces import Arch, NasError
+from search_spaces import Arch, NasError, first_line
 
 ESTIMATOR_KEY = "acc_estimator"  # the metric that says which estimator produced `acc`
 Resolution = int | str | None  # None: the data's; "arch": the architecture's own; or pixels
@@ -120,7 +120,7 @@ class AccuracyEstimator(ABC):
         try:
             return cls.Options(**given)
         except NasError as exc:
-            text = str(exc).splitlines()[0]
+            text = first_line(exc)
             named = text.startswith(f"estimator {cls.name!r}")
             prefix = "" if named else f"estimator {cls.name!r}: "
             raise NasError(prefix + text) from None

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -57,12 +56,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if get_estimator(args.estimator).needs_data:
         from estimators.data import load_data
 
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            data = load_data(args.data, args.data_dir, val_fraction=args.val_fraction,
-                             seed=args.seed)
-        for warning in caught:
-            sys.stderr.write(f"warning: {warning.message}\n")
+        data = load_data(args.data, args.data_dir, val_fraction=args.val_fraction,
+                         seed=args.seed)
     recipe = TrainRecipe() if args.estimator != "train" else TrainRecipe(
         epochs=args.epochs, batch_size=args.batch_size or TrainRecipe.batch_size, lr=args.lr,
         train_images=args.train_images, eval_images=args.eval_images)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.cli.common import CommandAdder
-from search_spaces import NasError, first_line
+from search_spaces import NasError
 
 
 def _parse_options(pairs: list[str] | None, strategy: str, estimator: str
@@ -86,7 +86,6 @@ def _resumed(args: argparse.Namespace):
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    import warnings
 
     from nas.cli.common import emit
     from nas.report import format_front
@@ -108,29 +107,18 @@ def cmd_search(args: argparse.Namespace) -> int:
             run_dir = None
     quiet = args.quiet or args.json
     log = (lambda text: None) if quiet else (lambda text: sys.stderr.write(text + "\n"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
-        warnings.showwarning = _show_warning  # restored when the block ends
-        # Every setting is checked here, before a run folder is made or written.
-        job = SearchJob(settings, run_dir or Path(args.results), quiet=quiet, log=log)
-        if run_dir is None:
-            with writing(args.results):
-                job.run_dir = new_run_dir(args.results, settings.space, settings.strategy,
-                                          settings.seed)
-            job.made_dir = True
-        elif args.resume is None:
-            job.require_new = True  # checked again under the run folder's lock
-        result = job.run()
+    # Every setting is checked here, before a run folder is made or written.
+    job = SearchJob(settings, run_dir or Path(args.results), quiet=quiet, log=log)
+    if run_dir is None:
+        with writing(args.results):
+            job.run_dir = new_run_dir(args.results, settings.space, settings.strategy,
+                                      settings.seed)
+        job.made_dir = True
+    elif args.resume is None:
+        job.require_new = True  # checked again under the run folder's lock
+    result = job.run()
     emit(args, result.payload(), format_front(result, job.objectives, job.constraints))
     return 0
-
-
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: Any = None, line: str | None = None) -> None:
-    """Our own warnings (e.g. the data-set fallback) as one `warning: ...` line when they
-    happen; library noise (deprecations inside Ray, fvcore...) is dropped."""
-    if category.__module__.split(".")[0] in ("estimators", "nas", "search_spaces"):
-        sys.stderr.write(f"warning: {first_line(message)}\n")
 
 
 def _warn(text: str) -> None:

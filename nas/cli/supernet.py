@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from typing import Any
 
 from nas.cli.common import CommandAdder, positive_int, resolution, seed, threads
@@ -27,19 +26,6 @@ def _recipe(args: argparse.Namespace):
         seed=args.seed)
 
 
-def load_cli_data(args: argparse.Namespace):
-    """The data set named on the command line; loader warnings go to stderr as one line."""
-    from estimators.data import load_data
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        data = load_data(args.data, args.data_dir, val_fraction=args.val_fraction,
-                         seed=args.seed)
-    for warning in caught:
-        sys.stderr.write(f"warning: {warning.message}\n")
-    return data
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from estimators.supernet import train_supernet
 
@@ -48,7 +34,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     space = get_space(args.space)
-    data = load_cli_data(args)
+    from estimators.data import load_data
+
+    data = load_data(args.data, args.data_dir, val_fraction=args.val_fraction, seed=args.seed)
     recipe = _recipe(args)
     quiet = args.quiet or getattr(args, "json", False)
     if args.workers > 1:

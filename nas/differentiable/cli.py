@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from typing import Any
 
 from estimators.files import atomic_write_text
@@ -86,11 +85,7 @@ def cmd_differentiable(args: argparse.Namespace) -> int:
                           fixed=parse_fixed(space, args.fix), train_images=args.train_images,
                           resolution=args.resolution, max_skip=args.max_skip,
                           stop_patience=args.stop_patience)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        data = load_data(args.data, args.data_dir, seed=args.seed)
-    for warning in caught:
-        sys.stderr.write(f"warning: {warning.message}\n")
+    data = load_data(args.data, args.data_dir, seed=args.seed)  # warnings: one line (nas.cli)
     torch.set_num_threads(args.threads)
     search = DifferentiableSearch(space, data, config, constraints, cost_fn, seed=args.seed,
                                   progress=_progress(args))
