@@ -35,18 +35,6 @@ def estimator_options(name: str) -> dict[str, Any]:
     return get_estimator(name).option_defaults()
 
 
-def __getattr__(name: str) -> Any:
-    """`ESTIMATORS` (the registry's names, in its order: the default, supernet, first) and
-    `ESTIMATOR_OPTIONS` (name -> options with defaults), read from the registry on each use, so
-    an estimator registered after this module was imported counts. `ESTIMATOR_OPTIONS` imports
-    every estimator (the supernet's among them), which a `proxy` search never needs."""
-    if name == "ESTIMATORS":
-        return list_estimators()
-    if name == "ESTIMATOR_OPTIONS":
-        return {estimator: estimator_options(estimator) for estimator in list_estimators()}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 # The validation split is drawn with its own seed, not the search's: a search with another seed
 # must see the same split, or it could not reuse the supernet cached for it.
 DATA_DEFAULTS: dict[str, Any] = {"name": "fashion-mnist", "dir": None, "val_fraction": 1 / 6,
