@@ -17,8 +17,9 @@ ROBUST_FROM = 10  # networks from which one badly measured network is down-weigh
 
 def fit_correction(block_sums: Sequence[float], measured: Sequence[float]) -> Correction:
     """Overhead and scale minimising the squared relative error (robustly reweighted from
-    ROBUST_FROM networks on); scale only if the two-term fit is degenerate (one network, or
-    a non-positive scale)."""
+    ROBUST_FROM networks on); scale only if the two-term fit is degenerate (one network, a
+    non-positive scale, or a negative overhead: whole-network costs only add to the blocks,
+    and a negative overhead fitted on a few noisy networks predicts 0 ms below their range)."""
     sums = np.asarray(block_sums, dtype=float)
     target = np.asarray(measured, dtype=float)
     if len(sums) == 0 or np.any(target <= 0):
@@ -27,13 +28,13 @@ def fit_correction(block_sums: Sequence[float], measured: Sequence[float]) -> Co
         from estimators.latency.regression import fit_nonneg
 
         fit = fit_nonneg(sums[:, None], target, alpha=0.0, robust=True)
-        if fit.coef[0] > 0:
+        if fit.coef[0] > 0 and fit.intercept >= 0:
             return Correction(fit.intercept, float(fit.coef[0]))
     weights = 1.0 / target
     if len(sums) >= 2 and np.ptp(sums) > 0:
         design = np.stack([weights, sums * weights], axis=1)
         (overhead, scale), *_ = np.linalg.lstsq(design, np.ones_like(target), rcond=None)
-        if scale > 0:
+        if scale > 0 and overhead >= 0:
             return Correction(float(overhead), float(scale))
     # scale only: minimise sum((s*x/y - 1)^2)
     ratio = sums * weights

@@ -108,3 +108,13 @@ def test_correction_fit_recovers_overhead_and_scale():
     assert correction.overhead_ms == pytest.approx(0.5) and correction.scale == pytest.approx(1.25)
     single = fit_correction([2.0], [3.0])
     assert single.overhead_ms == 0.0 and single.scale == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("n", [3, 12])
+def test_correction_never_fits_a_negative_overhead(n):
+    """Noisy networks whose best line crosses zero get a scale-only fit, so a network below
+    the calibrated range is still priced above 0 ms (CI once saw 0.0 ms predictions)."""
+    sums = np.linspace(2.0, 4.0, n)
+    correction = fit_correction(sums, -1.0 + 1.5 * sums)
+    assert correction.overhead_ms == 0.0 and correction.scale > 0
+    assert correction.apply(0.1) > 0
