@@ -33,6 +33,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _samplings() -> tuple[str, ...]:
+    from estimators.supernet.trainer import SAMPLINGS
+
+    return SAMPLINGS
+
+
 def _proxy_names() -> tuple[str, ...]:
     from estimators.proxies import PROXY_NAMES
 
@@ -51,6 +57,8 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "resolution": (lambda v: v == "arch" or (_is_int(v) and v > 0),
                    "'arch' or a positive number of pixels"),
     "proxy": (lambda v: isinstance(v, str) and v in _proxy_names(), "a proxy name"),
+    "sampling": (lambda v: isinstance(v, str) and v in _samplings(),
+                 "auto, sandwich, fair or uniform"),
     "proxies": (lambda v: isinstance(v, list) and bool(v) and all(
         isinstance(p, str) and p in _proxy_names() for p in v), "a list of proxy names"),
 }

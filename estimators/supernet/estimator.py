@@ -32,7 +32,8 @@ from search_spaces.supernets.dead_taps import dead_taps_trimmed
 
 CALIBRATION_IMAGES = 500  # OFA uses 2,000 ImageNet images; 500 of 28x28 settle the means
 EVAL_IMAGES = 2000
-RECIPE_OPTIONS = ("epochs", "train_images", "batch_size", "lr", "random_subnets", "resolution")
+RECIPE_OPTIONS = ("epochs", "train_images", "batch_size", "lr", "random_subnets", "resolution",
+                  "sampling")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class SupernetOptions(EstimatorOptions):
                                               "and smallest (default: the recipe's)", "int0")
     resolution: Resolution = option(None, "training input size: None (the data's), 'arch' "
                                           "or pixels", "resolution")
+    sampling: str | None = option(None, "subnets per step: auto, sandwich, fair or uniform "
+                                        "(default: the recipe's)", "sampling")
     calibration_images: int = option(CALIBRATION_IMAGES, "training images BatchNorm is "
                                                          "recalibrated on per subnet", "int2")
     eval_images: int = option(EVAL_IMAGES, "validation images each subnet is scored on",

@@ -33,6 +33,9 @@ from search_spaces import Arch, NasError, SearchSpace, first_line, get_space
 from search_spaces.supernets import Supernet, build_supernet
 
 
+SAMPLINGS = ("auto", "sandwich", "fair", "uniform")
+
+
 @dataclass(frozen=True)
 class SupernetRecipe:
     """How a supernet is trained. `train_images` is the share of the training split seen per
@@ -55,6 +58,11 @@ class SupernetRecipe:
     kernel_transform: bool = True
     resolution: int | str | None = None
     seed: int = 0
+    # which subnets each step trains: "sandwich" (largest, smallest, random; in-place
+    # distillation), "fair" (FairNAS: every option of every gene once per step, labels only),
+    # "uniform" (2 + random_subnets random subnets, labels only) or "auto" (sandwich for
+    # elastic supernets, fair for one-shot ones: see docs/ranking.md for the measurements)
+    sampling: str = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -71,6 +79,9 @@ class SupernetRecipe:
             raise NasError(f"random_subnets must be >= 0, got {self.random_subnets}")
         if not 0 <= self.distill <= 1 or not 0 < self.temperature < math.inf:
             raise NasError("distill must be in [0, 1] and temperature positive")
+        if self.sampling not in SAMPLINGS:
+            raise NasError(f"sampling must be one of {', '.join(SAMPLINGS)}, got "
+                           f"{self.sampling!r}")
         if not (self.resolution is None or self.resolution == "arch"
                 or (isinstance(self.resolution, int) and self.resolution > 0)):
             raise NasError(f"resolution must be None (the data's), 'arch' or a number of "
@@ -118,12 +129,37 @@ def step_rng(seed: int, epoch: int, step: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, step])
 
 
-def sandwich(supernet: Supernet, recipe: SupernetRecipe, epoch: int, step: int) -> list[Arch]:
-    """Largest, smallest and `random_subnets` random archs for one step (seeded)."""
+def sampling_rule(supernet: Supernet, recipe: SupernetRecipe) -> str:
+    if recipe.sampling != "auto":
+        return recipe.sampling
+    return "sandwich" if supernet.style == "elastic" else "fair"
+
+
+def step_archs(supernet: Supernet, recipe: SupernetRecipe, epoch: int,
+               step: int) -> tuple[list[Arch], bool]:
+    """The subnets one step trains (seeded) and whether the first teaches the others."""
     rng = step_rng(recipe.seed, epoch, step)
-    archs = [supernet.max_arch(), supernet.min_arch()]
-    archs += [supernet.sample_arch(rng) for _ in range(recipe.random_subnets)]
-    return archs
+    rule = sampling_rule(supernet, recipe)
+    if rule == "sandwich":
+        archs = [supernet.max_arch(), supernet.min_arch()]
+        return archs + [supernet.sample_arch(rng) for _ in range(recipe.random_subnets)], True
+    if rule == "uniform":
+        return [supernet.sample_arch(rng) for _ in range(2 + recipe.random_subnets)], False
+    return fair_archs(supernet.space, rng), False
+
+
+def fair_archs(space: SearchSpace, rng: np.random.Generator) -> list[Arch]:
+    """FairNAS strict fairness (Chu et al. 2021): as many subnets as the widest gene has
+    options, each gene taking each of its options once across them (in a random order;
+    genes with fewer options repeat a random few)."""
+    width = max(len(d.options) for d in space.dimensions)
+    columns = {}
+    for dim in space.dimensions:
+        order = list(rng.permutation(len(dim.options)))
+        order += list(rng.integers(0, len(dim.options), width - len(order)))
+        columns[dim.name] = [dim.options[i] for i in order]
+    return [space.make({name: options[i] for name, options in columns.items()})
+            for i in range(width)]
 
 
 def lr_at(step: int, total: int, recipe: SupernetRecipe) -> float:
@@ -185,19 +221,21 @@ class SandwichTrainer:
             global_step = epoch * self.steps_per_epoch + step
             for group in self.optimizer.param_groups:
                 group["lr"] = lr_at(global_step, self.total_steps, self.recipe)
-            archs = sandwich(self.supernet, self.recipe, epoch, step)
+            archs, distill = step_archs(self.supernet, self.recipe, epoch, step)
             # dropout draws from torch's generator: seeded per step, so a resumed run and a
             # straight one draw the same masks
             torch.manual_seed(int(np.random.default_rng(
                 [self.recipe.seed, epoch, step, 2]).integers(2 ** 62)))
-            losses.append(self.train_step(inputs, labels, archs))
+            losses.append(self.train_step(inputs, labels, archs, distill))
             if progress is not None:
                 progress(global_step + 1, self.total_steps, losses[-1])
         return {"epoch": epoch + 1, "loss": float(np.mean(losses)),
                 "seconds": time.perf_counter() - start}
 
-    def train_step(self, inputs: torch.Tensor, labels: torch.Tensor, archs: list[Arch]) -> float:
-        """One sandwich step; returns the largest subnet's loss."""
+    def train_step(self, inputs: torch.Tensor, labels: torch.Tensor, archs: list[Arch],
+                   distill: bool = True) -> float:
+        """One step over `archs` (with `distill`, the first one's predictions teach the
+        others); returns the first subnet's loss."""
         recipe = self.recipe
         self.optimizer.zero_grad(set_to_none=True)
         teacher: torch.Tensor | None = None
@@ -206,10 +244,11 @@ class SandwichTrainer:
             size = input_size(self.supernet, self.data, recipe, arch)
             logits = self.supernet(resize_batch(inputs, size), arch)
             hard = F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
-            if teacher is None:
+            if teacher is None or not distill:
                 loss = hard
-                teacher = F.softmax(logits.detach() / recipe.temperature, dim=1)
-                first_loss = float(loss.detach())
+                if teacher is None:
+                    teacher = F.softmax(logits.detach() / recipe.temperature, dim=1)
+                    first_loss = float(loss.detach())
             else:
                 log_probs = F.log_softmax(logits / recipe.temperature, dim=1)
                 soft = -(teacher * log_probs).sum(dim=1).mean() * recipe.temperature ** 2

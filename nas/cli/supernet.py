@@ -23,7 +23,7 @@ def _recipe(args: argparse.Namespace):
         random_subnets=defaults.random_subnets if args.random_subnets is None
         else args.random_subnets,
         kernel_transform=not args.no_kernel_transform, resolution=args.resolution,
-        seed=args.seed)
+        sampling=args.sampling, seed=args.seed)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -82,13 +82,14 @@ def _missing_verb() -> int:
 def register(command: CommandAdder) -> None:
     from estimators.data import DATASETS
     from estimators.supernet import SupernetRecipe
+    from estimators.supernet.trainer import SAMPLINGS
 
     parent = command("supernet", lambda args: _missing_verb(),
                      "weight-sharing supernets: train one per space and data set (cached)")
     verbs = parent.add_subparsers(dest="supernet_command", required=True,
                                   parser_class=type(parent), metavar="VERB")
-    help_text = ("train the supernet of a space (sandwich rule, in-place distillation, a "
-                 "checkpoint per epoch), or reuse the cached one")
+    help_text = ("train the supernet of a space (sandwich rule with in-place distillation or "
+                 "fair sampling, a checkpoint per epoch), or reuse the cached one")
     p = verbs.add_parser("train", help=help_text, description=help_text)
     p.set_defaults(func=cmd_train)
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
@@ -113,6 +114,10 @@ def register(command: CommandAdder) -> None:
     p.add_argument("--random-subnets", type=int, default=None,
                    help=f"random subnets per step besides the largest and smallest "
                         f"(default {defaults.random_subnets})")
+    p.add_argument("--sampling", choices=SAMPLINGS, default=defaults.sampling,
+                   help="subnets per step: sandwich (largest, smallest, random; in-place "
+                        "distillation), fair (every option of every gene once), uniform, or "
+                        "auto (default: sandwich for elastic supernets, fair for one-shot)")
     p.add_argument("--resolution", type=resolution, default=None,
                    help="training input size: 'data' (default), 'arch' (each subnet's own) or "
                         "pixels")

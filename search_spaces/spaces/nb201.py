@@ -152,6 +152,16 @@ class NB201Space(SearchSpace):
         }
 
 
+def output_connected(arch: Arch) -> bool:
+    """Whether the cell's output (node 3) is reachable from its input through edges that are
+    not `none`: a cell without such a path outputs zeros and every network of it is at chance."""
+    reached = {0}
+    for arg, (to, source) in zip(EDGE_ARGS, EDGES):  # edges come in topological order
+        if arch[arg] != "none" and source in reached:
+            reached.add(to)
+    return 3 in reached
+
+
 def _digits(arch: Arch) -> str:
     return "".join(str(OFFICIAL_OPS.index(arch[a])) for a in EDGE_ARGS)
 

@@ -251,3 +251,30 @@ def test_data_parallel_training_on_ray(ray_session, tiny, digits, tmp_path):
     moved = [(a - b).abs().max().item() for a, b in
              zip(result.supernet.parameters(), single.supernet.parameters())]
     assert max(moved) < 1.0
+
+
+def test_sampling_rules_pick_the_documented_subnets(tiny):
+    """auto: sandwich (largest first, distilling) on elastic supernets, fair on one-shot ones;
+    fair: every option of every gene exactly once across the step's subnets."""
+    import numpy as np
+
+    from estimators.supernet.trainer import fair_archs, sampling_rule, step_archs
+    from search_spaces import get_space
+    from search_spaces.supernets import build_supernet
+
+    nb201 = get_space("nb201")
+    archs = fair_archs(nb201, np.random.default_rng(3))
+    assert len(archs) == 5
+    for dim in nb201.dimensions:
+        assert sorted(a[dim.name] for a in archs) == sorted(dim.options)
+    assert sampling_rule(build_supernet(nb201), SupernetRecipe()) == "fair"
+    elastic = build_supernet(tiny, num_classes=10, in_channels=1)
+    assert sampling_rule(elastic, RECIPE) == "sandwich"
+    chosen, distill = step_archs(elastic, RECIPE, 0, 0)
+    assert distill and chosen[0] == tiny.max_arch() and chosen[1] == tiny.min_arch()
+    uniform = SupernetRecipe(sampling="uniform", random_subnets=1)
+    chosen, distill = step_archs(elastic, uniform, 0, 0)
+    assert not distill and len(chosen) == 3
+    assert step_archs(elastic, uniform, 0, 0)[0] == chosen  # seeded by (seed, epoch, step)
+    with pytest.raises(NasError, match="sampling must be one of"):
+        SupernetRecipe(sampling="random")

@@ -1,0 +1,261 @@
+"""Every accuracy estimator against the standalone ground truth (issue 13).
+
+On the architectures of bench/ranking_groundtruth.py (one space, one ground-truth recipe),
+each estimator scores every architecture once:
+
+- `supernet`: the `supernet` estimator exactly as `nas search` builds it by default (default
+  `SupernetRecipe`, BatchNorm recalibrated on 500 training images, 2,000 validation images);
+  `supernet:<variant>` are the training changes tried to make it rank better (VARIANTS);
+- `proxy:<name>`: each zero-cost proxy (one training batch of 64 images, seed 0);
+- `proxies:rank-ensemble`: the mean of the proxies' ranks (params excluded);
+- `params`, `flops`: the network's size;
+- `short`: standalone training with a tenth of the ground-truth recipe's epochs, scored on the
+  validation split.
+
+Per estimator, against the mean of the ground truth's seeds: Kendall tau (with a bootstrap
+90% interval over architectures), Spearman, precision at the top 10%, on all architectures
+and (NB201) on cells whose output is connected, and the cost per architecture. Scores are kept
+per estimator under results/bench/ranking-estimators/SPACE/ so a run resumes; `--plot` writes
+docs/ranking-SPACE.png.
+
+    python bench/ranking_estimators.py --space nb201 --recipe e8 --estimators all
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+from ranking_groundtruth import (  # noqa: E402
+    GROUND_TRUTHS,
+    ROOT,
+    architectures,
+    ground_truth,
+    load_json,
+    load_split_data,
+)
+from scipy.stats import kendalltau, rankdata, spearmanr  # noqa: E402
+
+from estimators.accuracy import ProxyEstimator, TrainEstimator  # noqa: E402
+from estimators.files import atomic_write_text  # noqa: E402
+from estimators.flops import FlopsEstimator  # noqa: E402
+from estimators.proxies import PROXY_NAMES  # noqa: E402
+from estimators.supernet import SupernetEstimator, SupernetRecipe, train_supernet  # noqa: E402
+from search_spaces import Arch  # noqa: E402
+
+OUT = ROOT / "results" / "bench" / "ranking-estimators"
+# Supernet training changes measured against the default (name -> recipe fields changed).
+VARIANTS: dict[str, dict[str, Any]] = {}
+BOOTSTRAP = 2000
+
+
+def supernet_recipe(space: str, variant: str | None) -> SupernetRecipe:
+    base = SupernetRecipe(resolution=None if GROUND_TRUTHS[space].data_resolution else "arch")
+    return dataclasses.replace(base, **VARIANTS[variant]) if variant else base
+
+
+def score_supernet(space: str, variant: str | None, archs: list[Arch], data,
+                   cache: Path) -> dict[str, Any]:
+    recipe = supernet_recipe(space, variant)
+    start = time.perf_counter()
+    trained = train_supernet(GROUND_TRUTHS[space].space(), data, recipe, cache_dir=cache,
+                             log=print)
+    train_seconds = time.perf_counter() - start
+    estimator = SupernetEstimator(trained, data)
+    estimator(archs[0])  # warm-up: resizes and caches the images once
+    scores, seconds = {}, []
+    for arch in archs:
+        metrics = estimator(arch)
+        scores[arch.key] = metrics["acc"]
+        seconds.append(metrics["supernet_seconds"])
+    return {"scores": scores, "seconds_per_arch": float(np.median(seconds)),
+            "seconds_per_arch_max": float(max(seconds)),
+            "train_seconds": None if trained.reused else train_seconds,
+            "recipe": recipe.as_dict()}
+
+
+def score_proxies(space: str, archs: list[Arch], data) -> dict[str, dict[str, Any]]:
+    resolution = None if GROUND_TRUTHS[space].data_resolution else "arch"
+    estimator = ProxyEstimator(data, proxies=PROXY_NAMES, resolution=resolution)
+    per: dict[str, dict[str, float]] = {name: {} for name in PROXY_NAMES}
+    seconds = []
+    for arch in archs:
+        start = time.perf_counter()
+        metrics = estimator(arch)
+        seconds.append(time.perf_counter() - start)
+        for name in PROXY_NAMES:
+            per[name][arch.key] = metrics[name]
+    cost = float(np.median(seconds))  # all proxies together; each is a share of it
+    results = {f"proxy:{name}": {"scores": per[name], "seconds_per_arch": cost}
+               for name in PROXY_NAMES}
+    ranked = [rankdata([per[name][a.key] for a in archs]) for name in PROXY_NAMES
+              if name != "params"]
+    ensemble = np.mean(ranked, axis=0)
+    results["proxies:rank-ensemble"] = {
+        "scores": {a.key: float(v) for a, v in zip(archs, ensemble)}, "seconds_per_arch": cost}
+    return results
+
+
+def score_size(archs: list[Arch]) -> dict[str, dict[str, Any]]:
+    counter = FlopsEstimator()
+    start = time.perf_counter()
+    values = [counter(arch) for arch in archs]
+    cost = (time.perf_counter() - start) / len(archs)
+    return {name: {"scores": {a.key: v[name] for a, v in zip(archs, values)},
+                   "seconds_per_arch": cost} for name in ("params", "flops")}
+
+
+def score_short(space: str, recipe_name: str, archs: list[Arch], data) -> dict[str, Any]:
+    truth = GROUND_TRUTHS[space]
+    protocol = truth.protocols[recipe_name]
+    recipe = dataclasses.replace(protocol.recipe, epochs=protocol.recipe.epochs / 10)
+    estimator = TrainEstimator(data, recipe, seed=0, split="val",
+                               resolution=None if truth.data_resolution else "arch")
+    scores, seconds = {}, []
+    for arch in archs:
+        metrics = estimator(arch)
+        scores[arch.key] = metrics["acc"]
+        seconds.append(metrics["train_seconds"])
+    return {"scores": scores, "seconds_per_arch": float(np.median(seconds)),
+            "recipe": recipe.describe()}
+
+
+def agreement(truth: np.ndarray, estimate: np.ndarray, seed: int = 0) -> dict[str, float]:
+    tau = float(kendalltau(estimate, truth)[0])
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(BOOTSTRAP):
+        idx = rng.integers(0, len(truth), len(truth))
+        value = kendalltau(estimate[idx], truth[idx])[0]
+        if np.isfinite(value):
+            boot.append(value)
+    top = max(1, int(round(0.1 * len(truth))))
+    best_true = set(np.argsort(-truth, kind="stable")[:top])
+    best_est = set(np.argsort(-estimate, kind="stable")[:top])
+    return {"n": int(len(truth)), "kendall_tau": tau,
+            "tau_90_low": float(np.percentile(boot, 5)),
+            "tau_90_high": float(np.percentile(boot, 95)),
+            "spearman": float(spearmanr(estimate, truth)[0]),
+            "precision_top10": len(best_true & best_est) / top}
+
+
+def report(space: str, recipe_name: str) -> dict[str, Any]:
+    rows = ground_truth(space, recipe_name)
+    out = OUT / space
+    result: dict[str, Any] = {"space": space, "ground_truth_recipe": recipe_name,
+                              "architectures": len(rows), "estimators": {}}
+    for path in sorted(out.glob("scores-*.json")):
+        record = load_json(path)
+        name = record["name"]
+        have = [r for r in rows if r["key"] in record["scores"]]
+        if len(have) < 3:
+            continue
+        entry = {"seconds_per_arch": record["seconds_per_arch"],
+                 **{k: record[k] for k in ("train_seconds", "recipe") if k in record}}
+        for subset, chosen in (("all", have), ("connected", [r for r in have if r["connected"]])):
+            if subset == "connected" and space != "nb201":
+                continue
+            truth = np.array([r["acc"] for r in chosen])
+            estimate = np.array([record["scores"][r["key"]] for r in chosen], dtype=float)
+            entry[subset] = agreement(truth, estimate)
+        result["estimators"][name] = entry
+    atomic_write_text(out / f"report-{recipe_name}.json", json.dumps(result, indent=1))
+    return result
+
+
+def plot(space: str, recipe_name: str, result: dict[str, Any]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {r["key"]: r for r in ground_truth(space, recipe_name)}
+    names = list(result["estimators"])
+    cols = 4
+    fig, axes = plt.subplots((len(names) + cols - 1) // cols, cols,
+                             figsize=(3.2 * cols, 2.8 * ((len(names) + cols - 1) // cols)),
+                             squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        scores = load_json(OUT / space / f"scores-{name.replace(':', '_')}.json")["scores"]
+        keys = [k for k in scores if k in rows and rows[k]["connected"]]
+        ax.scatter([scores[k] for k in keys], [rows[k]["acc"] for k in keys], s=10)
+        subset = result["estimators"][name].get("connected") or result["estimators"][name]["all"]
+        ax.set_title(f"{name}\ntau {subset['kendall_tau']:.2f}", fontsize=8)
+        ax.tick_params(labelsize=6)
+        if name in ("params", "flops") or name.startswith("proxy:synflow"):
+            ax.set_xscale("symlog")
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.supylabel(f"standalone test accuracy (%), mean of 2 seeds ({recipe_name})", fontsize=8)
+    fig.tight_layout()
+    path = ROOT / "docs" / f"ranking-{space}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save_scores(space: str, name: str, record: dict[str, Any]) -> None:
+    atomic_write_text(OUT / space / f"scores-{name.replace(':', '_')}.json",
+                      json.dumps({"name": name, **record}, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", required=True, choices=sorted(GROUND_TRUTHS))
+    parser.add_argument("--recipe", required=True, help="the ground-truth recipe")
+    parser.add_argument("--estimators", default="report",
+                        help="comma list of supernet, supernet:VARIANT, proxies, size, short; "
+                             "'all'; or 'report' (only the report)")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--cache", default=str(OUT / "cache"), help="trained supernets")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--plot", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    (OUT / args.space).mkdir(parents=True, exist_ok=True)
+    wanted = ["supernet", "proxies", "size", "short"] if args.estimators == "all" else \
+        [e for e in args.estimators.split(",") if e != "report"]
+    archs = architectures(args.space)
+    data = None
+    protocol = GROUND_TRUTHS[args.space].protocols[args.recipe]
+    for name in wanted:
+        if data is None:
+            data = load_split_data(args.space, protocol, Path(args.data) / "fashion-mnist")
+        jobs: dict[str, Callable[[], Any]] = {
+            "proxies": lambda: score_proxies(args.space, archs, data),
+            "size": lambda: score_size(archs),
+            "short": lambda: {"short": score_short(args.space, args.recipe, archs, data)},
+        }
+        if name.startswith("supernet"):
+            variant = name.partition(":")[2] or None
+            if variant and variant not in VARIANTS:
+                parser.error(f"unknown supernet variant {variant!r}; known: {', '.join(VARIANTS)}")
+            results = {name: score_supernet(args.space, variant, archs, data, Path(args.cache))}
+        elif name in jobs:
+            results = jobs[name]()
+        else:
+            parser.error(f"unknown estimator {name!r}")
+        for estimator, record in results.items():
+            save_scores(args.space, estimator, record)
+    result = report(args.space, args.recipe)
+    if args.plot:
+        print(f"plot: {plot(args.space, args.recipe, result)}")
+    for name, entry in result["estimators"].items():
+        subset = entry.get("connected", entry["all"])
+        print(f"{name:24s} tau {subset['kendall_tau']:+.3f} [{subset['tau_90_low']:+.2f}, "
+              f"{subset['tau_90_high']:+.2f}] rho {subset['spearman']:+.3f} "
+              f"P@10% {subset['precision_top10']:.2f} {entry['seconds_per_arch']:.3f}s/arch")
+
+
+if __name__ == "__main__":
+    main()

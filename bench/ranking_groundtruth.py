@@ -1,0 +1,232 @@
+"""Standalone ground truth for ranking checks (issue 13), at a scale two CPU cores train.
+
+Two reduced spaces (space files in bench/spaces/), each with a fixed, seeded draw of
+architectures and named training recipes; every (architecture, seed) pair is trained from
+scratch on Fashion-MNIST and scored on the whole test split (10,000 images):
+
+- `nb201`: `nb201_tiny.yaml` (8 channels, one cell per stage, 16 px: Fashion-MNIST resized
+  once, as NAS-Bench-201 does for ImageNet16-120). 60 cells drawn uniformly at random
+  (numpy default_rng(13), without replacement) from the 15,625 official indices.
+- `mobile`: `mobile_tiny.yaml` (narrow OFA MobileNetV3, 32-64 px). 30 subnets, one per
+  equal-width FLOPs bin between the smallest and largest (bench/supernet_ranking.py's
+  `pick_subnets`, seed 0); each is trained and scored at its own resolution.
+
+Reported per recipe: the noise ceiling (Kendall tau and Spearman between the two seeds, on
+all architectures and, for NB201, on cells whose output is connected to the input), the
+seed-to-seed standard deviation, the spread of the mean accuracies and the training cost.
+
+Runs resume (one JSON per run under results/bench/ranking-groundtruth/SPACE/RECIPE/) and
+split over processes:
+
+    python bench/ranking_groundtruth.py --space nb201 --recipe e8 --shard 0/2 &
+    python bench/ranking_groundtruth.py --space nb201 --recipe e8 --shard 1/2
+    python bench/ranking_groundtruth.py --space nb201 --recipe e8 --part report
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from scipy.stats import kendalltau, spearmanr  # noqa: E402
+
+from estimators.data import DataSplits, ImageSet, load_data  # noqa: E402
+from estimators.files import atomic_write_text  # noqa: E402
+from estimators.flops import FlopsEstimator  # noqa: E402
+from estimators.train import TrainRecipe, train_model  # noqa: E402
+from search_spaces import Arch, SearchSpace, get_space  # noqa: E402
+from search_spaces.spaces.nb201 import output_connected  # noqa: E402
+
+OUT = ROOT / "results" / "bench" / "ranking-groundtruth"
+SEEDS = (0, 1)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One recipe of one space: how each architecture is trained and scored."""
+
+    recipe: TrainRecipe
+    classes: tuple[int, ...] | None = None  # a subset of Fashion-MNIST's classes (None: all)
+
+    def describe(self) -> str:
+        return self.recipe.describe() + f",classes={self.classes}"
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    space_file: str
+    count: int
+    data_resolution: int | None  # resize the data once (None: each arch at its own size)
+    protocols: dict[str, Protocol] = field(default_factory=dict)
+
+    def space(self) -> SearchSpace:
+        return get_space(str(ROOT / "bench" / "spaces" / self.space_file))
+
+
+def _recipe(epochs: float, images: int, lr: float = 0.1, **extra: Any) -> TrainRecipe:
+    return TrainRecipe(epochs=epochs, train_images=images, batch_size=128, lr=lr,
+                       **extra)
+
+
+GROUND_TRUTHS = {
+    "nb201": GroundTruth("nb201_tiny.yaml", 60, 16, {
+        "e4": Protocol(_recipe(4, 10_000)),
+        "e8": Protocol(_recipe(8, 10_000)),
+        "e12": Protocol(_recipe(12, 12_500)),
+    }),
+    "mobile": GroundTruth("mobile_tiny.yaml", 30, None, {
+        "e4": Protocol(_recipe(4, 10_000)),
+        "e8": Protocol(_recipe(8, 10_000)),
+        "e8-hard4": Protocol(_recipe(8, 10_000), classes=(0, 2, 4, 6)),
+    }),
+}
+
+
+def architectures(name: str) -> list[Arch]:
+    truth = GROUND_TRUTHS[name]
+    space = truth.space()
+    if name == "nb201":
+        rng = np.random.default_rng(13)
+        return [space.from_index(int(i)) for i in rng.choice(15_625, truth.count, replace=False)]
+    from supernet_ranking import pick_subnets
+
+    return [arch for arch, _ in pick_subnets(space, truth.count, 0)]
+
+
+def class_subset(data: DataSplits, classes: tuple[int, ...]) -> DataSplits:
+    """Only `classes`, relabelled 0..len-1 (normalisation statistics recomputed is not needed:
+    the subset's images come from the same distribution closely enough for a ranking)."""
+    lookup = torch.full((data.num_classes,), -1, dtype=torch.long)
+    lookup[list(classes)] = torch.arange(len(classes))
+
+    def keep(images: ImageSet) -> ImageSet:
+        mask = lookup[images.labels] >= 0
+        return ImageSet(images.images[mask], lookup[images.labels[mask]])
+
+    return DataSplits(data.name, data.source, tuple(data.classes[c] for c in classes),
+                      keep(data.train), keep(data.val), keep(data.test), data.mean, data.std)
+
+
+def load_split_data(name: str, protocol: Protocol, data_dir: Path) -> DataSplits:
+    data = load_data("fashion-mnist", data_dir, resolution=GROUND_TRUTHS[name].data_resolution)
+    return data if protocol.classes is None else class_subset(data, protocol.classes)
+
+
+def run_path(out: Path, arch: Arch, seed: int) -> Path:
+    return out / f"{hashlib.sha256(arch.key.encode()).hexdigest()[:12]}-s{seed}.json"
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def train_all(name: str, recipe_name: str, data_dir: Path, shard: tuple[int, int]) -> None:
+    truth, protocol = GROUND_TRUTHS[name], GROUND_TRUTHS[name].protocols[recipe_name]
+    space, out = truth.space(), OUT / name / recipe_name
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_split_data(name, protocol, data_dir)
+    jobs = [(arch, seed) for arch in architectures(name) for seed in SEEDS]
+    for index, (arch, seed) in enumerate(jobs):
+        path = run_path(out, arch, seed)
+        done = load_json(path)
+        if index % shard[1] != shard[0] or done.get("protocol") == protocol.describe():
+            continue
+        resolution = None if truth.data_resolution else space.input_size(arch)
+        model = space.build(arch, num_classes=data.num_classes, in_channels=data.in_channels)
+        cpu = time.process_time()
+        result = train_model(model, data, protocol.recipe, seed=seed, split="test",
+                             resolution=resolution)
+        atomic_write_text(path, json.dumps({
+            "key": arch.key, "seed": seed, "protocol": protocol.describe(), "acc": result.acc,
+            "train_loss": result.train_loss, "train_seconds": result.train_seconds,
+            "cpu_seconds": time.process_time() - cpu, "threads": torch.get_num_threads(),
+            "load_average": os.getloadavg()}, indent=1))
+        print(f"[{index + 1}/{len(jobs)}] seed {seed}: {result.acc:.2f}% in "
+              f"{result.train_seconds:.0f}s {arch.key}", flush=True)
+
+
+def ground_truth(name: str, recipe_name: str) -> list[dict[str, Any]]:
+    """One row per architecture with every seed done: key, FLOPs, connected, accs, mean."""
+    protocol = GROUND_TRUTHS[name].protocols[recipe_name]
+    out = OUT / name / recipe_name
+    flops = FlopsEstimator()
+    rows = []
+    for arch in architectures(name):
+        runs = [load_json(run_path(out, arch, seed)) for seed in SEEDS]
+        if not all(r.get("protocol") == protocol.describe() for r in runs):
+            continue
+        accs = [r["acc"] for r in runs]
+        rows.append({"key": arch.key, "flops": flops(arch)["flops"],
+                     "connected": name != "nb201" or output_connected(arch), "accs": accs,
+                     "acc": float(np.mean(accs)),
+                     "train_seconds": [r["train_seconds"] for r in runs]})
+    return rows
+
+
+def ceiling(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    a = np.array([r["accs"][0] for r in rows])
+    b = np.array([r["accs"][1] for r in rows])
+    mean = (a + b) / 2
+    return {"n": len(rows), "kendall_tau_seeds": float(kendalltau(a, b)[0]),
+            "spearman_seeds": float(spearmanr(a, b)[0]),
+            "seed_sd": float(np.sqrt(np.mean((a - b) ** 2) / 2)),
+            "acc_min": float(mean.min()), "acc_median": float(np.median(mean)),
+            "acc_max": float(mean.max())}
+
+
+def report(name: str, recipe_name: str) -> dict[str, Any]:
+    rows = ground_truth(name, recipe_name)
+    result: dict[str, Any] = {"space": name, "recipe": recipe_name,
+                              "protocol": GROUND_TRUTHS[name].protocols[recipe_name].describe(),
+                              "architectures": len(architectures(name)), "done": len(rows)}
+    if len(rows) >= 3:
+        result["all"] = ceiling(rows)
+        connected = [r for r in rows if r["connected"]]
+        if name == "nb201" and len(connected) >= 3:
+            result["connected"] = ceiling(connected)
+        seconds = [s for r in rows for s in r["train_seconds"]]
+        result["train_seconds_median"] = float(np.median(seconds))
+        result["train_seconds_max"] = float(max(seconds))
+        result["train_seconds_total"] = float(sum(seconds))
+    result["rows"] = rows
+    atomic_write_text(OUT / name / recipe_name / "report.json", json.dumps(result, indent=1))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", required=True, choices=sorted(GROUND_TRUTHS))
+    parser.add_argument("--recipe", required=True)
+    parser.add_argument("--part", default="all", choices=("all", "train", "report"))
+    parser.add_argument("--shard", default="0/1", help="I/N: this process's share of the runs")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"),
+                        help="reference data folder (holds fashion-mnist/)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    if args.recipe not in GROUND_TRUTHS[args.space].protocols:
+        parser.error(f"--recipe: one of {', '.join(GROUND_TRUTHS[args.space].protocols)}")
+    torch.set_num_threads(args.threads)
+    if args.part in ("all", "train"):
+        index, count = (int(v) for v in args.shard.split("/"))
+        train_all(args.space, args.recipe, Path(args.data) / "fashion-mnist", (index, count))
+    summary = {k: v for k, v in report(args.space, args.recipe).items() if k != "rows"}
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
