@@ -54,14 +54,26 @@ from estimators.supernet import SupernetEstimator, SupernetRecipe, train_superne
 from search_spaces import Arch  # noqa: E402
 
 OUT = ROOT / "results" / "bench" / "ranking-estimators"
-# Supernet training changes measured against the default (name -> recipe fields changed).
-VARIANTS: dict[str, dict[str, Any]] = {}
+# Changes measured against the default: name -> recipe fields, plus the estimator's own
+# `calibration_images` / `eval_images` where given.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "sandwich": {"sampling": "sandwich"},  # the default before issue 13
+    "uniform": {"sampling": "uniform"},
+    "fair": {"sampling": "fair"},
+    "fair-eval10k": {"sampling": "fair", "calibration_images": 2000, "eval_images": 10_000},
+    "fair-e15": {"sampling": "fair", "epochs": 15},
+    "fair-e15-eval10k": {"sampling": "fair", "epochs": 15, "calibration_images": 2000,
+                         "eval_images": 10_000},
+}
+ESTIMATOR_FIELDS = ("calibration_images", "eval_images")
 BOOTSTRAP = 2000
 
 
 def supernet_recipe(space: str, variant: str | None) -> SupernetRecipe:
     base = SupernetRecipe(resolution=None if GROUND_TRUTHS[space].data_resolution else "arch")
-    return dataclasses.replace(base, **VARIANTS[variant]) if variant else base
+    changes = {k: v for k, v in VARIANTS.get(variant or "", {}).items()
+               if k not in ESTIMATOR_FIELDS}
+    return dataclasses.replace(base, **changes)
 
 
 def score_supernet(space: str, variant: str | None, archs: list[Arch], data,
@@ -69,9 +81,10 @@ def score_supernet(space: str, variant: str | None, archs: list[Arch], data,
     recipe = supernet_recipe(space, variant)
     start = time.perf_counter()
     trained = train_supernet(GROUND_TRUTHS[space].space(), data, recipe, cache_dir=cache,
-                             log=print)
+                             log=print, quiet=True)
     train_seconds = time.perf_counter() - start
-    estimator = SupernetEstimator(trained, data)
+    estimator = SupernetEstimator(trained, data, **{
+        k: v for k, v in VARIANTS.get(variant or "", {}).items() if k in ESTIMATOR_FIELDS})
     estimator(archs[0])  # warm-up: resizes and caches the images once
     scores, seconds = {}, []
     for arch in archs:
@@ -217,7 +230,8 @@ def main() -> None:
                         help="comma list of supernet, supernet:VARIANT, proxies, size, short; "
                              "'all'; or 'report' (only the report)")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--cache", default=str(OUT / "cache"), help="trained supernets")
+    parser.add_argument("--cache", default=str(Path.home() / ".cache" / "nas" / "ranking-bench"),
+                        help="where trained supernets are cached (not committed: large)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--plot", action="store_true")
     args = parser.parse_args()

@@ -48,6 +48,7 @@ from estimators.flops import FlopsEstimator  # noqa: E402
 from estimators.train import TrainRecipe, train_model  # noqa: E402
 from search_spaces import Arch, SearchSpace, get_space  # noqa: E402
 from search_spaces.spaces.nb201 import output_connected  # noqa: E402
+from search_spaces.supernets.dead_taps import dead_taps_trimmed  # noqa: E402
 
 OUT = ROOT / "results" / "bench" / "ranking-groundtruth"
 SEEDS = (0, 1)
@@ -135,29 +136,38 @@ def load_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def train_all(name: str, recipe_name: str, data_dir: Path, shard: tuple[int, int]) -> None:
+def train_one(name: str, recipe_name: str, arch: Arch, seed: int, path: Path,
+              data_dir: Path) -> dict[str, Any]:
+    """Train `arch` with one protocol and seed; the record is written to `path`."""
     truth, protocol = GROUND_TRUTHS[name], GROUND_TRUTHS[name].protocols[recipe_name]
-    space, out = truth.space(), OUT / name / recipe_name
-    out.mkdir(parents=True, exist_ok=True)
+    space = truth.space()
     data = load_split_data(name, protocol, data_dir)
+    resolution = None if truth.data_resolution else space.input_size(arch)
+    model = space.build(arch, num_classes=data.num_classes, in_channels=data.in_channels)
+    cpu = time.process_time()
+    with dead_taps_trimmed():  # exact: skips only kernel taps that read padding
+        result = train_model(model, data, protocol.recipe, seed=seed, split="test",
+                             resolution=resolution)
+    record = {"key": arch.key, "seed": seed, "protocol": protocol.describe(), "acc": result.acc,
+              "train_loss": result.train_loss, "train_seconds": result.train_seconds,
+              "cpu_seconds": time.process_time() - cpu, "threads": torch.get_num_threads(),
+              "load_average": os.getloadavg()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=1))
+    return record
+
+
+def train_all(name: str, recipe_name: str, data_dir: Path, shard: tuple[int, int]) -> None:
+    protocol = GROUND_TRUTHS[name].protocols[recipe_name]
+    out = OUT / name / recipe_name
     jobs = [(arch, seed) for arch in architectures(name) for seed in SEEDS]
     for index, (arch, seed) in enumerate(jobs):
         path = run_path(out, arch, seed)
-        done = load_json(path)
-        if index % shard[1] != shard[0] or done.get("protocol") == protocol.describe():
+        if index % shard[1] != shard[0] or load_json(path).get("protocol") == protocol.describe():
             continue
-        resolution = None if truth.data_resolution else space.input_size(arch)
-        model = space.build(arch, num_classes=data.num_classes, in_channels=data.in_channels)
-        cpu = time.process_time()
-        result = train_model(model, data, protocol.recipe, seed=seed, split="test",
-                             resolution=resolution)
-        atomic_write_text(path, json.dumps({
-            "key": arch.key, "seed": seed, "protocol": protocol.describe(), "acc": result.acc,
-            "train_loss": result.train_loss, "train_seconds": result.train_seconds,
-            "cpu_seconds": time.process_time() - cpu, "threads": torch.get_num_threads(),
-            "load_average": os.getloadavg()}, indent=1))
-        print(f"[{index + 1}/{len(jobs)}] seed {seed}: {result.acc:.2f}% in "
-              f"{result.train_seconds:.0f}s {arch.key}", flush=True)
+        record = train_one(name, recipe_name, arch, seed, path, data_dir)
+        print(f"[{index + 1}/{len(jobs)}] seed {seed}: {record['acc']:.2f}% in "
+              f"{record['train_seconds']:.0f}s {arch.key}", flush=True)
 
 
 def ground_truth(name: str, recipe_name: str) -> list[dict[str, Any]]:
