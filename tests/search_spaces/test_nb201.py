@@ -171,3 +171,22 @@ def test_every_official_string_parses_to_its_row_index(space, shared_data):
         assert space.index_of(arch) == index
         assert space.to_official(arch) == text
     assert math.isclose(10 ** space.log10_size(), len(set(table["arch"])))
+
+
+def test_output_connected_follows_the_non_none_edges():
+    from search_spaces.spaces.nb201 import output_connected
+
+    space = get_space("nb201")
+    assert output_connected(space.parse("none+none.none+c3.none.none"))  # 0 -> 3 directly
+    assert output_connected(space.parse("c3+none.skip+none.none.c3"))  # 0 -> 1 -> 2 -> 3
+    assert output_connected(space.parse("c3+none.none+none.c3.none"))  # 0 -> 1 -> 3
+    assert not output_connected(space.parse("none+c3.none+none.c3.none"))  # node 1 unfed
+    assert not output_connected(space.parse("c3+c1.avg+none.none.none"))  # node 3 unfed
+    # by brute force over paths: 0->3, 0->1->3, 0->2->3, 0->1->2->3
+    def brute(arch) -> bool:
+        on = {edge: arch[f"e{edge[0]}_{edge[1]}"] != "none" for edge in
+              ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))}
+        return (on[3, 0] or (on[1, 0] and on[3, 1]) or (on[2, 0] and on[3, 2])
+                or (on[1, 0] and on[2, 1] and on[3, 2]))
+    archs = [space.from_index(i) for i in range(0, 15_625, 7)]
+    assert [output_connected(a) for a in archs] == [brute(a) for a in archs]
