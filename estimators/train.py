@@ -126,23 +126,145 @@ def evaluate(model: nn.Module, data: DataSplits, split: str = "val", batch_size:
     return 100.0 * correct / total
 
 
-def train_model(model: nn.Module, data: DataSplits, recipe: TrainRecipe = TrainRecipe(),
-                seed: int = 0, split: str = "val", resolution: int | None = None,
-                progress: StepProgress | None = None) -> TrainResult:
-    """Train `model` in place on the train split, then score it on `split` (val or test)."""
-    if split not in ("val", "test"):
-        raise NasError(f"evaluate on 'val' or 'test', not {split!r}")
-    per_epoch = len(data.train) if recipe.train_images is None else min(recipe.train_images,
-                                                                        len(data.train))
-    steps_per_epoch = max(1, math.ceil(per_epoch / recipe.batch_size))
-    total_steps = max(1, round(recipe.epochs * steps_per_epoch))
+@dataclass(frozen=True)
+class Augment:
+    """Training-time augmentation of each batch: a random crop of the image padded by
+    `padding` pixels on each side (given at 28 px; scaled with the resolution trained at, and
+    padded with black) and, with `flip`, a horizontal flip of half the images. Drawn from its
+    own generator, seeded per epoch: the same seed gives the same crops and flips."""
+
+    padding: int = 4
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        if self.padding < 0:
+            raise NasError(f"crop padding must be 0 (none) or more pixels, got {self.padding}")
+
+    def pixels(self, resolution: int) -> int:
+        """The padding at `resolution` pixels per side (4 at 28 px: 5 at 32, 1 at 8)."""
+        return 0 if self.padding == 0 else max(1, round(self.padding * resolution / 28))
+
+    def __call__(self, inputs: torch.Tensor, fill: torch.Tensor,
+                 generator: torch.Generator) -> torch.Tensor:
+        """`inputs` (N, C, H, W) cropped and flipped; `fill` (C,) is black, normalised."""
+        n, c, h, w = inputs.shape
+        pad = self.pixels(h)
+        if pad:
+            padded = fill.view(1, c, 1, 1).expand(n, c, h + 2 * pad, w + 2 * pad).clone()
+            padded[:, :, pad:pad + h, pad:pad + w] = inputs
+            dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+            dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+            rows = (dy[:, None] + torch.arange(h))[:, :, None]  # (n, h, 1)
+            cols = (dx[:, None] + torch.arange(w))[:, None, :]  # (n, 1, w)
+            inputs = padded[torch.arange(n)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+        if self.flip:
+            flipped = torch.rand(n, generator=generator) < 0.5
+            inputs = torch.where(flipped.view(n, 1, 1, 1), inputs.flip(-1), inputs)
+        return inputs.contiguous()
+
+
+@dataclass(frozen=True)
+class Distill:
+    """Knowledge distillation (Hinton et al., 2015) from a trained `teacher` (kept in eval
+    mode, fed the same augmented batch at its own `resolution`): the loss is
+    (1 - weight) * cross-entropy with the labels + weight * T^2 * KL(teacher || student) of
+    the logits softened by the temperature T."""
+
+    teacher: nn.Module
+    weight: float = 0.9
+    temperature: float = 4.0
+    resolution: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.weight <= 1:
+            raise NasError(f"the distillation weight must be in [0, 1], got {self.weight}")
+        if not 0 < self.temperature < math.inf:
+            raise NasError(f"the distillation temperature must be positive and finite, got "
+                           f"{self.temperature}")
+
+    def loss(self, logits: torch.Tensor, inputs: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.teacher.eval()(resize_batch(inputs, self.resolution))
+        t = self.temperature
+        soft = F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(target / t, dim=1),
+                        reduction="batchmean", log_target=True) * (t * t)
+        return (1 - self.weight) * hard + self.weight * soft
+
+
+def make_optimizer(model: nn.Module, recipe: TrainRecipe) -> torch.optim.SGD:
+    """SGD with the recipe's momentum (Nesterov) and weight decay on weights only."""
     decay, no_decay = [], []
     for param in model.parameters():
         (decay if param.dim() > 1 else no_decay).append(param)  # no decay on norms and biases
-    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": recipe.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}],
-                                lr=recipe.lr, momentum=recipe.momentum,
-                                nesterov=recipe.momentum > 0)
+    return torch.optim.SGD([{"params": decay, "weight_decay": recipe.weight_decay},
+                            {"params": no_decay, "weight_decay": 0.0}],
+                           lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.momentum > 0)
+
+
+def plan_steps(data: DataSplits, recipe: TrainRecipe) -> tuple[int, int, int]:
+    """(images per epoch, steps per epoch, total steps) of `recipe` on `data`."""
+    per_epoch = len(data.train) if recipe.train_images is None else min(recipe.train_images,
+                                                                        len(data.train))
+    steps_per_epoch = max(1, math.ceil(per_epoch / recipe.batch_size))
+    return per_epoch, steps_per_epoch, max(1, round(recipe.epochs * steps_per_epoch))
+
+
+def _stream(seed: int, epoch: int, *more: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, *more]).generate_state(1)[0])
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSplits,
+                recipe: TrainRecipe, *, seed: int, epoch: int, step: int, total_steps: int,
+                resolution: int | None = None, progress: StepProgress | None = None,
+                augment: Augment | None = None,
+                distill: Distill | None = None) -> tuple[int, int, list[float]]:
+    """One pass over the (shuffled, capped) train split from global step `step`, stopping at
+    `total_steps`: (the step reached, images seen, the loss of each step). The data order
+    and the augmentation depend only on (seed, epoch); dropout draws from torch's generator."""
+    per_epoch = plan_steps(data, recipe)[0]
+    generator = fill = None
+    if augment is not None:
+        generator = torch.Generator().manual_seed(_stream(seed, epoch, 1))
+        fill = -torch.tensor(data.mean) / torch.tensor(data.std)  # black, normalised
+    losses: list[float] = []
+    images = 0
+    for inputs, labels in data.batches("train", recipe.batch_size, shuffle=True,
+                                       seed=_stream(seed, epoch), limit=per_epoch):
+        if step >= total_steps:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, total_steps, recipe)
+        inputs = resize_batch(inputs, resolution)
+        if augment is not None:
+            inputs = augment(inputs, fill, generator)
+        logits = model(inputs)
+        loss = F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
+        if distill is not None:
+            loss = distill.loss(logits, inputs, loss)
+        if not torch.isfinite(loss):
+            raise NasError(f"training diverged at step {step} (loss {float(loss)}); "
+                           f"lower the learning rate (now {recipe.lr})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        step += 1
+        images += int(labels.shape[0])
+        if progress is not None:
+            progress(step, total_steps, losses[-1])
+    return step, images, losses
+
+
+def train_model(model: nn.Module, data: DataSplits, recipe: TrainRecipe = TrainRecipe(),
+                seed: int = 0, split: str = "val", resolution: int | None = None,
+                progress: StepProgress | None = None, *, augment: Augment | None = None,
+                distill: Distill | None = None) -> TrainResult:
+    """Train `model` in place on the train split, then score it on `split` (val or test).
+    `augment` and `distill` (default none) add augmentation and a teacher's soft targets."""
+    if split not in ("val", "test"):
+        raise NasError(f"evaluate on 'val' or 'test', not {split!r}")
+    total_steps = plan_steps(data, recipe)[2]
+    optimizer = make_optimizer(model, recipe)
     torch.manual_seed(seed)
     model.train()
     losses: list[float] = []
@@ -150,26 +272,12 @@ def train_model(model: nn.Module, data: DataSplits, recipe: TrainRecipe = TrainR
     start = time.perf_counter()
     epoch = 0
     while step < total_steps:
-        shuffle_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-        for inputs, labels in data.batches("train", recipe.batch_size, shuffle=True,
-                                           seed=shuffle_seed, limit=per_epoch):
-            if step >= total_steps:
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total_steps, recipe)
-            logits = model(resize_batch(inputs, resolution))
-            loss = F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
-            if not torch.isfinite(loss):
-                raise NasError(f"training diverged at step {step} (loss {float(loss)}); "
-                               f"lower the learning rate (now {recipe.lr})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            step += 1
-            images += int(labels.shape[0])
-            if progress is not None:
-                progress(step, total_steps, losses[-1])
+        step, seen, epoch_losses = train_epoch(
+            model, optimizer, data, recipe, seed=seed, epoch=epoch, step=step,
+            total_steps=total_steps, resolution=resolution, progress=progress, augment=augment,
+            distill=distill)
+        images += seen
+        losses += epoch_losses
         epoch += 1
     recalibrate_bn(model, data, recipe.bn_images, seed=seed, resolution=resolution)
     train_seconds = time.perf_counter() - start

@@ -151,4 +151,54 @@ def load_space_file(path: str | Path) -> SearchSpace:
     return _family(family).create(name, config, sparse)
 
 
+def space_spec(space: SearchSpace) -> dict[str, Any] | None:
+    """What rebuilds `space` in another process: {"family", "sparse", "config"} (its family's
+    settings, plain values), or None for a space that no family makes (one written in Python).
+    Checked: the spec is returned only when it rebuilds the same dimensions."""
+    import dataclasses
+
+    config = getattr(space, "config", None)
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        return None
+    kind = type(config)
+    family = next((f for f in FAMILIES if getattr(_family(f), kind.__name__, None) is kind), None)
+    if family is None:
+        return None
+    spec = {"family": family, "sparse": bool(getattr(space, "sparse", False)),
+            "config": dataclasses.asdict(config)}
+    try:
+        rebuilt = _family(family).create(space.name, dict(spec["config"]), spec["sparse"])
+    except NasError:
+        return None
+    same = type(rebuilt) is type(space) and [(d.name, d.options) for d in rebuilt.dimensions] \
+        == [(d.name, d.options) for d in space.dimensions]
+    return spec if same else None
+
+
+def space_from_spec(name: str, spec: Any) -> SearchSpace:
+    """The space `name` that `space_spec` described, registered so that its keys decode: a
+    built-in space by name; a space already registered under `name` if it is the same one;
+    else rebuilt from `spec` (a space written in Python, spec None, must be registered with
+    `register_space` first)."""
+    if _builtin_name(name):
+        return get_space(name)
+    if name in _cache:
+        known = _cache[name]
+        if spec is not None and space_spec(known) not in (None, spec):
+            raise NasError(f"a different space named {name!r} is already loaded in this "
+                           f"process; cannot load a second one of that name")
+        return known
+    if spec is None and (name.endswith((".yaml", ".yml", ".json")) or _is_file(name)):
+        return get_space(name)  # a space file named by its path (as `nas export` records it)
+    if spec is None:
+        raise NasError(f"space {name!r} was written in Python and cannot be rebuilt from a "
+                       f"file; register_space() it before loading")
+    if not isinstance(spec, dict) or spec.get("family") not in FAMILIES \
+            or not isinstance(spec.get("config"), dict) or not isinstance(spec.get("sparse"), bool):
+        raise NasError(f"the description of space {name!r} is damaged (family, config or "
+                       f"sparse missing or of the wrong type)")
+    return register_space(_family(spec["family"]).create(name, dict(spec["config"]),
+                                                         spec["sparse"]))
+
+
 lookup.install(get_space)  # how `Arch` finds its space (see search_spaces.lookup)
