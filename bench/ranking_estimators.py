@@ -64,6 +64,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fair-e15": {"sampling": "fair", "epochs": 15},
     "fair-e15-eval10k": {"sampling": "fair", "epochs": 15, "calibration_images": 2000,
                          "eval_images": 10_000},
+    "fair-e15-eval5k": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
+                        "eval_images": 5000},
+    "sandwich-e15": {"sampling": "sandwich", "epochs": 15},
+    "uniform-e15": {"sampling": "uniform", "epochs": 15},
 }
 ESTIMATOR_FIELDS = ("calibration_images", "eval_images")
 BOOTSTRAP = 2000

@@ -230,7 +230,8 @@ def train_to_checkpoint(out: str | Path, data: DataSplits, arch: Arch | None = N
                "recipe": {"train": asdict(recipe),
                           "augment": None if augment is None else asdict(augment)},
                "distill": distill_record, "init": init_record, "seed": seed,
-               "data": _data_record(data, data_args), "torch": str(torch.__version__)}
+               "data": _data_record(data, data_args), "torch": str(torch.__version__),
+               "threads": torch.get_num_threads()}
     run = _Run(arch, model, make_optimizer(model, recipe), recipe, augment, teacher, seed,
                size, payload, [])
     torch.manual_seed(seed)

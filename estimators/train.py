@@ -5,6 +5,9 @@ same accuracy): the model is initialised, the data shuffled and dropout drawn fr
 Recipe: SGD with Nesterov momentum, a linear warm-up then cosine decay to zero, cross-entropy
 with optional label smoothing, BatchNorm statistics re-estimated on training images at the
 end; top-1 accuracy (%) on the validation split, or on the test split for a final report.
+Optional, off by default: seeded crop-and-flip augmentation (`Augment`) and knowledge
+distillation from a teacher (`Distill`). `train_epoch` is one pass, for loops that checkpoint
+between epochs (`estimators.standalone`, `nas train`).
 """
 from __future__ import annotations
 

@@ -1,13 +1,15 @@
-"""The supernet trainer: the recipe, the sandwich rule with in-place distillation, one step
-and one epoch, and the checkpoint payload. `training` (one process, the cache) and `parallel`
-(Ray Train workers) both drive a `SandwichTrainer`.
+"""The supernet trainer: the recipe, the sampling rules, one step and one epoch, and the
+checkpoint payload. `training` (one process, the cache) and `parallel` (Ray Train workers)
+both drive a `SandwichTrainer`.
 
-Each step trains, on one batch, the largest subnet (cross-entropy with the labels), the
-smallest one and `random_subnets` random ones (BigNAS/ViT-ResNAS: several per step), the
-latter learning from the largest subnet's predictions (in-place distillation); their
-gradients add up in the shared weights before one optimiser step. Every random choice (data
-order, subnets) comes from the recipe's seed, the epoch and the step, so a resumed run and a
-data-parallel run (`workers` > 1, Ray Train) see the same subnets as a plain run.
+Each step trains several subnets on one batch and adds their gradients in the shared weights
+before one optimiser step. The recipe's `sampling` picks them: `sandwich` (the largest with the
+labels, the smallest and `random_subnets` random ones learning from its predictions: BigNAS's
+in-place distillation; ViT-ResNAS's several random subnets per step), `fair` (FairNAS: every
+option of every gene once per step), `uniform` (single-path one-shot), or `auto` (sandwich on
+elastic supernets, fair on one-shot ones). Every random choice (data order, subnets) comes
+from the recipe's seed, the epoch and the step, so a resumed run and a data-parallel run
+(`workers` > 1, Ray Train) see the same subnets as a plain run.
 
 Training runs at the data set's resolution (Fashion-MNIST: 28x28, one channel): an arch's
 own resolution `r` drives its FLOPs and latency, not what the supernet is trained on.
@@ -31,7 +33,6 @@ from estimators.supernet.cache import FORMAT, load_weights
 from estimators.train import resize_batch
 from search_spaces import Arch, NasError, SearchSpace, first_line, get_space
 from search_spaces.supernets import Supernet, build_supernet
-
 
 SAMPLINGS = ("auto", "sandwich", "fair", "uniform")
 
@@ -333,4 +334,4 @@ def checkpoint_meta(trainer: SandwichTrainer) -> dict[str, Any]:
 
 
 __all__ = ["SandwichTrainer", "SupernetRecipe", "TrainedSupernet", "check_runs", "checkpoint_meta",
-           "input_size", "restore", "sandwich", "supernet_for"]
+           "input_size", "restore", "sampling_rule", "step_archs", "supernet_for"]

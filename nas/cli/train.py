@@ -95,9 +95,11 @@ def _check_resume(args: argparse.Namespace, saved: dict[str, Any]) -> None:
     if args.space is not None and get_space(args.space).name != saved["space"]["name"]:
         differ.append(f"--space (the checkpoint's: {saved['space']['name']})")
     if args.arch is not None or args.ref is not None:
+        from estimators.checkpoints import arch_of
         from nas.cli.evaluate import _pick_arch
 
-        if _pick_arch(get_space(saved["key"].partition(":")[0]), args).key != saved["key"]:
+        space = arch_of(saved, args.out).search_space  # rebuilt from the checkpoint if need be
+        if _pick_arch(space, args).key != saved["key"]:
             differ.append(f"the architecture (the checkpoint's: {saved['key']})")
     stored = saved["recipe"].get("train", {})
     try:
@@ -134,8 +136,7 @@ def _load_data(args: argparse.Namespace, saved_args: dict[str, Any] | None, seed
         saved_args.get("val_fraction", 1 / 6)
     data = load_data(name, directory, val_fraction=fraction, seed=seed_value)
     resolved = None if directory is None else str(Path(directory).expanduser().resolve())
-    return data, {"name": data.name, "dir": resolved if data.name == name else None,
-                  "val_fraction": fraction}
+    return data, {"name": data.name, "dir": resolved, "val_fraction": fraction}
 
 
 class _Bar:
@@ -268,14 +269,41 @@ def _text(summary: dict[str, Any], data_summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+class ThreadsWarning(UserWarning):
+    """A run resumed with another torch thread count than it started with."""
+
+
+def _threads(args: argparse.Namespace) -> int | None:
+    """--threads; on --resume, by default the count the run started with (the last bits of
+    the results depend on it)."""
+    if not args.resume or not Path(args.out).is_file():
+        return args.threads
+    from estimators.checkpoints import CheckpointFileError, read_checkpoint
+
+    try:
+        started = read_checkpoint(args.out).get("threads")
+    except CheckpointFileError:
+        return args.threads  # the resume itself says what is wrong
+    if args.threads is None:
+        return started if isinstance(started, int) and started >= 1 else None
+    if started != args.threads:
+        import warnings
+
+        warnings.warn(f"resuming with {args.threads} torch threads; the run started with "
+                      f"{started}: the weights will differ in the last bits from an "
+                      f"uninterrupted run", ThreadsWarning, stacklevel=2)
+    return args.threads
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
     from estimators.threads import torch_threads
 
     bar = None if (args.quiet or args.json) else _Bar()
+    count = _threads(args)
     try:
-        with torch_threads(args.threads) if args.threads else nullcontext():
+        with torch_threads(count) if count else nullcontext():
             trained, data = _run(args, bar)
     except KeyboardInterrupt:
         if bar is not None:
@@ -367,5 +395,6 @@ def register(command: CommandAdder) -> None:
                    help="initialisation, data order, augmentation and validation split "
                         "(default 0)")
     p.add_argument("--threads", type=threads, default=None,
-                   help="torch threads (default: torch's, one per core; results depend on it)")
+                   help="torch threads (default: torch's, one per core; with --resume, the "
+                        "run's own; the last bits of the results depend on it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

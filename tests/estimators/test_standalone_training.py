@@ -216,3 +216,30 @@ def test_registered_space_of_another_config_is_refused(straight, tmp_path):
                                                       "classes": 10, "resolution": 8}, False))
     with pytest.raises(CheckpointFileError, match="different space"):
         load_model(tmp_path / "m.pt")
+
+
+def test_train_model_takes_augmentation_and_distillation(straight, arch, digits):
+    from estimators.accuracy import build_for_data
+    from estimators.train import train_model
+
+    recipe = TrainRecipe(epochs=1, batch_size=32, train_images=64, bn_images=0)
+    losses = []
+    for extra in ({}, {"augment": Augment(flip=False)},
+                  {"distill": Distill(straight.model, resolution=8)}):
+        model = build_for_data(arch, digits, 0, 8)
+        losses.append(train_model(model, digits, recipe, seed=0, resolution=8, **extra)
+                      .train_loss)
+    assert len(set(losses)) == 3
+
+
+@pytest.mark.parametrize("name", ["mobile", "mobilenetv2", "fbnet", "nb201", "resnet",
+                                  "densenet", "vit", "vit-hybrid", "resnet-sparse"])
+def test_every_family_space_has_a_spec_that_rebuilds_it(name):
+    from search_spaces.registry import FAMILIES, space_from_spec, space_spec
+
+    space = get_space(name)
+    spec = space_spec(space)
+    assert spec is not None and spec["family"] in FAMILIES
+    assert space_from_spec(name, spec) is space  # a built-in space: by name
+    rebuilt = space_registry._family(spec["family"]).create("x", spec["config"], spec["sparse"])
+    assert rebuilt.config == space.config and rebuilt.dimensions == space.dimensions

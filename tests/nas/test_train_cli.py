@@ -73,6 +73,15 @@ def test_text_output_names_arch_epochs_accuracy_and_checkpoint(trained, capsys):
     assert "already complete" in text
 
 
+def test_resume_takes_the_runs_thread_count(trained, capsys):
+    _, out = trained
+    assert torch.load(out, weights_only=True)["threads"] == 1
+    code, _, err = run(capsys, "train", "--out", str(out), "--resume", "--threads", "2",
+                       "--quiet")
+    assert code == 0 and err.startswith("warning: resuming with 2 torch threads; the run "
+                                        "started with 1")
+
+
 def test_ctrl_c_keeps_the_last_epoch_and_resume_matches(trained, space_file, tmp_path, capsys,
                                                         monkeypatch):
     summary, straight = trained
@@ -97,7 +106,8 @@ def test_ctrl_c_keeps_the_last_epoch_and_resume_matches(trained, space_file, tmp
     code, _, err = run(capsys, "train", "--out", str(out), "--space", space_file, "--arch",
                        ARCH, *SMALL, "--quiet")
     assert code == 2 and "interrupted training" in err and "--resume" in err
-    code, text, _ = run(capsys, "train", "--out", str(out), "--resume", "--json")
+    code, text, _ = run(capsys, "train", "--out", str(out), "--resume", "--arch", ARCH,
+                        "--seed", "1", "--json")  # options that agree with the run's
     assert code == 0
     resumed = json.loads(text)
     assert resumed["resumed_from"] == 1 and resumed["test_acc"] == summary["test_acc"]
