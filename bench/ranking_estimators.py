@@ -3,8 +3,9 @@
 On the architectures of bench/ranking_groundtruth.py (one space, one ground-truth recipe),
 each estimator scores every architecture once:
 
-- `supernet`: the `supernet` estimator exactly as `nas search` builds it by default (default
-  `SupernetRecipe`, BatchNorm recalibrated on 500 training images, 2,000 validation images);
+- `supernet`: the `supernet` estimator exactly as `nas search` builds it by default (the
+  space's `default_recipe` and `scoring_images`: on NB201 fair sampling, 15 epochs, BatchNorm
+  recalibrated on 1,000 training images, 5,000 validation images);
   `supernet:<variant>` are the training changes tried to make it rank better (VARIANTS);
 - `proxy:<name>`: each zero-cost proxy (one training batch of 64 images, seed 0);
 - `proxies:rank-ensemble`: the mean of the proxies' ranks (params excluded);
@@ -50,7 +51,13 @@ from estimators.accuracy import ProxyEstimator, TrainEstimator  # noqa: E402
 from estimators.files import atomic_write_text  # noqa: E402
 from estimators.flops import FlopsEstimator  # noqa: E402
 from estimators.proxies import PROXY_NAMES  # noqa: E402
-from estimators.supernet import SupernetEstimator, SupernetRecipe, train_supernet  # noqa: E402
+from estimators.supernet import (  # noqa: E402
+    SupernetEstimator,
+    SupernetRecipe,
+    default_recipe,
+    train_supernet,
+)
+from estimators.supernet.estimator import scoring_images  # noqa: E402
 from search_spaces import Arch  # noqa: E402
 
 OUT = ROOT / "results" / "bench" / "ranking-estimators"
@@ -73,22 +80,30 @@ ESTIMATOR_FIELDS = ("calibration_images", "eval_images")
 BOOTSTRAP = 2000
 
 
-def supernet_recipe(space: str, variant: str | None) -> SupernetRecipe:
-    base = SupernetRecipe(resolution=None if GROUND_TRUTHS[space].data_resolution else "arch")
-    changes = {k: v for k, v in VARIANTS.get(variant or "", {}).items()
-               if k not in ESTIMATOR_FIELDS}
-    return dataclasses.replace(base, **changes)
+def supernet_setup(space: str, variant: str | None) -> tuple[SupernetRecipe, dict[str, int]]:
+    """(recipe, scoring images): without a variant exactly what `nas search` uses (the
+    space's `default_recipe` and `scoring_images`); a variant changes `SupernetRecipe()`
+    and the estimator's class defaults (500 calibration, 2,000 evaluation images)."""
+    truth = GROUND_TRUTHS[space]
+    resolution = None if truth.data_resolution else "arch"
+    if variant is None:
+        return (default_recipe(truth.space(), resolution=resolution),
+                scoring_images(truth.space()))
+    changes = VARIANTS[variant]
+    recipe = dataclasses.replace(SupernetRecipe(resolution=resolution), **{
+        k: v for k, v in changes.items() if k not in ESTIMATOR_FIELDS})
+    return recipe, {"calibration_images": changes.get("calibration_images", 500),
+                    "eval_images": changes.get("eval_images", 2000)}
 
 
 def score_supernet(space: str, variant: str | None, archs: list[Arch], data,
                    cache: Path) -> dict[str, Any]:
-    recipe = supernet_recipe(space, variant)
+    recipe, images = supernet_setup(space, variant)
     start = time.perf_counter()
     trained = train_supernet(GROUND_TRUTHS[space].space(), data, recipe, cache_dir=cache,
                              log=print, quiet=True)
     train_seconds = time.perf_counter() - start
-    estimator = SupernetEstimator(trained, data, **{
-        k: v for k, v in VARIANTS.get(variant or "", {}).items() if k in ESTIMATOR_FIELDS})
+    estimator = SupernetEstimator(trained, data, **images)
     estimator(archs[0])  # warm-up: resizes and caches the images once
     scores, seconds = {}, []
     for arch in archs:
@@ -98,7 +113,7 @@ def score_supernet(space: str, variant: str | None, archs: list[Arch], data,
     return {"scores": scores, "seconds_per_arch": float(np.median(seconds)),
             "seconds_per_arch_max": float(max(seconds)),
             "train_seconds": None if trained.reused else train_seconds,
-            "recipe": recipe.as_dict()}
+            "recipe": recipe.as_dict(), **images}
 
 
 def score_proxies(space: str, archs: list[Arch], data) -> dict[str, dict[str, Any]]:

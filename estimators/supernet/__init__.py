@@ -1,16 +1,18 @@
 """Supernets trained once and shared by every subnet: `cache` (where trained supernets live),
-`trainer` (the recipe and the sandwich rule), `training` (train or reuse, resume),
-`parallel` (Ray Train workers) and `estimator` (the `supernet` accuracy estimator)."""
+`trainer` (the recipe, its per-style defaults and the sampling rules), `training` (train or
+reuse, resume), `parallel` (Ray Train workers) and `estimator` (the `supernet` accuracy
+estimator)."""
 from estimators.supernet.cache import CheckpointError, SupernetCacheWarning
 from estimators.supernet.estimator import SupernetEstimator, top1
 from estimators.supernet.trainer import (
-                                         SandwichTrainer,
-                                         SupernetRecipe,
-                                         TrainedSupernet,
-                                         supernet_for,
+    SandwichTrainer,
+    SupernetRecipe,
+    TrainedSupernet,
+    default_recipe,
+    supernet_for,
 )
 from estimators.supernet.training import load_trained, locate, train_supernet
 
 __all__ = ["CheckpointError", "SandwichTrainer", "SupernetCacheWarning", "SupernetEstimator",
-           "SupernetRecipe", "TrainedSupernet", "load_trained", "locate", "supernet_for",
-           "top1", "train_supernet"]
+           "SupernetRecipe", "TrainedSupernet", "default_recipe", "load_trained", "locate",
+           "supernet_for", "top1", "train_supernet"]

@@ -29,6 +29,7 @@ from estimators.supernet.trainer import (
     TrainedSupernet,
     check_runs,
     checkpoint_meta,
+    default_recipe,
     restore,
     supernet_for,
 )
@@ -44,12 +45,14 @@ def locate(space: SearchSpace, data: DataSplits, recipe: SupernetRecipe,
 
 
 def load_trained(space: SearchSpace | str, data: DataSplits,
-                 recipe: SupernetRecipe = SupernetRecipe(),
+                 recipe: SupernetRecipe | None = None,
                  cache_dir: str | Path | None = None) -> TrainedSupernet | None:
-    """The cached, completely trained supernet for (space, data, recipe), or None when there
-    is none (or only an interrupted run's checkpoint). A cache file that cannot be read or
-    does not fit the supernet (empty, truncated, foreign) is a one-line CheckpointError."""
+    """The cached, completely trained supernet for (space, data, recipe: default the space's
+    `default_recipe`), or None when there is none (or only an interrupted run's checkpoint).
+    A cache file that cannot be read or does not fit the supernet (empty, truncated,
+    foreign) is a one-line CheckpointError."""
     resolved = get_space(space) if isinstance(space, str) else space
+    recipe = recipe or default_recipe(resolved)
     try:
         return _load_cached(resolved, data, recipe, cache_dir)
     except CheckpointError as exc:
@@ -73,18 +76,19 @@ def _load_cached(space: SearchSpace, data: DataSplits, recipe: SupernetRecipe,
 
 
 def train_supernet(space: SearchSpace | str, data: DataSplits,
-                   recipe: SupernetRecipe = SupernetRecipe(), *, workers: int = 1,
+                   recipe: SupernetRecipe | None = None, *, workers: int = 1,
                    resume: bool = False, quiet: bool = False,
                    cache_dir: str | Path | None = None, reuse: bool = True,
                    progress: StepProgress | None = None, log: Log | None = None) -> TrainedSupernet:
-    """Train the supernet of `space` on `data` (or reuse the cached one for the same space,
-    data and recipe). `resume` continues an interrupted run from its last checkpoint;
+    """Train the supernet of `space` on `data` with `recipe` (default: the space's
+    `default_recipe`), or reuse the cached one for the same space, data and recipe. `resume` continues an interrupted run from its last checkpoint;
     without it an incomplete checkpoint is started over. `workers` > 1 trains data-parallel
     with Ray Train (gloo, CPU). A tqdm bar shows progress unless `quiet` (or pass
     `progress`); `log` receives one line per event (reuse, resume, epoch)."""
     if workers < 1:
         raise NasError(f"workers must be at least 1, got {workers}")
     resolved = get_space(space) if isinstance(space, str) else space
+    recipe = recipe or default_recipe(resolved)
     say = log or (lambda _: None)
     key, path = locate(resolved, data, recipe, cache_dir)
     if reuse:

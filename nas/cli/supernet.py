@@ -10,20 +10,18 @@ from nas.cli.common import CommandAdder, positive_int, resolution, seed, threads
 from search_spaces import NasError, get_space
 
 
-def _recipe(args: argparse.Namespace):
-    from estimators.supernet import SupernetRecipe
+def _recipe(args: argparse.Namespace, space):
+    """The options given, over the space's default recipe (`default_recipe`)."""
+    from estimators.supernet import default_recipe
 
-    defaults = SupernetRecipe()
-    train_images = None if args.train_images == 0 else (args.train_images or
-                                                         defaults.train_images)
-    return SupernetRecipe(
-        epochs=args.epochs or defaults.epochs, train_images=train_images,
-        batch_size=args.batch_size or defaults.batch_size,
-        lr=defaults.lr if args.lr is None else args.lr,  # --lr 0 is refused, not replaced
-        random_subnets=defaults.random_subnets if args.random_subnets is None
-        else args.random_subnets,
-        kernel_transform=not args.no_kernel_transform, resolution=args.resolution,
-        sampling=args.sampling, seed=args.seed)
+    given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+             "random_subnets": args.random_subnets, "resolution": args.resolution,
+             "sampling": args.sampling}
+    values = {k: v for k, v in given.items() if v is not None}  # --lr 0 is refused, not replaced
+    if args.train_images is not None:
+        values["train_images"] = None if args.train_images == 0 else args.train_images
+    return default_recipe(space, kernel_transform=not args.no_kernel_transform, seed=args.seed,
+                          **values)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -37,7 +35,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from estimators.data import load_data
 
     data = load_data(args.data, args.data_dir, val_fraction=args.val_fraction, seed=args.seed)
-    recipe = _recipe(args)
+    recipe = _recipe(args, space)
     quiet = args.quiet or getattr(args, "json", False)
     if args.workers > 1:
         from estimators.ray_local import ensure_ray
@@ -82,7 +80,7 @@ def _missing_verb() -> int:
 def register(command: CommandAdder) -> None:
     from estimators.data import DATASETS
     from estimators.supernet import SupernetRecipe
-    from estimators.supernet.trainer import SAMPLINGS
+    from estimators.supernet.trainer import SAMPLINGS, STYLE_RECIPE
 
     parent = command("supernet", lambda args: _missing_verb(),
                      "weight-sharing supernets: train one per space and data set (cached)")
@@ -103,7 +101,8 @@ def register(command: CommandAdder) -> None:
                    help="share of the training set held out for validation (default 1/6)")
     defaults = SupernetRecipe()
     p.add_argument("--epochs", type=positive_int, default=None,
-                   help=f"epochs (default {defaults.epochs}; a checkpoint after each)")
+                   help=f"epochs (default {defaults.epochs}; one-shot spaces "
+                        f"{STYLE_RECIPE['one-shot']['epochs']}; a checkpoint after each)")
     p.add_argument("--train-images", type=int, default=None,
                    help=f"training images drawn per epoch (default {defaults.train_images}; "
                         f"0: the whole split)")
@@ -114,7 +113,7 @@ def register(command: CommandAdder) -> None:
     p.add_argument("--random-subnets", type=int, default=None,
                    help=f"random subnets per step besides the largest and smallest "
                         f"(default {defaults.random_subnets})")
-    p.add_argument("--sampling", choices=SAMPLINGS, default=defaults.sampling,
+    p.add_argument("--sampling", choices=SAMPLINGS, default=None,
                    help="subnets per step: sandwich (largest, smallest, random; in-place "
                         "distillation), fair (every option of every gene once), uniform, or "
                         "auto (default: sandwich for elastic supernets, fair for one-shot)")
