@@ -236,6 +236,20 @@ def plot(space: str, recipe_name: str, result: dict[str, Any]) -> Path:
     return path
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The report as a Markdown table (connected cells where the space has them), best first."""
+    lines = ["| estimator | tau | 90% interval | Spearman | P@10% | s/arch |",
+             "|---|---|---|---|---|---|"]
+    entries = sorted(result["estimators"].items(),
+                     key=lambda item: -item[1].get("connected", item[1]["all"])["kendall_tau"])
+    for name, entry in entries:
+        subset = entry.get("connected", entry["all"])
+        lines.append(f"| `{name}` | {subset['kendall_tau']:.2f} | {subset['tau_90_low']:.2f} to "
+                     f"{subset['tau_90_high']:.2f} | {subset['spearman']:.2f} | "
+                     f"{subset['precision_top10']:.2f} | {entry['seconds_per_arch']:.2f} |")
+    return "\n".join(lines)
+
+
 def save_scores(space: str, name: str, record: dict[str, Any]) -> None:
     atomic_write_text(OUT / space / f"scores-{name.replace(':', '_')}.json",
                       json.dumps({"name": name, **record}, indent=1))
@@ -253,6 +267,7 @@ def main() -> None:
                         help="where trained supernets are cached (not committed: large)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--plot", action="store_true")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     (OUT / args.space).mkdir(parents=True, exist_ok=True)
@@ -283,6 +298,9 @@ def main() -> None:
     result = report(args.space, args.recipe)
     if args.plot:
         print(f"plot: {plot(args.space, args.recipe, result)}")
+    if args.markdown:
+        print(markdown(result))
+        return
     for name, entry in result["estimators"].items():
         subset = entry.get("connected", entry["all"])
         print(f"{name:24s} tau {subset['kendall_tau']:+.3f} [{subset['tau_90_low']:+.2f}, "
