@@ -19,9 +19,9 @@ seed-to-seed standard deviation, the spread of the mean accuracies and the train
 Runs resume (one JSON per run under results/bench/ranking-groundtruth/SPACE/RECIPE/) and
 split over processes:
 
-    python bench/ranking_groundtruth.py --space nb201 --recipe e8 --shard 0/2 &
-    python bench/ranking_groundtruth.py --space nb201 --recipe e8 --shard 1/2
-    python bench/ranking_groundtruth.py --space nb201 --recipe e8 --part report
+    python bench/ranking_groundtruth.py --space nb201 --recipe e24 --shard 0/2 &
+    python bench/ranking_groundtruth.py --space nb201 --recipe e24 --shard 1/2
+    python bench/ranking_groundtruth.py --space nb201 --recipe e24 --part report
 """
 from __future__ import annotations
 
