@@ -112,8 +112,8 @@ def architectures(name: str) -> list[Arch]:
 
 
 def class_subset(data: DataSplits, classes: tuple[int, ...]) -> DataSplits:
-    """Only `classes`, relabelled 0..len-1 (normalisation statistics recomputed is not needed:
-    the subset's images come from the same distribution closely enough for a ranking)."""
+    """Only `classes`, relabelled 0..len-1 (the normalisation statistics stay those of all ten
+    classes: the same kind of images, close enough for a ranking)."""
     lookup = torch.full((data.num_classes,), -1, dtype=torch.long)
     lookup[list(classes)] = torch.arange(len(classes))
 
