@@ -11,7 +11,6 @@ checkpoint.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,9 +37,12 @@ from estimators.data import DataSplits
 from estimators.progress import Log, StepProgress
 from estimators.supernet.cache import data_fingerprint
 from estimators.train import (
+    DISTILL_TEMPERATURE,
+    DISTILL_WEIGHT,
     Augment,
     Distill,
     TrainRecipe,
+    check_distill,
     evaluate,
     lr_at,
     make_optimizer,
@@ -54,8 +56,6 @@ from search_spaces import Arch, NasError
 # batch 128, 5 % linear warm-up then cosine to zero, weight decay 5e-4 on weights, label
 # smoothing 0.1, BatchNorm statistics re-estimated on 2,000 training images at the end.
 TRAIN_DEFAULTS = TrainRecipe(epochs=10, label_smoothing=0.1)
-DISTILL_WEIGHT = 0.9  # the soft-target share of the loss (CRD's KD baseline: 0.9, T = 4)
-DISTILL_TEMPERATURE = 4.0
 NO_FLIP = ("digits",)  # a mirrored digit is another glyph (or none)
 
 
@@ -74,11 +74,7 @@ class DistillSpec:
     temperature: float = DISTILL_TEMPERATURE
 
     def __post_init__(self) -> None:
-        if not 0 <= self.weight <= 1:
-            raise NasError(f"the distillation weight must be in [0, 1], got {self.weight}")
-        if not 0 < self.temperature < math.inf:
-            raise NasError(f"the distillation temperature must be positive and finite, got "
-                           f"{self.temperature}")
+        check_distill(self.weight, self.temperature)
 
 
 @dataclass

@@ -166,6 +166,19 @@ class Augment:
         return inputs.contiguous()
 
 
+DISTILL_WEIGHT = 0.9  # the soft-target share of the loss (CRD's KD baseline: 0.9, T = 4)
+DISTILL_TEMPERATURE = 4.0
+
+
+def check_distill(weight: float, temperature: float) -> None:
+    """A soft-target share in [0, 1] and a positive, finite temperature."""
+    if not 0 <= weight <= 1:
+        raise NasError(f"the distillation weight must be in [0, 1], got {weight}")
+    if not 0 < temperature < math.inf:
+        raise NasError(f"the distillation temperature must be positive and finite, got "
+                       f"{temperature}")
+
+
 @dataclass(frozen=True)
 class Distill:
     """Knowledge distillation (Hinton et al., 2015) from a trained `teacher` (kept in eval
@@ -174,16 +187,12 @@ class Distill:
     the logits softened by the temperature T."""
 
     teacher: nn.Module
-    weight: float = 0.9
-    temperature: float = 4.0
+    weight: float = DISTILL_WEIGHT
+    temperature: float = DISTILL_TEMPERATURE
     resolution: int | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.weight <= 1:
-            raise NasError(f"the distillation weight must be in [0, 1], got {self.weight}")
-        if not 0 < self.temperature < math.inf:
-            raise NasError(f"the distillation temperature must be positive and finite, got "
-                           f"{self.temperature}")
+        check_distill(self.weight, self.temperature)
 
     def loss(self, logits: torch.Tensor, inputs: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
