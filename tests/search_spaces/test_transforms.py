@@ -10,12 +10,13 @@ from torch import nn
 
 from search_spaces import NasError, get_space, load_space_file, register_space
 from search_spaces.transforms import (
+    Transform,
     TransformError,
     UnsupportedTransformError,
-    deepen,
-    enlarge_kernel,
-    widen_expand,
+    apply,
+    available,
 )
+from search_spaces.transforms.inverted_residual import deepen, enlarge_kernel, widen_expand
 
 torch.set_num_threads(1)
 
@@ -223,6 +224,26 @@ def test_sparse_stages_deepen_and_enlarge(tmp_path_factory):
         assert_same(model, deepen(space, arch, model, stage)[1])
         assert_same(model, enlarge_kernel(space, arch, model, stage, 1)[1])
     assert_same(model, widen_expand(space, arch, model, 3, 1, rng=0)[1])  # dense stage
+
+
+def test_every_available_transformation_applies_and_preserves(mobile):
+    """The family-agnostic API: `available` lists exactly the moves to a larger option, and
+    `apply` performs each one without changing the function."""
+    arch = mobile.parse("r32-k3e3-k5e6.k7e4-k7e6.k7e6.k7e6")
+    model = randomised(mobile, arch, 11)
+    moves = available(mobile, arch)
+    assert Transform("deepen", 1) in moves and Transform("deepen", 3) not in moves
+    assert Transform("widen", 2, 1) not in moves and Transform("kernel", 2, 2) not in moves
+    assert {str(t) for t in moves} >= {"deepen stage 2", "widen stage 2 block 2",
+                                        "kernel stage 1 block 1"}
+    for move in moves:
+        new_arch, new = apply(mobile, arch, model, move, rng=0)
+        assert new_arch != arch and new.arch_key == new_arch.key
+        assert_same(model, new)
+    nb201 = get_space("nb201")
+    assert "supported families" in one_line_error(UnsupportedTransformError, available, nb201,
+                                                  nb201.sample(0))
+    assert "unknown transformation" in one_line_error(TransformError, Transform, "shrink", 1)
 
 
 def test_report_measured_differences():

@@ -1,103 +1,58 @@
-"""Function-preserving network transformations (Net2Net, EAS) for the inverted-residual family.
-
-Each transformation takes a space, an arch of it and a model built from that arch, and returns a
-larger arch of the same space with a model built by `space.build(new_arch, ...)` whose weights
-are transferred so that, in eval mode, it computes the same function:
+"""Function-preserving transformations of the inverted-residual family (`mobile`,
+`mobilenetv2`, their sparse variants and space files based on them):
 
 - `deepen`: append zero-initialised residual MBConv blocks to a stage (Net2Deeper);
 - `widen_expand`: raise a block's expand ratio, replicating hidden units (Net2Wider);
 - `enlarge_kernel`: raise a block's depthwise kernel, zero-padding it around the centre.
 
-Supported so far: spaces of the inverted-residual family (`mobile`, `mobilenetv2`, their sparse
-variants and space files based on them). Stages and blocks are numbered from 1, as in the genes
-(`k{stage}_{block}`, `e{stage}_{block}`, `d{stage}`). See docs/transform.md.
+Genes: `d{stage}`, `k{stage}_{block}`, `e{stage}_{block}`. See docs/transform.md.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import nn
 
-from search_spaces.arch import Arch, Gene
-from search_spaces.errors import NasError
-from search_spaces.space import Rng, SearchSpace, as_rng
+from search_spaces.arch import Arch
+from search_spaces.space import Rng, SearchSpace
 from search_spaces.spaces.inverted_residual import InvertedResidualSpace
+from search_spaces.transforms.base import (
+    Transform,
+    TransformError,
+    UnsupportedTransformError,
+    block_index,
+    check_model,
+    check_stage,
+    copy_conv_bn,
+    larger_options,
+    next_option,
+    rebuild,
+    replicate,
+    unit_mapping,
+)
 
 if TYPE_CHECKING:
     from search_spaces.network import Network
 
 
-class TransformError(NasError):
-    """A transformation that cannot be applied (bad stage/block, nothing larger, bad model)."""
-
-
-class UnsupportedTransformError(TransformError):
-    """A space family (or a layer kind) the transformations do not handle yet."""
-
-
-# --- common checks and weight transfer --------------------------------------------------------
-def _check(space: SearchSpace, arch: Arch, model: nn.Module) -> InvertedResidualSpace:
+def _check_space(space: SearchSpace) -> InvertedResidualSpace:
     if not isinstance(space, InvertedResidualSpace):
-        raise UnsupportedTransformError(
-            f"function-preserving transforms support only the inverted-residual family "
-            f"(mobile, mobilenetv2 and spaces based on them), not space {space.name!r}")
+        raise UnsupportedTransformError(f"space {space.name!r} is not of the inverted-residual "
+                                        f"family")
+    return space
+
+
+def _check(space: SearchSpace, arch: Arch, model: nn.Module) -> InvertedResidualSpace:
+    _check_space(space)
     space.check(arch)
-    if getattr(model, "arch_key", None) != arch.key:
-        raise TransformError(f"the model was built for {getattr(model, 'arch_key', None)!r}, "
-                             f"not {arch.key!r}")
+    check_model(arch, model)
     return space
 
 
 def _check_stage(space: InvertedResidualSpace, arch: Arch, stage: int,
                  block: int | None = None) -> None:
-    if not isinstance(stage, int) or not 1 <= stage <= space.num_stages:
-        raise TransformError(f"{space.name}: stage {stage!r} is out of range "
-                             f"(1..{space.num_stages})")
-    if block is None:
-        return
-    depth = int(arch[f"d{stage}"])
-    if not isinstance(block, int) or not 1 <= block <= depth:
-        raise TransformError(f"{space.name}: block {block!r} of stage {stage} is out of range "
-                             f"(1..{depth}: the stage has {depth} blocks)")
-
-
-def _next_option(space: SearchSpace, gene: str, value: Gene, what: str) -> Gene:
-    larger = [o for o in space.dimension(gene).options if o > value]  # type: ignore[operator]
-    if not larger:
-        raise TransformError(f"{space.name}: {what} {gene}={value!r} is already the largest "
-                             f"option {list(space.dimension(gene).options)}")
-    return min(larger)  # type: ignore[type-var]
-
-
-def _block_index(space: SearchSpace, arch: Arch) -> dict[str, int]:
-    """Block name (`stem`, `stage2.0`, `head.conv`...) -> its index in the built Network."""
-    return {spec.name: i for i, spec in enumerate(space.blocks(arch))}
-
-
-def _rebuild(space: SearchSpace, arch: Arch, new_arch: Arch, model: Network,
-             skip: set[str]) -> tuple[Network, dict[str, tuple[nn.Module, nn.Module]]]:
-    """Build `new_arch` like `model` (classes, input channels, dtype, device, train/eval mode) and
-    copy every block's state (parameters and buffers: BN running stats, sparse masks) by block
-    name, except the blocks in `skip`. Returns the model and {name: (old block, new block)} for
-    every block present in both, skipped ones included."""
-    space.check(new_arch)
-    classifier = [m for m in model[-1].modules() if isinstance(m, nn.Linear)][-1]
-    new = space.build(new_arch, num_classes=classifier.out_features,
-                      in_channels=int(model.input_shape[0]))
-    first = next(model.parameters())
-    new = new.to(dtype=first.dtype, device=first.device).train(model.training)
-    old_index, new_index = _block_index(space, arch), _block_index(space, new_arch)
-    pairs = {}
-    with torch.no_grad():
-        for name, i in new_index.items():
-            if name not in old_index:
-                continue
-            pairs[name] = (model[old_index[name]], new[i])
-            if name not in skip:
-                new[i].load_state_dict(model[old_index[name]].state_dict())
-    return new, pairs
+    check_stage(space, arch, space.num_stages, stage, block)
 
 
 # --- deepen -----------------------------------------------------------------------------------
@@ -115,7 +70,7 @@ def deepen(space: SearchSpace, arch: Arch, model: Network, stage: int,
     ir = _check(space, arch, model)
     _check_stage(ir, arch, stage)
     depth = int(arch[f"d{stage}"])
-    new_depth = int(_next_option(ir, f"d{stage}", depth, "stage depth"))
+    new_depth = int(next_option(ir, f"d{stage}", depth, "stage depth"))
     kernel = ir.config.kernels[0] if kernel is None else kernel
     expand = ir.config.expands[0] if expand is None else expand
     genes = arch.as_dict()
@@ -123,8 +78,8 @@ def deepen(space: SearchSpace, arch: Arch, model: Network, stage: int,
     for j in range(depth + 1, new_depth + 1):
         genes[f"k{stage}_{j}"], genes[f"e{stage}_{j}"] = kernel, expand
     new_arch = ir.make(genes)
-    new, _ = _rebuild(ir, arch, new_arch, model, skip=set())
-    index = _block_index(ir, new_arch)
+    new, _ = rebuild(ir, arch, new_arch, model, skip=set())
+    index = block_index(ir, new_arch)
     with torch.no_grad():
         for j in range(depth, new_depth):
             block = new[index[f"stage{stage}.{j}"]]
@@ -138,26 +93,6 @@ def deepen(space: SearchSpace, arch: Arch, model: Network, stage: int,
 
 
 # --- widen the expand ratio -------------------------------------------------------------------
-def _replicate(tensor: torch.Tensor, mapping: torch.Tensor, dim: int = 0,
-               divide: torch.Tensor | None = None) -> torch.Tensor:
-    """`tensor` indexed by `mapping` along `dim`; each slice divided by `divide` (its unit's
-    number of copies) when given."""
-    out = tensor.index_select(dim, mapping)
-    if divide is not None:
-        shape = [1] * out.dim()
-        shape[dim] = -1
-        out = out / divide.to(out.dtype).view(shape)
-    return out
-
-
-def _copy_conv_bn(old: nn.Sequential, new: nn.Sequential, mapping: torch.Tensor) -> None:
-    """Replicate the output units of a conv (no bias) + BatchNorm pair."""
-    new[0].weight.copy_(_replicate(old[0].weight, mapping))
-    for name in ("weight", "bias", "running_mean", "running_var"):
-        getattr(new[1], name).copy_(_replicate(getattr(old[1], name), mapping))
-    new[1].num_batches_tracked.copy_(old[1].num_batches_tracked)
-
-
 def widen_expand(space: SearchSpace, arch: Arch, model: Network, stage: int, block: int,
                  rng: Rng = None) -> tuple[Arch, Network]:
     """Raise block `block` of `stage` to the next expand-ratio option (Net2Wider on its hidden
@@ -182,20 +117,16 @@ def widen_expand(space: SearchSpace, arch: Arch, model: Network, stage: int, blo
             f"{ir.name}: widen_expand does not handle sparse stages (stage {stage} has density "
             f"{arch[f'density{stage}']}); only dense ones")
     gene = f"e{stage}_{block}"
-    new_arch = ir.make({**arch.as_dict(), gene: _next_option(ir, gene, arch[gene], "expand")})
+    new_arch = ir.make({**arch.as_dict(), gene: next_option(ir, gene, arch[gene], "expand")})
     name = f"stage{stage}.{block - 1}"
-    new, pairs = _rebuild(ir, arch, new_arch, model, skip={name})
+    new, pairs = rebuild(ir, arch, new_arch, model, skip={name})
     old_b, new_b = pairs[name]
     mid, new_mid = old_b.depthwise[0].out_channels, new_b.depthwise[0].out_channels
-    generator = as_rng(rng)
-    extra = generator.integers(mid, size=new_mid - mid) if new_mid > mid else np.zeros(0, int)
-    device = old_b.depthwise[0].weight.device
-    mapping = torch.as_tensor(np.concatenate([np.arange(mid), extra]), device=device)
-    counts = torch.bincount(mapping, minlength=mid)[mapping]
+    mapping, counts = unit_mapping(mid, new_mid, rng, old_b.depthwise[0].weight.device)
     with torch.no_grad():
-        _copy_conv_bn(old_b.expand, new_b.expand, mapping)
-        _copy_conv_bn(old_b.depthwise, new_b.depthwise, mapping)
-        new_b.project[0].weight.copy_(_replicate(old_b.project[0].weight, mapping, 1, counts))
+        copy_conv_bn(old_b.expand, new_b.expand, mapping)
+        copy_conv_bn(old_b.depthwise, new_b.depthwise, mapping)
+        new_b.project[0].weight.copy_(replicate(old_b.project[0].weight, mapping, 1, counts))
         new_b.project[1].load_state_dict(old_b.project[1].state_dict())
         if old_b.se is not None:
             _widen_se(old_b.se, new_b.se, mapping, counts)
@@ -207,12 +138,12 @@ def _widen_se(old: nn.Module, new: nn.Module, mapping: torch.Tensor,
     hidden = old.reduce.out_channels
     if new.reduce.out_channels < hidden:  # cannot happen: SE width grows with mid
         raise TransformError("the squeeze-excite width shrank; cannot preserve the function")
-    reduce_w = _replicate(old.reduce.weight, mapping, 1, counts)
+    reduce_w = replicate(old.reduce.weight, mapping, 1, counts)
     new.reduce.weight[:hidden].copy_(reduce_w)
     new.reduce.bias[:hidden].copy_(old.reduce.bias)
     new.expand.weight.zero_()
-    new.expand.weight[:, :hidden].copy_(_replicate(old.expand.weight, mapping))
-    new.expand.bias.copy_(_replicate(old.expand.bias, mapping))
+    new.expand.weight[:, :hidden].copy_(replicate(old.expand.weight, mapping))
+    new.expand.bias.copy_(replicate(old.expand.bias, mapping))
 
 
 # --- enlarge the depthwise kernel -------------------------------------------------------------
@@ -226,9 +157,9 @@ def enlarge_kernel(space: SearchSpace, arch: Arch, model: Network, stage: int,
     ir = _check(space, arch, model)
     _check_stage(ir, arch, stage, block)
     gene = f"k{stage}_{block}"
-    new_arch = ir.make({**arch.as_dict(), gene: _next_option(ir, gene, arch[gene], "kernel")})
+    new_arch = ir.make({**arch.as_dict(), gene: next_option(ir, gene, arch[gene], "kernel")})
     name = f"stage{stage}.{block - 1}"
-    new, pairs = _rebuild(ir, arch, new_arch, model, skip={name})
+    new, pairs = rebuild(ir, arch, new_arch, model, skip={name})
     old_b, new_b = pairs[name]
     with torch.no_grad():
         conv = old_b.depthwise[0]
@@ -242,5 +173,33 @@ def enlarge_kernel(space: SearchSpace, arch: Arch, model: Network, stage: int,
     return new_arch, new
 
 
-__all__ = ["TransformError", "UnsupportedTransformError", "deepen", "enlarge_kernel",
-           "widen_expand"]
+
+# --- the family's actions ----------------------------------------------------------------------
+SPACE_TYPE = InvertedResidualSpace
+
+
+def available(space: SearchSpace, arch: Arch) -> list[Transform]:
+    """Every transformation that applies to `arch` (each has a larger option to move to)."""
+    ir = _check_space(space)
+    out = []
+    for s in range(1, ir.num_stages + 1):
+        if larger_options(ir, f"d{s}", arch[f"d{s}"]):
+            out.append(Transform("deepen", s))
+        sparse = ir.sparse and arch[f"density{s}"] < 1.0
+        for b in range(1, int(arch[f"d{s}"]) + 1):
+            if not sparse and larger_options(ir, f"e{s}_{b}", arch[f"e{s}_{b}"]):
+                out.append(Transform("widen", s, b))
+            if larger_options(ir, f"k{s}_{b}", arch[f"k{s}_{b}"]):
+                out.append(Transform("kernel", s, b))
+    return out
+
+
+def apply(space: SearchSpace, arch: Arch, model: Network, transform: Transform,
+          rng: Rng = None) -> tuple[Arch, Network]:
+    if transform.kind == "deepen":
+        return deepen(space, arch, model, transform.stage)
+    if transform.block is None:
+        raise TransformError(f"{space.name}: {transform.kind} needs a block")
+    if transform.kind == "widen":
+        return widen_expand(space, arch, model, transform.stage, transform.block, rng=rng)
+    return enlarge_kernel(space, arch, model, transform.stage, transform.block)
