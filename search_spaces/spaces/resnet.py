@@ -3,7 +3,9 @@
 Network: stem (Conv7x7 s2 - BN - ReLU, MaxPool 3x3 s2), four stages of `basic` or
 `bottleneck` blocks (stride 2 on the first block of stages 2-4; stage i has
 `round8(base_i * w_i)` planes, a bottleneck's output is `planes * expansion`), global average
-pool and a linear classifier. ResNet-18/34/50 are points of the space.
+pool and a linear classifier. ResNet-18/34/50 are points of the space. Space files may also
+list `plain` blocks (a basic block without its shortcut: VGG style, EAS's plain CNNs); the
+`resnet` preset does not, so its keys and archs stay those of ResNets.
 
 Key body: `<block>[-e<expansion>]-d<d1.d2.d3.d4>-w<w1.w2.w3.w4>[-s<density1..4>]-r<res>`,
 e.g. `bottleneck-e4-d3.4.6.3-w1.0.1.0.1.0.1.0-r224` (ResNet-50); the `-e` field is only there
@@ -32,7 +34,9 @@ from search_spaces.keys import (
 )
 from search_spaces.space import BlockSpec, Chain, Dimension, SearchSpace, config_from_dict
 
-BLOCK_TYPES = ("basic", "bottleneck")
+BLOCK_TYPES = ("basic", "bottleneck", "plain")  # what a space file may list
+DEFAULT_BLOCKS = ("basic", "bottleneck")  # the preset's, and a config's when not given
+NO_EXPANSION = ("basic", "plain")  # blocks without the expansion gene
 DENSITIES = (0.25, 0.5, 1.0)
 
 
@@ -91,7 +95,7 @@ def fill_inactive_defaults(space: SearchSpace, genes: dict[str, Gene],
 class ResNetConfig:
     """Settings of a ResNet space (every list is the options of one dimension)."""
 
-    blocks: tuple[str, ...] = BLOCK_TYPES
+    blocks: tuple[str, ...] = DEFAULT_BLOCKS
     expansions: tuple[int, ...] = (2, 3, 4)
     depths: tuple[tuple[int, ...], ...] = ((1, 2, 3), (1, 2, 3, 4), (1, 2, 3, 4, 5, 6), (1, 2, 3))
     widths: tuple[float, ...] = (0.5, 0.75, 1.0)
@@ -165,7 +169,7 @@ class ResNetSpace(SearchSpace):
     # --- genes ---------------------------------------------------------------------------------
     def canonical(self, genes: dict[str, Gene]) -> dict[str, Gene]:
         genes = dict(genes)
-        if genes.get("block") == "basic":
+        if genes.get("block") in NO_EXPANSION:
             genes["expansion"] = None
         elif genes.get("expansion") is None:
             genes["expansion"] = self.config.expansions[0]
@@ -252,7 +256,7 @@ class ResNetSpace(SearchSpace):
         block, e = match["block"], match["e"]
         if block not in self.config.blocks:
             self.bad_key(body, f"block must be one of {list(self.config.blocks)}")
-        if (e is None) != (block == "basic"):
+        if (e is None) != (block in NO_EXPANSION):
             self.bad_key(body, "'-e<expansion>' is given for bottleneck blocks only")
         check_densities_field(self, body, match["s"] is not None, self.sparse)
         genes: dict[str, Gene] = {"block": block, "expansion": None if e is None else int(e),

@@ -27,7 +27,7 @@ class ElasticSupernet(Supernet):
 class OneShotSupernet(Supernet):
     """Single-path one-shot: one candidate per slot, weights shared where shapes nest
     (widths, heads, MLP ratios, depths, densities), separate where they do not (NB201 edge
-    ops, basic vs bottleneck, dense vs OSA, patch sizes)."""
+    ops, basic vs bottleneck vs plain, dense vs OSA, patch sizes)."""
 
     style = "one-shot"
 

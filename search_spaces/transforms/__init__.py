@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from search_spaces.arch import Arch
 from search_spaces.space import Rng, SearchSpace
-from search_spaces.transforms import inverted_residual
+from search_spaces.transforms import densenet, inverted_residual, resnet
 from search_spaces.transforms.base import (
     KINDS,
     Transform,
@@ -25,7 +25,7 @@ from search_spaces.transforms.base import (
 if TYPE_CHECKING:
     from search_spaces.network import Network
 
-FAMILIES: tuple[ModuleType, ...] = (inverted_residual,)
+FAMILIES: tuple[ModuleType, ...] = (inverted_residual, resnet, densenet)
 
 
 def family(space: SearchSpace) -> ModuleType:
@@ -56,6 +56,15 @@ def apply(space: SearchSpace, arch: Arch, model: Network, transform: Transform,
     return family(space).apply(space, arch, model, transform, rng)
 
 
+def arch_after(space: SearchSpace, arch: Arch, transform: Transform) -> Arch:
+    """The arch `transform` turns `arch` into, without trained weights: the family's own
+    `arch_after` where it has one, else the transformation applied to a freshly built model."""
+    module = family(space)
+    if hasattr(module, "arch_after"):
+        return module.arch_after(space, arch, transform)
+    return apply(space, arch, space.build(arch), transform, rng=0)[0]
+
+
 def deepen(space: SearchSpace, arch: Arch, model: Network, stage: int
            ) -> tuple[Arch, Network]:
     """Grow `stage` to its next depth option with blocks that start as the identity."""
@@ -75,4 +84,4 @@ def enlarge_kernel(space: SearchSpace, arch: Arch, model: Network, stage: int,
 
 
 __all__ = ["FAMILIES", "KINDS", "Transform", "TransformError", "UnsupportedTransformError",
-           "apply", "available", "deepen", "enlarge_kernel", "family", "supports", "widen"]
+           "apply", "arch_after", "available", "deepen", "enlarge_kernel", "family", "supports", "widen"]

@@ -23,6 +23,8 @@ EXTRA = {
               BlockSpec.of("basic", (16, 9, 7), out=16, stride=1)],
     "bottleneck": [BlockSpec.of("bottleneck", (16, 9, 7), out=48, width=8, stride=2, density=0.5),
                    BlockSpec.of("bottleneck", (16, 9, 7), out=16, width=8, stride=1)],
+    "plain": [BlockSpec.of("plain", (16, 9, 7), out=24, stride=2, density=0.25),
+              BlockSpec.of("plain", (16, 9, 7), out=16, stride=1)],
     "dense_layer": [BlockSpec.of("dense_layer", (20, 9, 7), growth=12, bn_size=4, density=0.25)],
     "transition": [BlockSpec.of("transition", (20, 9, 7), out=10, density=0.5),
                    BlockSpec.of("transition", (20, 9, 7), out=24)],
