@@ -2,8 +2,9 @@
 
 The file is a plain dict (tensors, strings, numbers: it loads with `weights_only=True`) holding
 the arch key, the space, the classes and channels it was built for, and the weights: extracted
-from the trained supernet for `supernet` runs, trained standalone with `epochs > 0`, else the
-seeded initialisation (`weights` says which). `load` rebuilds the `nn.Module` from the key and
+from the trained supernet for `supernet` runs, trained standalone with `epochs > 0`, a `nas
+grow` child's own fine-tuned weights (`trained`), else the seeded initialisation (`weights`
+says which). `load` rebuilds the `nn.Module` from the key and
 loads the weights; `--onnx` also writes an ONNX graph when the `onnx` package is installed.
 """
 from __future__ import annotations
@@ -59,6 +60,7 @@ def export(run_ref: str | Path, out: str | Path, rank: int = 1, epochs: float = 
     row = pick(run, rank)
     _check_listed(run, rank, row, warn)
     evaluation = run.config["evaluation"]
+    child = _child_model(run, row)  # (loading it registers a space file's space)
     space = get_space(evaluation["space"])
     arch = space.decode(str(row["key"]).partition(":")[2])
     seed = int(evaluation["seed"])
@@ -73,6 +75,8 @@ def export(run_ref: str | Path, out: str | Path, rank: int = 1, epochs: float = 
         with torch_threads(int(evaluation["threads"])):
             model, info = _train(arch, evaluation, seed, epochs, log)
         weights = "standalone"
+    elif child is not None:
+        model, weights = child, "trained"
     elif evaluation["estimator"] == "supernet":
         from nas.evaluation import prepare, supernet_subnet
 
@@ -101,6 +105,20 @@ def export(run_ref: str | Path, out: str | Path, rank: int = 1, epochs: float = 
         with writing(out.with_suffix(".onnx")):
             written["onnx"] = str(_onnx(model, out.with_suffix(".onnx"), channels, resolution))
     return written
+
+
+def _child_model(run: Run, row: dict[str, Any]) -> nn.Module | None:
+    """The fine-tuned weights `nas grow` keeps for every child, if the run has them."""
+    path = run.path / "children" / f"{row['trial']}.pt"
+    if not path.is_file():
+        return None
+    from estimators.checkpoints import load_model
+
+    model, child = load_model(path)
+    if child["key"] != row["key"]:
+        raise ExportError(f"{path} holds {child['key']}, not trial {row['trial']}'s "
+                          f"{row['key']}")
+    return model
 
 
 def _check_listed(run: Run, rank: int, row: dict[str, Any],

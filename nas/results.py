@@ -22,7 +22,7 @@ from estimators.files import atomic_write_text
 from nas.objectives import Constraint, Objective, constraints_from_json, objectives_from_json
 from search_spaces import NasError, first_line
 
-TEXT_COLUMNS = ("key", "name", "acc_estimator", "error", "space")
+TEXT_COLUMNS = ("key", "name", "acc_estimator", "error", "space", "transforms")
 LEAD_COLUMNS = ("trial", "batch", "key")
 TAIL_COLUMNS = ("acc_estimator", "within_budget", "eval_seconds", "error")
 COST_ORDER = ("acc", "flops", "flops_sparse", "params", "latency_ms")
