@@ -41,7 +41,7 @@ FLAGS: dict[str, tuple[str, Any, str]] = {
 
 
 def _settings(args: argparse.Namespace) -> tuple[Any, Path]:
-    from nas.grow import GrowSettings
+    from nas.morph import GrowSettings
     from nas.results import read_json
     from nas.run_folder import new_run_dir
     from nas.run_lock import check_output_dir
@@ -72,7 +72,7 @@ def _settings(args: argparse.Namespace) -> tuple[Any, Path]:
 
 
 def cmd_grow(args: argparse.Namespace) -> int:
-    from nas.grow import GrowJob
+    from nas.morph import GrowJob
 
     settings, run_dir = _settings(args)
     log = (lambda text: None) if (args.quiet or args.json) else (
@@ -95,7 +95,7 @@ def cmd_grow(args: argparse.Namespace) -> int:
 
 
 def register(command: CommandAdder) -> None:
-    from nas.grow import GrowSettings
+    from nas.morph import GrowSettings
 
     defaults = {f.name: f.default for f in fields(GrowSettings)}
     p = command("grow", cmd_grow,

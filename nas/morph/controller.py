@@ -1,6 +1,9 @@
-"""EAS's meta-controller (Cai et al., AAAI 2018): a bidirectional LSTM reads the network block
-by block; a widen actor (one sigmoid per place that can widen) and a deepen actor (a softmax
-over the stages that can grow, and "none") choose function-preserving transformations.
+"""The meta-controller of the network-editing searches: a bidirectional LSTM reads the network
+block by block, and one actor per kind of edit chooses among the edits of that kind the
+network offers, either independently (`each`: one sigmoid per offered edit) or one of them or
+none (`one`: a softmax). EAS (Cai et al., AAAI 2018) has a widen actor (`each`) and a deepen
+actor (`one`) over function-preserving transformations; N2N (Ashok et al., ICLR 2018) a remove
+actor and a narrow actor (both `each`) over reductions of a teacher.
 
 It reads any space the transformations support: each block is described by generic features
 of its `BlockSpec` (its op hashed into buckets, channels, size, kernel, stride, expansion,
@@ -24,11 +27,21 @@ from torch import nn
 
 from search_spaces import Arch, SearchSpace
 from search_spaces.space import BlockSpec
-from search_spaces.transforms import Transform, TransformError, available
+from search_spaces.transforms import Transform, TransformError
 
 OP_BUCKETS = 16
 FEATURES = OP_BUCKETS + 7
-ACTORS = ("widen", "deepen")
+CHOICES = ("each", "one")
+REDUCTIONS = ("remove", "narrow")  # the kinds `search_spaces.transforms.reductions` lists
+
+
+def offered(space: SearchSpace, arch: Arch, kind: str) -> list[Transform]:
+    """The edits of `kind` that apply to `arch`: growth (`available`) or reductions."""
+    from search_spaces import transforms
+
+    moves = transforms.reductions(space, arch) if kind in REDUCTIONS \
+        else transforms.available(space, arch)
+    return [t for t in moves if t.kind == kind]
 
 
 def block_features(spec: BlockSpec, index: int, count: int) -> list[float]:
@@ -89,17 +102,28 @@ def parse_transform(text: str) -> Transform:
 
 
 class MetaController(nn.Module):
-    """Encoder (bi-LSTM over blocks) with a widen and a deepen actor."""
+    """Encoder (bi-LSTM over blocks) and one actor per kind of edit: `actors` maps the kind
+    (`widen`, `deepen`, `remove`, `narrow`...) to its choice (`each` or `one`). An `each`
+    actor's bias starts at `each_bias` (sigmoid -1.5 = 0.18: a few edits per network, not
+    half of them)."""
 
-    def __init__(self, hidden: int = 50, widen_bias: float = -1.5, seed: int = 0):
+    def __init__(self, actors: dict[str, str], hidden: int = 50, each_bias: float = -1.5,
+                 seed: int = 0):
         super().__init__()
+        bad = {k: v for k, v in actors.items() if v not in CHOICES}
+        if bad:
+            raise ValueError(f"actor choices must be one of {CHOICES}, got {bad}")
         torch.manual_seed(seed)
+        self.actors = dict(actors)
         self.encoder = nn.LSTM(FEATURES, hidden, batch_first=True, bidirectional=True)
-        self.widen_head = nn.Linear(2 * hidden, 1)
-        self.deepen_head = nn.Linear(2 * hidden, 1)
-        self.deepen_none = nn.Parameter(torch.zeros(1))  # the logit of "deepen nothing"
-        with torch.no_grad():  # start by widening a few places, not half of them
-            self.widen_head.bias.fill_(widen_bias)
+        self.heads = nn.ModuleDict({kind: nn.Linear(2 * hidden, 1) for kind in actors})
+        # the logit of "none of them" for every `one` actor
+        self.none = nn.ParameterDict({kind: nn.Parameter(torch.zeros(1))
+                                      for kind, choice in actors.items() if choice == "one"})
+        with torch.no_grad():
+            for kind, choice in actors.items():
+                if choice == "each":
+                    self.heads[kind].bias.fill_(each_bias)
 
     def encode(self, specs: Sequence[BlockSpec]) -> torch.Tensor:
         rows = [block_features(s, i, len(specs)) for i, s in enumerate(specs)]
@@ -108,32 +132,31 @@ class MetaController(nn.Module):
 
     def distribution(self, space: SearchSpace, arch: Arch, actor: str
                      ) -> tuple[list[Transform], torch.Tensor]:
-        """The transformations `actor` may choose on `arch` and their logits (widen: one
-        independent logit each; deepen: a softmax over them, "none" last)."""
-        kind = {"widen": "widen", "deepen": "deepen"}[actor]
-        offered = [t for t in available(space, arch) if t.kind == kind]
-        specs = space.blocks(arch)
-        if not offered:
+        """The edits `actor` may choose on `arch` and their logits (`each`: one independent
+        logit per edit; `one`: a softmax over them, "none" last)."""
+        moves = offered(space, arch, actor)
+        if not moves:
             return [], torch.zeros(0)
+        specs = space.blocks(arch)
         hidden = self.encode(specs)
-        picked = hidden[[site(specs, t) for t in offered]]
-        if actor == "widen":
-            return offered, self.widen_head(picked).squeeze(-1)
-        return offered, torch.cat([self.deepen_head(picked).squeeze(-1), self.deepen_none])
+        logits = self.heads[actor](hidden[[site(specs, t) for t in moves]]).squeeze(-1)
+        if self.actors[actor] == "each":
+            return moves, logits
+        return moves, torch.cat([logits, self.none[actor]])
 
     def sample(self, space: SearchSpace, arch: Arch, actor: str,
                generator: torch.Generator) -> Decision:
         with torch.no_grad():
-            offered, logits = self.distribution(space, arch, actor)
-        if not offered:
+            moves, logits = self.distribution(space, arch, actor)
+        if not moves:
             return Decision(arch.key, actor, (), ())
-        if actor == "widen":
-            take = torch.rand(len(offered), generator=generator) < torch.sigmoid(logits)
-            chosen = tuple(str(t) for t, yes in zip(offered, take.tolist()) if yes)
+        if self.actors[actor] == "each":
+            take = torch.rand(len(moves), generator=generator) < torch.sigmoid(logits)
+            chosen = tuple(str(t) for t, yes in zip(moves, take.tolist()) if yes)
         else:
             pick = int(torch.multinomial(torch.softmax(logits, 0), 1, generator=generator))
-            chosen = () if pick == len(offered) else (str(offered[pick]),)
-        return Decision(arch.key, actor, tuple(str(t) for t in offered), chosen)
+            chosen = () if pick == len(moves) else (str(moves[pick]),)
+        return Decision(arch.key, actor, tuple(str(t) for t in moves), chosen)
 
     def log_prob(self, space: SearchSpace, decision: Decision
                  ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,12 +164,12 @@ class MetaController(nn.Module):
         if not decision.offered:
             return torch.zeros(()), torch.zeros(())
         arch = space.parse(decision.key)
-        offered, logits = self.distribution(space, arch, decision.actor)
-        names = [str(t) for t in offered]
+        moves, logits = self.distribution(space, arch, decision.actor)
+        names = [str(t) for t in moves]
         if names != list(decision.offered):
             raise TransformError(f"the transformations offered on {decision.key} changed "
                                  f"since the decision was recorded")
-        if decision.actor == "widen":
+        if self.actors[decision.actor] == "each":
             taken = torch.tensor([n in decision.chosen for n in names], dtype=torch.float32)
             logp = -nn.functional.binary_cross_entropy_with_logits(logits, taken,
                                                                     reduction="sum")
@@ -172,5 +195,5 @@ def eas_reward(accuracy_percent: float) -> float:
     return math.tan(acc * math.pi / 2)
 
 
-__all__ = ["ACTORS", "Decision", "MetaController", "block_features", "eas_reward",
-           "parse_transform", "site"]
+__all__ = ["CHOICES", "Decision", "MetaController", "block_features", "eas_reward",
+           "offered", "parse_transform", "site"]

@@ -4,7 +4,6 @@ fine-tuned where the work runs (in this process or a Ray worker) with `nas train
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -70,23 +69,21 @@ def model_arch(info: Mapping[str, Any]) -> Arch:
 
 
 def finetune(init: str, out: str, data: DataSplits, recipe: Mapping[str, Any], seed: int,
-             threads: int) -> dict[str, Any]:
-    """Fine-tune the model file `init` into `out` (a `nas train` checkpoint): its val and
-    test accuracy (%) and training seconds. Runs in a worker as well as in the driver."""
-    from estimators.standalone import train_to_checkpoint
+             threads: int, distill: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Train the model file `init` into `out` (a `nas train` checkpoint), distilling from
+    `distill` ({teacher, weight, temperature}) if given: its val and test accuracy (%) and
+    training seconds. Runs in a worker as well as in the driver."""
+    from estimators.standalone import DistillSpec, train_to_checkpoint
     from estimators.threads import torch_threads
 
+    spec = DistillSpec(**distill) if distill else None
     with torch_threads(threads):
         trained = train_to_checkpoint(out, data, init=init, recipe=TrainRecipe(**recipe),
-                                      seed=seed, force=True)
+                                      distill=spec, seed=seed, force=True)
     info = trained.info
     return {"acc": float(info["val_acc"]), "test_acc": float(info["test_acc"]),
             "train_seconds": round(trained.seconds, 3)}
 
 
-def recipe_json(recipe: TrainRecipe) -> dict[str, Any]:
-    return asdict(recipe)
-
-
-__all__ = ["add_noise", "finetune", "make_child", "model_arch", "recipe_json",
-           "save_inherited", "transformed"]
+__all__ = ["add_noise", "finetune", "make_child", "model_arch", "save_inherited",
+           "transformed"]

@@ -1,0 +1,216 @@
+"""EAS benchmark (issue 14): `nas grow` with the learned meta-controller against the same
+controller frozen at its initial policy (random transformations), from the same trained plain
+CNN, on Fashion-MNIST; and inherited weights against training the same child from scratch.
+
+    python bench/eas.py --part search      # 3 seeds x {reinforce, random}; resumes
+    python bench/eas.py --part inherit     # best child of each run, trained from scratch
+    python bench/eas.py --part report      # results/bench/eas/report.json (+ --plot)
+
+Run folders go to results/bench/eas/runs/ (their .pt files are not committed; a run whose
+models are gone is run again). Every figure is a mean over seeds with its standard error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+OUT = ROOT / "results" / "bench" / "eas"
+SPACE = str(ROOT / "bench" / "spaces" / "eas_plain.yaml")
+START = "plain-d1.1.1-w0.5.0.5.0.5-r32"
+DATA_DIR = ROOT.parent / "shared" / "data" / "fashion-mnist"
+POLICIES = ("reinforce", "random")
+# 8 episodes x 5 children = 40 trained children per run; 10,000 images per epoch
+SETTINGS = {"episodes": 8, "children": 5, "start_epochs": 3, "finetune_epochs": 1.0,
+            "train_images": 10_000, "workers": 0, "threads": 1}
+SCRATCH_EPOCHS = (1, 2, 3, 4, 6)
+
+
+def grow_settings(policy: str, seed: int):
+    from nas.morph import GrowSettings
+
+    return GrowSettings(start=str(OUT / "runs" / f"start-s{seed}.pt"), space=SPACE,
+                        policy=policy, seed=seed, data_dir=str(DATA_DIR), **SETTINGS)
+
+
+def start_network(seed: int) -> Path:
+    """The trained start network of a seed, shared by both policies."""
+    from estimators.checkpoints import read_model_file
+    from estimators.data import load_data
+    from estimators.standalone import TRAIN_DEFAULTS, train_to_checkpoint
+    from search_spaces import get_space
+
+    path = OUT / "runs" / f"start-s{seed}.pt"
+    if path.is_file() and read_model_file(path)["complete"]:
+        return path
+    data = load_data("fashion-mnist", DATA_DIR, seed=seed)
+    arch = get_space(SPACE).parse(START)
+    recipe = replace(TRAIN_DEFAULTS, epochs=SETTINGS["start_epochs"],
+                     train_images=SETTINGS["train_images"])
+    train_to_checkpoint(path, data, arch, recipe=recipe, seed=seed, force=True)
+    return path
+
+
+def run_search(seeds: list[int], policies: list[str]) -> None:
+    from nas.morph import GrowJob
+
+    for seed in seeds:
+        start_network(seed)
+        for policy in policies:
+            run = OUT / "runs" / f"{policy}-s{seed}"
+            checkpoint = run / "checkpoint.json"
+            if checkpoint.is_file():
+                done = json.loads(checkpoint.read_text())
+                if done["batches"] >= SETTINGS["episodes"]:
+                    continue
+            print(f"== {policy} seed {seed}", flush=True)
+            GrowJob(grow_settings(policy, seed), run,
+                    log=lambda text: print(text, flush=True)).run()
+
+
+def rows_of(policy: str, seed: int) -> list[dict]:
+    path = OUT / "runs" / f"{policy}-s{seed}" / "checkpoint.json"
+    return json.loads(path.read_text())["trials"] if path.is_file() else []
+
+
+def run_inherit(seeds: list[int]) -> None:
+    """The best child of each learned run, trained from scratch for 1, 2, 3, 4, 6 epochs with
+    the fine-tuning recipe: how much training from scratch matches its inherited accuracy."""
+    from estimators.data import load_data
+    from estimators.standalone import TRAIN_DEFAULTS, train_to_checkpoint
+    from search_spaces import get_space
+
+    out = OUT / "inherit.json"
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    space = get_space(SPACE)
+    for seed in seeds:
+        rows = rows_of("reinforce", seed)
+        if not rows:
+            continue
+        best = max(rows, key=lambda r: r["acc"])
+        data = load_data("fashion-mnist", DATA_DIR, seed=seed)
+        for epochs in SCRATCH_EPOCHS:
+            name = f"s{seed}-e{epochs}"
+            if name in results:
+                continue
+            recipe = replace(TRAIN_DEFAULTS, epochs=epochs, train_images=SETTINGS["train_images"])
+            trained = train_to_checkpoint(OUT / "runs" / f"scratch-{name}.pt", data,
+                                          space.parse(best["key"]), recipe=recipe, seed=seed,
+                                          force=True)
+            results[name] = {"key": best["key"], "inherited_acc": best["acc"],
+                             "scratch_epochs": epochs, "scratch_acc": trained.info["val_acc"],
+                             "seconds": trained.seconds}
+            out.write_text(json.dumps(results, indent=1))
+            print(name, results[name], flush=True)
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return (values[0] if values else math.nan), math.nan
+    return statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
+
+
+def best_curve(rows: list[dict]) -> list[float]:
+    best, curve = -math.inf, []
+    for row in rows:
+        best = max(best, row["acc"])
+        curve.append(best)
+    return curve
+
+
+def report(seeds: list[int], plot: bool) -> dict:
+    summary: dict = {"settings": SETTINGS, "start": START, "seeds": seeds, "policies": {}}
+    for policy in POLICIES:
+        runs = [rows_of(policy, s) for s in seeds]
+        runs = [r for r in runs if len(r) >= SETTINGS["episodes"] * SETTINGS["children"]]
+        best = [max(r, key=lambda x: x["acc"]) for r in runs]
+        acc, se = mean_se([b["acc"] for b in best])
+        test, test_se = mean_se([b["test_acc"] for b in best])
+        summary["policies"][policy] = {
+            "runs": len(runs), "best_val_acc": acc, "best_val_se": se, "best_test_acc": test,
+            "best_test_se": test_se, "best_keys": [b["key"] for b in best],
+            "best_mflops": [b["flops"] / 1e6 for b in best],
+            "train_seconds_per_child": statistics.median(
+                [x["train_seconds"] for r in runs for x in r]) if runs else None}
+    learned, random = summary["policies"]["reinforce"], summary["policies"]["random"]
+    diff = learned["best_val_acc"] - random["best_val_acc"]
+    diff_se = math.hypot(learned["best_val_se"], random["best_val_se"])
+    summary["difference"] = {"val_acc": diff, "se": diff_se,
+                             "above_2se": bool(diff > 2 * diff_se)}
+    starts = []
+    for seed in seeds:
+        path = OUT / "runs" / f"reinforce-s{seed}" / "anchors.csv"
+        if path.is_file():
+            import csv
+
+            starts += [float(r["acc"]) for r in csv.DictReader(path.open())]
+    summary["start_val_acc"] = mean_se(starts)
+    inherit_path = OUT / "inherit.json"
+    if inherit_path.is_file():
+        inherit = json.loads(inherit_path.read_text())
+        matched = {}
+        for seed in seeds:
+            entries = sorted((v for k, v in inherit.items() if k.startswith(f"s{seed}-")),
+                             key=lambda v: v["scratch_epochs"])
+            reach = [v["scratch_epochs"] for v in entries
+                     if v["scratch_acc"] >= v["inherited_acc"]]
+            if entries:
+                matched[seed] = {"inherited_acc": entries[0]["inherited_acc"],
+                                 "scratch": {v["scratch_epochs"]: v["scratch_acc"]
+                                             for v in entries},
+                                 "scratch_epochs_to_match": reach[0] if reach else None,
+                                 "child_epochs": SETTINGS["finetune_epochs"]}
+        summary["inherit"] = matched
+    (OUT / "report.json").write_text(json.dumps(summary, indent=1))
+    if plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for policy, colour in zip(POLICIES, ("tab:blue", "tab:grey")):
+            for i, seed in enumerate(seeds):
+                rows = rows_of(policy, seed)
+                if rows:
+                    ax.plot(range(1, len(rows) + 1), best_curve(rows), color=colour,
+                            alpha=0.8, label=policy if i == 0 else None)
+        ax.set_xlabel("trained children")
+        ax.set_ylabel("best val accuracy so far (%)")
+        ax.set_title("EAS on Fashion-MNIST: learned vs random transformations")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(ROOT / "docs" / "eas-fmnist.png", dpi=120)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("search", "inherit", "report"), required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
+    parser.add_argument("--plot", action="store_true")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    (OUT / "runs").mkdir(parents=True, exist_ok=True)
+    if args.part == "search":
+        run_search(args.seeds, args.policies)
+    elif args.part == "inherit":
+        run_inherit(args.seeds)
+    else:
+        print(json.dumps(report(args.seeds, args.plot), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""Searches that edit trained networks (network morphism): EAS grows one by function-preserving
+transformations (`nas grow`), N2N compresses a teacher by removing and narrowing layers
+(`nas compress`); both choose their edits with an RL meta-controller. See docs/transform.md."""
+from __future__ import annotations
+
+from nas.morph.eas import GrowJob
+from nas.morph.settings import POLICIES, GrowSettings, MorphError
+
+__all__ = ["POLICIES", "GrowJob", "GrowSettings", "MorphError"]

@@ -1,0 +1,332 @@
+"""What EAS (`nas grow`) and N2N (`nas compress`) share: a search that edits a trained network
+episode by episode. Each episode the meta-controller's actors choose the edits of `children`
+children of one parent network; each child is made on the driver from the parent's weights,
+trained briefly (in this process or as Ray tasks), and its reward updates the controller by
+REINFORCE with a moving-average baseline.
+
+The run folder is a search's (config.json, checkpoint.json, trials.csv, pareto.csv/md/png,
+summary.json, anchors.csv with the start or teacher network) plus `children/` (each child's
+model before training `<trial>.init.pt` and after `<trial>.pt`). A kill loses at most the
+children being trained: `episode.json` keeps the episode's decisions and every finished child.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from estimators.checkpoints import arch_of, load_model, read_model_file
+from estimators.data import DataSplits, load_data
+from estimators.progress import Log
+from estimators.train import TrainRecipe
+from nas.budget import parse_budget
+from nas.checkpoint import CHECKPOINT_FORMAT, Checkpoint, write_json
+from nas.evaluation import Evaluator, evaluation_config
+from nas.morph.children import make_child, model_arch
+from nas.morph.controller import Decision, MetaController, parse_transform
+from nas.morph.settings import EditSettings, MorphError
+from nas.morph.workers import ChildTrainer
+from nas.objectives import Objective, all_satisfied
+from nas.report import summarise
+from nas.results import clean_json, read_json
+from nas.run_lock import run_lock, writing
+from search_spaces import Arch, NasError, get_space
+
+EPISODE_FILE = "episode.json"
+RESAMPLES = 20  # tries per child to find one that differs from its parent and fits the budget
+
+
+class EditJob(ABC):
+    """One run in one folder; `run()` starts it or continues it. Subclasses name the actors,
+    the model the children come from, how an episode's children are drawn and rewarded."""
+
+    actors: ClassVar[dict[str, str]]
+    strategy: ClassVar[str]  # "eas" or "n2n" (the run's strategy is "<it>-<policy>")
+    command: ClassVar[str]
+    anchor_name: ClassVar[str]  # "start" or "teacher"
+
+    def __init__(self, settings: EditSettings, run_dir: str | Path, log: Log | None = None):
+        self.settings = settings
+        self.run_dir = Path(run_dir)
+        self.log: Log = log or (lambda text: sys.stderr.write(text + "\n"))
+        self.constraints = parse_budget(settings.budget)
+        self.space_name = self._space_name()
+        self.space = get_space(self.space_name)
+        self.objectives = (Objective("acc", "maximize"), Objective(self.cost_metric, "minimize"))
+        # as given (a space file's path stays a path, so the run reads back anywhere)
+        space_ref = settings.space if settings.space is not None else self.space_name
+        self.eval_config = evaluation_config(
+            space_ref, "train", {"epochs": self.recipe.epochs,
+                                 "train_images": settings.train_images},
+            {"name": settings.data, "dir": settings.data_dir,
+             "val_fraction": settings.val_fraction}, settings.device, settings.seed,
+            settings.threads)
+        self.cost = Evaluator(self.eval_config, shared={}).cost
+
+    # --- what a subclass says ----------------------------------------------------------------
+    @property
+    @abstractmethod
+    def recipe(self) -> TrainRecipe:
+        """How each child is trained."""
+
+    @property
+    def cost_metric(self) -> str:
+        return "latency_ms" if any(c.metric == "latency_ms" for c in self.constraints) \
+            else "flops"
+
+    @abstractmethod
+    def source_model(self, data: DataSplits) -> Path:
+        """The trained model the run starts from (trained here first if need be)."""
+
+    @abstractmethod
+    def draw_children(self, episode: int, first: int, rows: list[dict[str, Any]],
+                      source: Mapping[str, Any], controller: MetaController,
+                      generator: torch.Generator) -> tuple[list[dict[str, Any]], list]:
+        """The episode's children: dicts with trial, key, parent, parent_path, transforms,
+        decisions (JSON); and the decision lists of children refused for the budget."""
+
+    @abstractmethod
+    def reward(self, row: Mapping[str, Any], source: Mapping[str, Any]) -> float:
+        """A trained child's reward."""
+
+    def distill(self, source: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The teacher each child learns from, if any: {teacher, weight, temperature}."""
+        return None
+
+    # --- setup ---------------------------------------------------------------------------------
+    def _space_name(self) -> str:
+        s = self.settings
+        given = str(getattr(s, s.SOURCE))
+        path = Path(given).expanduser()
+        if path.is_file():
+            name = arch_of(read_model_file(path), path).search_space.name
+            if s.space is not None and get_space(s.space).name != name:
+                raise MorphError(f"{path} holds a network of space {name}, not {s.space}")
+            return name
+        if s.SOURCE != "start":
+            raise MorphError(f"{s.SOURCE} model {given} does not exist")
+        if s.space is None:
+            raise MorphError(f"--start {given!r} is not a model file; give --space for a key")
+        space = get_space(s.space)
+        space.parse(given)  # a bad key fails now
+        return space.name
+
+    def _config(self) -> dict[str, Any]:
+        return clean_json({
+            "format": CHECKPOINT_FORMAT, "settings": self.settings.to_json(),
+            "space": self.space_name, "strategy": f"{self.strategy}-{self.settings.policy}",
+            "strategy_options": {}, "seed": self.settings.seed,
+            "objectives": [o.to_json() for o in self.objectives],
+            "constraints": [c.to_json() for c in self.constraints],
+            "evaluation": self.eval_config, "inherit": True,
+            "largest": self.cost(self.space.max_arch()), "data": None,
+            "command": self.command, "created": datetime.now().isoformat(timespec="seconds")})
+
+    def _check_resume(self) -> None:
+        config = read_json(self.run_dir / "config.json")
+        saved = config.get("settings") if isinstance(config, dict) else None
+        source = self.settings.SOURCE
+        if not isinstance(saved, dict) or source not in saved or \
+                config.get("command") != self.command:
+            raise MorphError(f"{self.run_dir} holds a run of another command, not "
+                             f"`{self.command}`")
+        differ = self.settings.differences(type(self.settings).from_json(saved))
+        if differ:
+            raise MorphError(f"{self.run_dir} holds a `{self.command}` run with other settings "
+                             f"({'; '.join(differ)}); choose another --out")
+
+    # --- the loop ------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        with writing(self.run_dir):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        with run_lock(self.run_dir):
+            if (self.run_dir / "config.json").exists():
+                self._check_resume()
+            else:
+                write_json(self.run_dir, self.run_dir / "config.json", self._config())
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
+        s = self.settings
+        data = load_data(s.data, s.data_dir, val_fraction=s.val_fraction, seed=s.seed)
+        path = self.source_model(data)
+        _, info = load_model(path)
+        self._record_data(data, info)
+        source = {"path": str(path), "trial": -1, "key": info["key"], "acc": info.get("val_acc"),
+                  **self.cost(model_arch(info))}
+        anchor = {"name": self.anchor_name, "key": info["key"], "acc": info.get("val_acc"),
+                  "test_acc": info.get("test_acc"), **self.cost(model_arch(info))}
+        controller = MetaController(self.actors, seed=s.seed)
+        optimizer = torch.optim.Adam(controller.parameters(), lr=s.lr)
+        checkpoint = Checkpoint(self.run_dir)
+        saved = checkpoint.load()
+        state: dict[str, Any] = {"baseline": None, "over_budget": 0, "rewards": []}
+        rows: list[dict[str, Any]] = []
+        episodes = 0
+        if saved is not None:
+            state = dict(saved["strategy"])
+            controller.load_state_json(state.pop("controller"))
+            optimizer.load_state_dict(_optimizer_state(state.pop("optimizer")))
+            rows, episodes = list(saved["trials"]), int(saved["batches"])
+        (self.run_dir / "children").mkdir(exist_ok=True)
+        trainer = ChildTrainer(s, data, self.recipe, self.distill(source))
+        began = time.perf_counter()
+        try:
+            for episode in range(episodes, s.episodes):
+                plan = self._plan(episode, rows, source, controller)
+                results = self._train(plan, trainer)
+                new = [self._row(child, results[str(child["trial"])], episode, source)
+                       for child in plan["children"]]
+                rows += new
+                self._update(controller, optimizer, state, plan, new)
+                checkpoint.save({**state, "controller": controller.state_json(),
+                                 "optimizer": _json_optimizer(optimizer)}, rows, [anchor],
+                                episode + 1, time.perf_counter() - began, finished=False)
+                (self.run_dir / EPISODE_FILE).unlink(missing_ok=True)
+                top = best(rows)
+                self.log(f"episode {episode + 1}/{s.episodes}: best of its children "
+                         f"{max(r['acc'] for r in new):.2f} %, best so far {top['acc']:.2f} % "
+                         f"({top['key']}, {self.cost_metric} {top[self.cost_metric]:.4g})")
+        finally:
+            trainer.close()
+        config = read_json(self.run_dir / "config.json")
+        with writing(self.run_dir):
+            summary = summarise(self.run_dir, config, rows, [anchor],
+                                {"over_budget": state["over_budget"],
+                                 "seconds": round(time.perf_counter() - began, 3)})
+        return {"run_dir": str(self.run_dir), "trials": len(rows), "best": best(rows),
+                self.anchor_name: anchor, "summary": summary}
+
+    def _record_data(self, data: DataSplits, info: Mapping[str, Any]) -> None:
+        """What `nas export` builds the winner for: the source model's classes and input."""
+        config = read_json(self.run_dir / "config.json")
+        if config.get("data") is None:
+            config["data"] = {"name": data.name, "classes": info["num_classes"],
+                              "channels": info["in_channels"], "resolution": info["resolution"]}
+            write_json(self.run_dir, self.run_dir / "config.json", config)
+
+    def _plan(self, episode: int, rows: list[dict[str, Any]], source: Mapping[str, Any],
+              controller: MetaController) -> dict[str, Any]:
+        """The episode's children, drawn once and kept in episode.json until it is done."""
+        path = self.run_dir / EPISODE_FILE
+        if path.is_file():
+            plan = read_json(path)
+            if isinstance(plan, dict) and plan.get("episode") == episode:
+                return plan
+        s = self.settings
+        generator = torch.Generator().manual_seed(s.seed * 1_000_003 + episode)
+        children, rejected = self.draw_children(episode, len(rows), rows, source, controller,
+                                                generator)
+        for child in children:
+            trial = child["trial"]
+            made = make_child(Path(child.pop("parent_path")),
+                              [parse_transform(t) for t in child["transforms"]],
+                              self.run_dir / "children" / f"{trial}.init.pt",
+                              getattr(s, "noise", 0.0), s.seed * 10_007 + trial,
+                              {"parent": child["parent"], "transforms": child["transforms"]})
+            if made.key != child["key"]:  # the driver's arch walk and the weights disagree
+                raise NasError(f"child {trial}: edited to {made.key}, expected {child['key']}")
+        plan = {"episode": episode, "children": children, "rejected": rejected, "done": {}}
+        write_json(self.run_dir, path, plan)
+        return plan
+
+    def sample_child(self, parent: Arch, controller: MetaController, steps: list[str],
+                     generator: torch.Generator, refused: list[list]
+                     ) -> tuple[list[Decision], Arch] | None:
+        """One child within the budget that differs from `parent`: the actors' decisions in
+        `steps` order, resampled up to RESAMPLES times; the decisions of children refused for
+        the budget are appended to `refused`. None when no try gave a usable child."""
+        from search_spaces.transforms import arch_after
+
+        for _ in range(RESAMPLES):
+            arch, decisions = parent, []
+            for actor in steps:
+                decision = controller.sample(self.space, arch, actor, generator)
+                decisions.append(decision)
+                for text in decision.chosen:
+                    arch = arch_after(self.space, arch, parse_transform(text))
+            if arch == parent:  # nothing chosen: a copy is no child
+                continue
+            if not self.constraints or all_satisfied(self.constraints, self.cost(arch)):
+                return decisions, arch
+            refused.append([d.to_json() for d in decisions])
+        return None
+
+    def _train(self, plan: dict[str, Any], trainer: ChildTrainer) -> dict[str, Any]:
+        done = plan["done"]
+        children = self.run_dir / "children"
+
+        def save(trial: int, metrics: Mapping[str, Any]) -> None:
+            done[str(trial)] = dict(metrics)
+            write_json(self.run_dir, self.run_dir / EPISODE_FILE, plan)
+
+        trainer([(c["trial"], str(children / f"{c['trial']}.init.pt"),
+                  str(children / f"{c['trial']}.pt"))
+                 for c in plan["children"] if str(c["trial"]) not in done], save)
+        return done
+
+    def _row(self, child: Mapping[str, Any], metrics: Mapping[str, Any], episode: int,
+             source: Mapping[str, Any]) -> dict[str, Any]:
+        arch = self.space.parse(child["key"])
+        row = {"trial": child["trial"], "batch": episode, "key": child["key"],
+               **{k: metrics[k] for k in ("acc", "test_acc", "train_seconds")},
+               **self.cost(arch), "parent": child["parent"],
+               "transforms": "; ".join(child["transforms"])}
+        row["reward"] = self.reward(row, source)
+        row["within_budget"] = all_satisfied(self.constraints, row) if self.constraints else True
+        return row
+
+    def _update(self, controller: MetaController, optimizer: torch.optim.Optimizer,
+                state: dict[str, Any], plan: Mapping[str, Any], rows: list[dict]) -> None:
+        """REINFORCE: each trained child's reward, children refused for the budget 0; the
+        advantage is the reward minus the moving-average baseline."""
+        rewards = [r["reward"] for r in rows] + [0.0] * len(plan["rejected"])
+        trajectories = [c["decisions"] for c in plan["children"]] + list(plan["rejected"])
+        state["over_budget"] += len(plan["rejected"])
+        state["rewards"] = [*state["rewards"], *rewards[:len(rows)]]
+        baseline = state["baseline"]
+        if baseline is None:
+            baseline = sum(rewards) / len(rewards)
+        if self.settings.policy == "reinforce":
+            optimizer.zero_grad()
+            loss = torch.zeros(())
+            for reward, decisions in zip(rewards, trajectories):
+                for item in decisions:
+                    logp, entropy = controller.log_prob(self.space, Decision.from_json(item))
+                    loss = loss - (reward - baseline) * logp - self.settings.entropy * entropy
+            (loss / len(rewards)).backward()
+            optimizer.step()
+        decay = self.settings.baseline_decay
+        for reward in rewards:
+            baseline = decay * baseline + (1 - decay) * reward
+        state["baseline"] = baseline
+
+
+def best(rows: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The most accurate child within the budget (the earliest of equals)."""
+    usable = [r for r in rows if r.get("within_budget", True)
+              and isinstance(r.get("acc"), (int, float)) and not math.isnan(r["acc"])]
+    return dict(max(usable, key=lambda r: (r["acc"], -r["trial"]))) if usable else None
+
+
+def _json_optimizer(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    state = optimizer.state_dict()
+    return {"state": {str(k): {n: (v.tolist() if torch.is_tensor(v) else v)
+                               for n, v in s.items()} for k, s in state["state"].items()},
+            "param_groups": state["param_groups"]}
+
+
+def _optimizer_state(value: Mapping[str, Any]) -> dict[str, Any]:
+    return {"state": {int(k): {n: torch.tensor(v, dtype=torch.float32) for n, v in s.items()}
+                      for k, s in value["state"].items()},
+            "param_groups": value["param_groups"]}
+
+
+__all__ = ["EPISODE_FILE", "RESAMPLES", "EditJob", "best"]
