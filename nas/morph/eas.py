@@ -18,8 +18,8 @@ from estimators.checkpoints import CheckpointFileError, read_model_file
 from estimators.data import DataSplits
 from estimators.train import TrainRecipe
 from nas.morph.controller import MetaController, eas_reward
-from nas.morph.episodes import RESAMPLES, EditJob, best
-from nas.morph.settings import GrowSettings, MorphError
+from nas.morph.episodes import EditJob, best
+from nas.morph.settings import GrowSettings
 from search_spaces import get_space
 
 
@@ -75,14 +75,12 @@ class GrowJob(EditJob):
         steps = ["widen"] * s.widen_steps + ["deepen"] * s.deepen_steps
         children: list[dict[str, Any]] = []
         refused: list[list] = []
-        for c in range(s.children):
+        for _ in range(s.children):
             drawn = self.sample_child(parent_arch, controller, steps, generator, refused)
-            if drawn is None:
-                raise MorphError(f"no child of {parent['key']} that differs from it and is "
-                                 f"within the budget {s.budget or 'none'} in {RESAMPLES} "
-                                 f"tries")
+            if drawn is None:  # the largest network, or one the policy no longer changes
+                continue
             decisions, arch = drawn
-            children.append({"trial": first + c, "key": arch.key, "parent": parent["trial"],
+            children.append({"trial": first + len(children), "key": arch.key, "parent": parent["trial"],
                              "parent_path": parent_path,
                              "transforms": [t for d in decisions for t in d.chosen],
                              "decisions": [d.to_json() for d in decisions]})

@@ -40,7 +40,7 @@ from nas.run_lock import run_lock, writing
 from search_spaces import Arch, NasError, get_space
 
 EPISODE_FILE = "episode.json"
-RESAMPLES = 20  # tries per child to find one that differs from its parent and fits the budget
+RESAMPLES = 100  # tries per child to find one that differs from its parent and fits the budget
 
 
 class EditJob(ABC):
@@ -181,6 +181,10 @@ class EditJob(ABC):
         try:
             for episode in range(episodes, s.episodes):
                 plan = self._plan(episode, rows, source, controller)
+                if not plan["children"]:
+                    self.log(f"episode {episode + 1}: the controller drew no new child "
+                             f"in {RESAMPLES} tries per child; the run ends here")
+                    break
                 results = self._train(plan, trainer)
                 new = [self._row(child, results[str(child["trial"])], episode, source)
                        for child in plan["children"]]
@@ -196,6 +200,9 @@ class EditJob(ABC):
                          f"({top['key']}, {self.cost_metric} {top[self.cost_metric]:.4g})")
         finally:
             trainer.close()
+        if not rows:
+            raise MorphError(f"no child of {source['key']} that differs from it and is within "
+                             f"the budget {s.budget or 'none'} in {RESAMPLES} tries")
         config = read_json(self.run_dir / "config.json")
         with writing(self.run_dir):
             summary = summarise(self.run_dir, config, rows, [anchor],
