@@ -9,13 +9,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nas.cli import benchmark, evaluate, explore, grow, latency, search, supernet, train
+from nas.cli import benchmark, evaluate, explore, latency, morph, search, supernet, train
 from nas.cli.common import EXIT_USAGE, Parser
 from nas.differentiable import cli as differentiable
 from search_spaces import NasError
 
 # In the order `nas --help` lists them.
-COMMAND_MODULES = (explore, evaluate, train, search, grow, latency, differentiable, supernet,
+COMMAND_MODULES = (explore, evaluate, train, search, morph, latency, differentiable, supernet,
                    benchmark)
 
 

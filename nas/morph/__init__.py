@@ -4,6 +4,8 @@ transformations (`nas grow`), N2N compresses a teacher by removing and narrowing
 from __future__ import annotations
 
 from nas.morph.eas import GrowJob
-from nas.morph.settings import POLICIES, GrowSettings, MorphError
+from nas.morph.n2n import CompressJob
+from nas.morph.settings import POLICIES, CompressSettings, GrowSettings, MorphError
 
-__all__ = ["POLICIES", "GrowJob", "GrowSettings", "MorphError"]
+__all__ = ["POLICIES", "CompressJob", "CompressSettings", "GrowJob", "GrowSettings",
+           "MorphError"]

@@ -152,7 +152,10 @@ class MetaController(nn.Module):
             return Decision(arch.key, actor, (), ())
         if self.actors[actor] == "each":
             take = torch.rand(len(moves), generator=generator) < torch.sigmoid(logits)
-            chosen = tuple(str(t) for t, yes in zip(moves, take.tolist()) if yes)
+            # last blocks first: removing a block renumbers the blocks after it, not before
+            picked = [t for t, yes in zip(moves, take.tolist()) if yes]
+            picked.sort(key=lambda t: (t.stage, t.block or 0), reverse=True)
+            chosen = tuple(str(t) for t in picked)
         else:
             pick = int(torch.multinomial(torch.softmax(logits, 0), 1, generator=generator))
             chosen = () if pick == len(moves) else (str(moves[pick]),)

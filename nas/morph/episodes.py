@@ -250,15 +250,19 @@ class EditJob(ABC):
         """One child within the budget that differs from `parent`: the actors' decisions in
         `steps` order, resampled up to RESAMPLES times; the decisions of children refused for
         the budget are appended to `refused`. None when no try gave a usable child."""
-        from search_spaces.transforms import arch_after
+        from search_spaces.transforms import TransformError, arch_after
 
         for _ in range(RESAMPLES):
             arch, decisions = parent, []
-            for actor in steps:
-                decision = controller.sample(self.space, arch, actor, generator)
-                decisions.append(decision)
-                for text in decision.chosen:
-                    arch = arch_after(self.space, arch, parse_transform(text))
+            try:
+                for actor in steps:
+                    decision = controller.sample(self.space, arch, actor, generator)
+                    decisions.append(decision)
+                    for text in decision.chosen:
+                        arch = arch_after(self.space, arch, parse_transform(text))
+            except TransformError:  # edits that cannot go together (N2N's invalid student)
+                refused.append([d.to_json() for d in decisions])
+                continue
             if arch == parent:  # nothing chosen: a copy is no child
                 continue
             if not self.constraints or all_satisfied(self.constraints, self.cost(arch)):
