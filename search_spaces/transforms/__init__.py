@@ -5,7 +5,13 @@ Each family module (one per space family) declares `SPACE_TYPE`, `available(spac
 `Transform`s that apply: each has a larger option to move to) and `apply(space, arch, model,
 transform, rng)` returning `(new_arch, new_model)`, where `new_model` is `space.build(new_arch)`
 carrying the transferred weights; in eval mode it computes the same outputs. Adding a family is
-one module plus one line in `FAMILIES`. See docs/transform.md.
+one module plus one line in `FAMILIES`.
+
+Reductions (`remove` a block, `narrow` a width: N2N students, Ashok et al. 2018) go the other
+way and are NOT function-preserving: `reductions(space, arch)` lists them (`available` never
+does), `apply` and `arch_after` take them too. Each family that has them has a module in
+`SHRINKERS` with the same `SPACE_TYPE`/`reductions`/`apply`/`arch_after`. See
+docs/transform.md.
 """
 from __future__ import annotations
 
@@ -14,9 +20,17 @@ from typing import TYPE_CHECKING
 
 from search_spaces.arch import Arch
 from search_spaces.space import Rng, SearchSpace
-from search_spaces.transforms import densenet, inverted_residual, resnet
+from search_spaces.transforms import (
+    densenet,
+    inverted_residual,
+    resnet,
+    shrink_inverted_residual,
+    shrink_resnet,
+)
 from search_spaces.transforms.base import (
+    GROWTHS,
     KINDS,
+    REDUCTIONS,
     Transform,
     TransformError,
     UnsupportedTransformError,
@@ -26,6 +40,7 @@ if TYPE_CHECKING:
     from search_spaces.network import Network
 
 FAMILIES: tuple[ModuleType, ...] = (inverted_residual, resnet, densenet)
+SHRINKERS: tuple[ModuleType, ...] = (shrink_inverted_residual, shrink_resnet)
 
 
 def family(space: SearchSpace) -> ModuleType:
@@ -39,27 +54,50 @@ def family(space: SearchSpace) -> ModuleType:
                                     f"families: {known}")
 
 
+def shrinker(space: SearchSpace) -> ModuleType:
+    """The module with `space`'s reductions; UnsupportedTransformError (with the family's
+    reason where it gives one) if none."""
+    grower = family(space)
+    for module in SHRINKERS:
+        if isinstance(space, module.SPACE_TYPE):
+            return module
+    why = getattr(grower, "NO_REDUCTIONS", "not done yet")
+    raise UnsupportedTransformError(f"no reductions for space {space.name!r} "
+                                    f"({type(space).__name__}): {why}")
+
+
 def supports(space: SearchSpace) -> bool:
     return any(isinstance(space, m.SPACE_TYPE) for m in FAMILIES)
 
 
 def available(space: SearchSpace, arch: Arch) -> list[Transform]:
-    """The transformations that apply to `arch` (each moves one gene to a larger option)."""
+    """The function-preserving transformations that apply to `arch` (each moves one gene to a
+    larger option); never reductions."""
     space.check(arch)
     return family(space).available(space, arch)
+
+
+def reductions(space: SearchSpace, arch: Arch) -> list[Transform]:
+    """The reductions (remove, narrow) that apply to `arch`; not function-preserving."""
+    space.check(arch)
+    return shrinker(space).reductions(space, arch)
+
+
+def _module(space: SearchSpace, transform: Transform) -> ModuleType:
+    return shrinker(space) if transform.kind in REDUCTIONS else family(space)
 
 
 def apply(space: SearchSpace, arch: Arch, model: Network, transform: Transform,
           rng: Rng = None) -> tuple[Arch, Network]:
     """`transform` applied to `model` (built from `arch`): the new arch and a model carrying
-    the transferred weights."""
-    return family(space).apply(space, arch, model, transform, rng)
+    the transferred weights (all of them for a growth; the kept ones for a reduction)."""
+    return _module(space, transform).apply(space, arch, model, transform, rng)
 
 
 def arch_after(space: SearchSpace, arch: Arch, transform: Transform) -> Arch:
     """The arch `transform` turns `arch` into, without trained weights: the family's own
     `arch_after` where it has one, else the transformation applied to a freshly built model."""
-    module = family(space)
+    module = _module(space, transform)
     if hasattr(module, "arch_after"):
         return module.arch_after(space, arch, transform)
     return apply(space, arch, space.build(arch), transform, rng=0)[0]
@@ -83,5 +121,19 @@ def enlarge_kernel(space: SearchSpace, arch: Arch, model: Network, stage: int,
     return apply(space, arch, model, Transform("kernel", stage, block))
 
 
-__all__ = ["FAMILIES", "KINDS", "Transform", "TransformError", "UnsupportedTransformError",
-           "apply", "arch_after", "available", "deepen", "enlarge_kernel", "family", "supports", "widen"]
+def remove(space: SearchSpace, arch: Arch, model: Network, stage: int, block: int
+           ) -> tuple[Arch, Network]:
+    """Drop block `block` (2..d) of `stage`; the later blocks move down with their weights."""
+    return apply(space, arch, model, Transform("remove", stage, block))
+
+
+def narrow(space: SearchSpace, arch: Arch, model: Network, stage: int,
+           block: int | None = None) -> tuple[Arch, Network]:
+    """Lower a width gene to the next smaller option, keeping the most important units."""
+    return apply(space, arch, model, Transform("narrow", stage, block))
+
+
+__all__ = ["FAMILIES", "GROWTHS", "KINDS", "REDUCTIONS", "SHRINKERS", "Transform",
+           "TransformError", "UnsupportedTransformError", "apply", "arch_after", "available",
+           "deepen", "enlarge_kernel", "family", "narrow", "reductions", "remove", "shrinker",
+           "supports", "widen"]

@@ -1,5 +1,6 @@
-"""What every family's function-preserving transformations share: the action type, errors,
-checks, and the weight transfer by block name."""
+"""What every family's transformations share: the action type, errors, checks, and the weight
+transfer by block name. The growth kinds (deepen, widen, kernel) preserve the function; the
+reduction kinds (remove, narrow: N2N students, see `shrink.py`) do not."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,7 +17,9 @@ from search_spaces.space import Rng, SearchSpace, as_rng
 if TYPE_CHECKING:
     from search_spaces.network import Network
 
-KINDS = ("deepen", "widen", "kernel")
+GROWTHS = ("deepen", "widen", "kernel")  # function-preserving
+REDUCTIONS = ("remove", "narrow")  # N2N students: smaller, NOT function-preserving
+KINDS = GROWTHS + REDUCTIONS
 
 
 class TransformError(NasError):
@@ -29,8 +32,8 @@ class UnsupportedTransformError(TransformError):
 
 @dataclass(frozen=True)
 class Transform:
-    """One function-preserving edit: `kind` (deepen | widen | kernel) of `stage` (from 1), of
-    one `block` of it (from 1) or of the whole stage (`block` None)."""
+    """One edit: `kind` (a growth: deepen | widen | kernel, or a reduction: remove | narrow) of
+    `stage` (from 1), of one `block` of it (from 1) or of the whole stage (`block` None)."""
 
     kind: str
     stage: int
@@ -82,11 +85,14 @@ def block_index(space: SearchSpace, arch: Arch) -> dict[str, int]:
 
 
 def rebuild(space: SearchSpace, arch: Arch, new_arch: Arch, model: Network,
-            skip: set[str]) -> tuple[Network, dict[str, tuple[nn.Module, nn.Module]]]:
+            skip: set[str], renamed: dict[str, str] | None = None
+            ) -> tuple[Network, dict[str, tuple[nn.Module, nn.Module]]]:
     """Build `new_arch` like `model` (classes, input channels, dtype, device, train/eval mode) and
     copy every block's state (parameters and buffers: BN running stats, sparse masks) by block
-    name, except the blocks in `skip`. Returns the model and {name: (old block, new block)} for
-    every block present in both, skipped ones included."""
+    name, except the blocks in `skip`. `renamed` maps a new block name to the old block it
+    comes from where they differ (blocks shifted down by a removal). Returns the model and
+    {new name: (old block, new block)} for every block present in both, skipped ones
+    included."""
     space.check(new_arch)
     classifier = [m for m in model[-1].modules() if isinstance(m, nn.Linear)][-1]
     new = space.build(new_arch, num_classes=classifier.out_features,
@@ -94,14 +100,16 @@ def rebuild(space: SearchSpace, arch: Arch, new_arch: Arch, model: Network,
     first = next(model.parameters())
     new = new.to(dtype=first.dtype, device=first.device).train(model.training)
     old_index, new_index = block_index(space, arch), block_index(space, new_arch)
+    renamed = renamed or {}
     pairs = {}
     with torch.no_grad():
         for name, i in new_index.items():
-            if name not in old_index:
+            old_name = renamed.get(name, name)
+            if old_name not in old_index:
                 continue
-            pairs[name] = (model[old_index[name]], new[i])
+            pairs[name] = (model[old_index[old_name]], new[i])
             if name not in skip:
-                new[i].load_state_dict(model[old_index[name]].state_dict())
+                new[i].load_state_dict(model[old_index[old_name]].state_dict())
     return new, pairs
 
 

@@ -221,6 +221,9 @@ EMBED: dict[str, Callable[[nn.Module, nn.Module, Keep], Keep]] = {
 
 # --- the family's actions ----------------------------------------------------------------------
 SPACE_TYPE = DenseNetSpace
+NO_REDUCTIONS = ("every dense layer's output is concatenated into the input of every later "
+                 "layer and of the transition, so removing or narrowing one re-indexes all of "
+                 "them; not done")
 
 
 def available(space: SearchSpace, arch: Arch) -> list[Transform]:
