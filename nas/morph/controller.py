@@ -1,7 +1,7 @@
 """The meta-controller of the network-editing searches: a bidirectional LSTM reads the network
 block by block, and one actor per kind of edit chooses among the edits of that kind the
-network offers, either independently (`each`: one sigmoid per offered edit) or one of them or
-none (`one`: a softmax). EAS (Cai et al., AAAI 2018) has a widen actor (`each`) and a deepen
+network offers, either independently (`each`: one sigmoid per offered edit) or exactly one of
+them (`one`: a softmax). EAS (Cai et al., AAAI 2018) has a widen actor (`each`) and a deepen
 actor (`one`) over function-preserving transformations; N2N (Ashok et al., ICLR 2018) a remove
 actor and a narrow actor (both `each`) over reductions of a teacher.
 
@@ -103,9 +103,10 @@ def parse_transform(text: str) -> Transform:
 
 class MetaController(nn.Module):
     """Encoder (bi-LSTM over blocks) and one actor per kind of edit: `actors` maps the kind
-    (`widen`, `deepen`, `remove`, `narrow`...) to its choice (`each` or `one`). An `each`
-    actor's bias starts at `each_bias` (sigmoid -1.5 = 0.18: a few edits per network, not
-    half of them)."""
+    (`widen`, `deepen`, `remove`, `narrow`...) to its choice: `each` (a yes/no per offered
+    edit; the bias starts at `each_bias`, sigmoid(-1.5) = 0.18: a few edits per network, not
+    half of them) or `one` (exactly one of the offered edits, as EAS's deeper actor always
+    inserts a layer; no decision when none is offered)."""
 
     def __init__(self, actors: dict[str, str], hidden: int = 50, each_bias: float = -1.5,
                  seed: int = 0):
@@ -117,9 +118,6 @@ class MetaController(nn.Module):
         self.actors = dict(actors)
         self.encoder = nn.LSTM(FEATURES, hidden, batch_first=True, bidirectional=True)
         self.heads = nn.ModuleDict({kind: nn.Linear(2 * hidden, 1) for kind in actors})
-        # the logit of "none of them" for every `one` actor
-        self.none = nn.ParameterDict({kind: nn.Parameter(torch.zeros(1))
-                                      for kind, choice in actors.items() if choice == "one"})
         with torch.no_grad():
             for kind, choice in actors.items():
                 if choice == "each":
@@ -133,16 +131,13 @@ class MetaController(nn.Module):
     def distribution(self, space: SearchSpace, arch: Arch, actor: str
                      ) -> tuple[list[Transform], torch.Tensor]:
         """The edits `actor` may choose on `arch` and their logits (`each`: one independent
-        logit per edit; `one`: a softmax over them, "none" last)."""
+        logit per edit; `one`: a softmax over them)."""
         moves = offered(space, arch, actor)
         if not moves:
             return [], torch.zeros(0)
         specs = space.blocks(arch)
         hidden = self.encode(specs)
-        logits = self.heads[actor](hidden[[site(specs, t) for t in moves]]).squeeze(-1)
-        if self.actors[actor] == "each":
-            return moves, logits
-        return moves, torch.cat([logits, self.none[actor]])
+        return moves, self.heads[actor](hidden[[site(specs, t) for t in moves]]).squeeze(-1)
 
     def sample(self, space: SearchSpace, arch: Arch, actor: str,
                generator: torch.Generator) -> Decision:
@@ -158,7 +153,7 @@ class MetaController(nn.Module):
             chosen = tuple(str(t) for t in picked)
         else:
             pick = int(torch.multinomial(torch.softmax(logits, 0), 1, generator=generator))
-            chosen = () if pick == len(moves) else (str(moves[pick]),)
+            chosen = (str(moves[pick]),)
         return Decision(arch.key, actor, tuple(str(t) for t in moves), chosen)
 
     def log_prob(self, space: SearchSpace, decision: Decision
@@ -180,8 +175,7 @@ class MetaController(nn.Module):
             entropy = -(p * torch.log(p + 1e-12) + (1 - p) * torch.log(1 - p + 1e-12)).sum()
             return logp, entropy
         log_probs = torch.log_softmax(logits, 0)
-        index = names.index(decision.chosen[0]) if decision.chosen else len(names)
-        return log_probs[index], -(log_probs.exp() * log_probs).sum()
+        return log_probs[names.index(decision.chosen[0])], -(log_probs.exp() * log_probs).sum()
 
     # --- JSON state ------------------------------------------------------------------------------
     def state_json(self) -> dict[str, list]:

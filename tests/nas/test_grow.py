@@ -79,8 +79,8 @@ def test_recorded_decisions_have_the_probability_they_were_sampled_with(space_fi
             expected = torch.where(taken, p, 1 - p).log().sum()
         else:
             probs = torch.softmax(logits, 0)
-            index = [str(t) for t in offered].index(decision.chosen[0]) \
-                if decision.chosen else len(offered)
+            assert len(decision.chosen) == 1  # the deepen actor always deepens one stage
+            index = [str(t) for t in offered].index(decision.chosen[0])
             expected = probs[index].log()
         assert float(logp.detach()) == pytest.approx(float(expected.detach()), abs=1e-5)
         assert float(entropy.detach()) > 0
@@ -99,8 +99,8 @@ def test_reward_shaping_is_eas_tan():
 
 
 def test_reinforce_moves_the_policy_towards_rewarded_choices(space_file):
-    """Children that deepened are rewarded (acc 90 %), the others not (10 %): after a few
-    updates the deepen actor picks "none" less often."""
+    """Children that deepened stage 3 are rewarded (acc 90 %), the others not (10 %): after a
+    few updates the deepen actor picks stage 3 more often."""
     job = GrowJob(settings(space_file, lr=0.1), "/nonexistent-not-written")
     space = job.space
     arch = space.parse(START)
@@ -108,19 +108,21 @@ def test_reinforce_moves_the_policy_towards_rewarded_choices(space_file):
     optimizer = torch.optim.Adam(controller.parameters(), lr=0.1)
     state = {"baseline": None, "over_budget": 0, "rewards": []}
 
-    def none_probability() -> float:
+    def stage3_probability() -> float:
         with torch.no_grad():
-            return float(torch.softmax(controller.distribution(space, arch, "deepen")[1], 0)[-1])
+            moves, logits = controller.distribution(space, arch, "deepen")
+            return float(torch.softmax(logits, 0)[moves.index(Transform("deepen", 3))])
 
-    before = none_probability()
+    before = stage3_probability()
     generator = torch.Generator().manual_seed(1)
     for _ in range(8):
         decisions = [[controller.sample(space, arch, "deepen", generator)] for _ in range(6)]
-        rows = [{"reward": eas_reward(90.0 if d[0].chosen else 10.0)} for d in decisions]
+        rows = [{"reward": eas_reward(90.0 if d[0].chosen == ("deepen stage 3",) else 10.0)}
+                for d in decisions]
         plan = {"children": [{"decisions": [x.to_json() for x in d]} for d in decisions],
                 "rejected": []}
         job._update(controller, optimizer, state, plan, rows)
-    assert none_probability() < before - 0.2
+    assert stage3_probability() > before + 0.2
     frozen = GrowJob(settings(space_file, policy="random"), "/nonexistent-not-written")
     fixed = MetaController(EAS_ACTORS, seed=0)
     untouched = fixed.state_json()
