@@ -4,7 +4,7 @@ reduction kinds (remove, narrow: N2N students, see `shrink.py`) do not."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -46,6 +46,31 @@ class Transform:
     def __str__(self) -> str:
         where = f"stage {self.stage}" + ("" if self.block is None else f" block {self.block}")
         return f"{self.kind} {where}"
+
+
+FamilySpace = TypeVar("FamilySpace", bound=SearchSpace)
+
+
+def of_family(space: SearchSpace, kind: type[FamilySpace], family: str) -> FamilySpace:
+    """`space` as a space of `kind`; UnsupportedTransformError naming the family otherwise."""
+    if not isinstance(space, kind):
+        raise UnsupportedTransformError(f"space {space.name!r} is not of the {family} family")
+    return space
+
+
+def checked(space: SearchSpace, arch: Arch, model: nn.Module, kind: type[FamilySpace],
+            family: str) -> FamilySpace:
+    """`of_family`, with `arch` valid in the space and `model` built from it."""
+    typed = of_family(space, kind, family)
+    typed.check(arch)
+    check_model(arch, model)
+    return typed
+
+
+def sparse_stage(space: SearchSpace, arch: Arch, stage: int) -> bool:
+    """The stage (or dense block) has a weight density below 1 (a `-sparse` space)."""
+    return bool(getattr(space, "sparse", False)) and f"density{stage}" in arch.as_dict() \
+        and arch[f"density{stage}"] < 1.0
 
 
 def check_model(arch: Arch, model: nn.Module) -> None:

@@ -30,10 +30,11 @@ from search_spaces.transforms.base import (
     Transform,
     TransformError,
     UnsupportedTransformError,
-    check_model,
     check_stage,
+    checked,
     larger_options,
     next_option,
+    of_family,
     rebuild,
 )
 
@@ -45,16 +46,11 @@ Keep = torch.Tensor
 
 
 def _check_space(space: SearchSpace) -> DenseNetSpace:
-    if not isinstance(space, DenseNetSpace):
-        raise UnsupportedTransformError(f"space {space.name!r} is not of the DenseNet family")
-    return space
+    return of_family(space, DenseNetSpace, "DenseNet")
 
 
 def _check(space: SearchSpace, arch: Arch, model: nn.Module) -> DenseNetSpace:
-    dn = _check_space(space)
-    dn.check(arch)
-    check_model(arch, model)
-    return dn
+    return checked(space, arch, model, DenseNetSpace, "DenseNet")
 
 
 # --- the new archs ----------------------------------------------------------------------------

@@ -22,11 +22,12 @@ from search_spaces.transforms.base import (
     TransformError,
     UnsupportedTransformError,
     block_index,
-    check_model,
     check_stage,
+    checked,
     copy_conv_bn,
     larger_options,
     next_option,
+    of_family,
     rebuild,
     replicate,
     unit_mapping,
@@ -37,17 +38,11 @@ if TYPE_CHECKING:
 
 
 def _check_space(space: SearchSpace) -> InvertedResidualSpace:
-    if not isinstance(space, InvertedResidualSpace):
-        raise UnsupportedTransformError(f"space {space.name!r} is not of the inverted-residual "
-                                        f"family")
-    return space
+    return of_family(space, InvertedResidualSpace, "inverted-residual")
 
 
 def _check(space: SearchSpace, arch: Arch, model: nn.Module) -> InvertedResidualSpace:
-    _check_space(space)
-    space.check(arch)
-    check_model(arch, model)
-    return space
+    return checked(space, arch, model, InvertedResidualSpace, "inverted-residual")
 
 
 def _check_stage(space: InvertedResidualSpace, arch: Arch, stage: int,

@@ -26,13 +26,15 @@ from search_spaces.transforms.base import (
     TransformError,
     UnsupportedTransformError,
     block_index,
-    check_model,
     check_stage,
+    checked,
     copy_bn,
     larger_options,
     next_option,
+    of_family,
     rebuild,
     replicate,
+    sparse_stage,
     unit_mapping,
 )
 
@@ -43,20 +45,13 @@ Units = tuple[torch.Tensor, torch.Tensor]  # Net2Wider mapping g and per-unit co
 
 
 def _check_space(space: SearchSpace) -> ResNetSpace:
-    if not isinstance(space, ResNetSpace):
-        raise UnsupportedTransformError(f"space {space.name!r} is not of the ResNet family")
-    return space
+    return of_family(space, ResNetSpace, "ResNet")
 
 
 def _check(space: SearchSpace, arch: Arch, model: nn.Module) -> ResNetSpace:
-    rn = _check_space(space)
-    rn.check(arch)
-    check_model(arch, model)
-    return rn
+    return checked(space, arch, model, ResNetSpace, "ResNet")
 
 
-def _sparse(rn: ResNetSpace, arch: Arch, stage: int) -> bool:
-    return rn.sparse and 1 <= stage <= rn.num_stages and arch[f"density{stage}"] < 1.0
 
 
 def set_identity_bn(bn: nn.BatchNorm2d) -> None:
@@ -118,7 +113,7 @@ def widened_arch(space: SearchSpace, arch: Arch, stage: int) -> Arch:
     rn = _check_space(space)
     check_stage(rn, arch, rn.num_stages, stage)
     for s in (stage, stage + 1):  # the stage and the one whose first block reads it
-        if _sparse(rn, arch, s):
+        if sparse_stage(rn, arch, s):
             raise UnsupportedTransformError(
                 f"{rn.name}: widen does not handle sparse stages (stage {s} has density "
                 f"{arch[f'density{s}']}); only dense stages and dense consumers")
@@ -152,7 +147,7 @@ def widened_expansion_arch(space: SearchSpace, arch: Arch) -> Arch:
     if arch["block"] != "bottleneck":
         raise TransformError(f"{rn.name}: only bottleneck blocks have an expansion, not "
                              f"{arch['block']!r} blocks")
-    if any(_sparse(rn, arch, s) for s in range(1, rn.num_stages + 1)):
+    if any(sparse_stage(rn, arch, s) for s in range(1, rn.num_stages + 1)):
         raise UnsupportedTransformError(f"{rn.name}: widen_expansion does not handle sparse "
                                         f"stages; every stage must have density 1.0")
     expansion = next_option(rn, "expansion", arch["expansion"], "expansion")

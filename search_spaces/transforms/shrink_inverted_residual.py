@@ -24,7 +24,9 @@ from search_spaces.transforms.base import (
     UnsupportedTransformError,
     check_model,
     check_stage,
+    of_family,
     rebuild,
+    sparse_stage,
 )
 from search_spaces.transforms.shrink import (
     conv_importance,
@@ -45,14 +47,9 @@ SPACE_TYPE = InvertedResidualSpace
 
 
 def _check_space(space: SearchSpace) -> InvertedResidualSpace:
-    if not isinstance(space, InvertedResidualSpace):
-        raise UnsupportedTransformError(f"space {space.name!r} is not of the inverted-residual "
-                                        f"family")
-    return space
+    return of_family(space, InvertedResidualSpace, "inverted-residual")
 
 
-def _sparse(ir: InvertedResidualSpace, arch: Arch, stage: int) -> bool:
-    return ir.sparse and arch[f"density{stage}"] < 1.0
 
 
 # --- remove a block ---------------------------------------------------------------------------
@@ -88,7 +85,7 @@ def remove_block(space: SearchSpace, arch: Arch, model: Network, stage: int,
 def narrowed_arch(space: SearchSpace, arch: Arch, stage: int, block: int) -> Arch:
     ir = _check_space(space)
     check_stage(ir, arch, ir.num_stages, stage, block)
-    if _sparse(ir, arch, stage):
+    if sparse_stage(ir, arch, stage):
         raise UnsupportedTransformError(
             f"{ir.name}: narrow does not handle sparse stages (stage {stage} has density "
             f"{arch[f'density{stage}']}): a sparse unit's mask would lose inputs unevenly")
@@ -147,7 +144,7 @@ def reductions(space: SearchSpace, arch: Arch) -> list[Transform]:
         depth = int(arch[f"d{s}"])
         if removable(ir, arch, s):
             out += [Transform("remove", s, b) for b in range(2, depth + 1)]
-        if not _sparse(ir, arch, s):
+        if not sparse_stage(ir, arch, s):
             out += [Transform("narrow", s, b) for b in range(1, depth + 1)
                     if smaller_options(ir, f"e{s}_{b}", arch[f"e{s}_{b}"])]
     return out

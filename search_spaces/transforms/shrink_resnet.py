@@ -23,9 +23,11 @@ from search_spaces.transforms.base import (
     Transform,
     TransformError,
     UnsupportedTransformError,
-    check_model,
     check_stage,
+    checked,
+    of_family,
     rebuild,
+    sparse_stage,
 )
 from search_spaces.transforms.resnet import set_identity_bn
 from search_spaces.transforms.shrink import (
@@ -48,20 +50,13 @@ SPACE_TYPE = ResNetSpace
 
 
 def _check_space(space: SearchSpace) -> ResNetSpace:
-    if not isinstance(space, ResNetSpace):
-        raise UnsupportedTransformError(f"space {space.name!r} is not of the ResNet family")
-    return space
+    return of_family(space, ResNetSpace, "ResNet")
 
 
 def _check(space: SearchSpace, arch: Arch, model: nn.Module) -> ResNetSpace:
-    rn = _check_space(space)
-    rn.check(arch)
-    check_model(arch, model)
-    return rn
+    return checked(space, arch, model, ResNetSpace, "ResNet")
 
 
-def _sparse(rn: ResNetSpace, arch: Arch, stage: int) -> bool:
-    return rn.sparse and 1 <= stage <= rn.num_stages and arch[f"density{stage}"] < 1.0
 
 
 # --- remove a block ---------------------------------------------------------------------------
@@ -89,7 +84,7 @@ def narrowed_arch(space: SearchSpace, arch: Arch, stage: int) -> Arch:
     rn = _check_space(space)
     check_stage(rn, arch, rn.num_stages, stage)
     for s in (stage, stage + 1):  # the stage and the one whose first block reads it
-        if _sparse(rn, arch, s):
+        if sparse_stage(rn, arch, s):
             raise UnsupportedTransformError(
                 f"{rn.name}: narrow does not handle sparse stages (stage {s} has density "
                 f"{arch[f'density{s}']}): a sparse unit's mask would lose inputs unevenly")
@@ -194,8 +189,8 @@ def reductions(space: SearchSpace, arch: Arch) -> list[Transform]:
     for s in range(1, rn.num_stages + 1):
         if removable(rn, arch, s):
             out += [Transform("remove", s, b) for b in range(2, int(arch[f"d{s}"]) + 1)]
-        if (smaller_options(rn, f"w{s}", arch[f"w{s}"]) and not _sparse(rn, arch, s)
-                and not _sparse(rn, arch, s + 1)):
+        if (smaller_options(rn, f"w{s}", arch[f"w{s}"]) and not sparse_stage(rn, arch, s)
+                and not sparse_stage(rn, arch, s + 1)):
             out.append(Transform("narrow", s))
     return out
 
