@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# helper modules of the tests, imported by name (no package): their asserts explain failures too
+pytest.register_assert_rewrite("transform_checks")
+
 SHARED_DATA = Path(os.environ.get("NAS_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 

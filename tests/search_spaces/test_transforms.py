@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from transform_checks import MOBILE, MOBILENETV2, Measured, one_line_error, randomised, registered
 
-from search_spaces import NasError, get_space, load_space_file, register_space
+from search_spaces import NasError, get_space
 from search_spaces.transforms import (
     Transform,
     TransformError,
@@ -20,92 +21,11 @@ from search_spaces.transforms.inverted_residual import deepen, enlarge_kernel, w
 
 torch.set_num_threads(1)
 
-MOBILE = """name: tiny-transform-mobile
-base: mobile
-widths: [8, 16, 24]
-strides: [2, 2, 2]
-acts: [relu, hswish, hswish]
-se: [false, true, true]
-depths: [[1, 2, 3], [1, 2, 3], [1, 2, 3]]
-kernels: [3, 5, 7]
-expands: [3, 4, 6]
-resolutions: [32]
-stem: 8
-first: 8
-head: 32
-mix: 32
-classes: 10
-"""
-# MobileNetV2 style: no mid rounding, relu6, no SE, no feature mix, a width multiplier.
-V2 = """name: tiny-transform-v2
-base: mobilenetv2
-widths: [8, 12]
-strides: [2, 2]
-acts: [relu6, relu6]
-se: [false, false]
-depths: [[1, 2, 3], [1, 2, 3]]
-kernels: [3, 5]
-expands: [3, 4, 6]
-resolutions: [32]
-width_mults: [0.75, 1.0]
-stem: 8
-first: 8
-head: 32
-classes: 10
-"""
-TOL = 1e-5
-MEASURED: list[float] = []
-
-
-def _register(tmp_path_factory, text: str, name: str):
-    path = tmp_path_factory.mktemp("spaces") / f"{name}.yaml"
-    path.write_text(text)
-    return register_space(load_space_file(path))
-
-
-@pytest.fixture(scope="module")
-def mobile(tmp_path_factory):
-    return _register(tmp_path_factory, MOBILE, "tiny-transform-mobile")
-
-
-@pytest.fixture(scope="module")
-def v2(tmp_path_factory):
-    return _register(tmp_path_factory, V2, "tiny-transform-v2")
-
-
-def randomised(space, arch, seed: int):
-    """The arch's model in eval mode with random weights, BN running stats and BN affine
-    parameters (so that zeroed or replicated units are not trivially preserved)."""
-    torch.manual_seed(seed)
-    model = space.build(arch, num_classes=10).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.2)
-    return model
-
-
-def outputs(model, seed: int = 0) -> torch.Tensor:
-    x = torch.randn(4, *model.input_shape, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        return model(x)
-
-
-def assert_same(before: nn.Module, after: nn.Module) -> float:
-    assert not after.training
-    a, b = outputs(before), outputs(after)
-    assert a.shape == b.shape and a.abs().max() > 1e-3  # a non-trivial function
-    diff = float((a - b).abs().max())
-    MEASURED.append(diff)
-    assert diff <= TOL, diff
-    return diff
-
-
-def growable(space, arch, stage: int, gene: str) -> bool:
-    return arch[gene] != space.dimension(gene).options[-1]
+MEASURED = Measured()
+assert_same = MEASURED.assert_same
+mobile = registered("tiny-transform-mobile", MOBILE)
+mobile_sparse = registered("tiny-transform-sparse", MOBILE, sparse=True)
+v2 = registered("tiny-transform-v2", MOBILENETV2)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -176,14 +96,6 @@ def test_keys_change_as_expected(mobile, v2):
     assert deepen(v2, arch, model, 2)[0].key == "tiny-transform-v2:w0.75-r32-k3e3-k5e6.k3e3.k3e3"
 
 
-def one_line_error(cls, fn, *args, **kwargs) -> str:
-    with pytest.raises(cls) as info:
-        fn(*args, **kwargs)
-    message = str(info.value)
-    assert isinstance(info.value, NasError) and message and "\n" not in message
-    return message
-
-
 def test_bad_requests_raise_one_line_nas_errors(mobile):
     arch = mobile.parse("r32-k3e3-k5e6.k7e4.k3e3-k7e3")
     model = randomised(mobile, arch, 0)
@@ -215,9 +127,8 @@ def test_unsupported_family_and_sparse_widening(mobile):
     assert "sparse" in message
 
 
-def test_sparse_stages_deepen_and_enlarge(tmp_path_factory):
-    text = MOBILE.replace("tiny-transform-mobile", "tiny-transform-sparse") + "sparse: true\n"
-    space = _register(tmp_path_factory, text, "tiny-transform-sparse")
+def test_sparse_stages_deepen_and_enlarge(mobile_sparse):
+    space = mobile_sparse
     arch = space.parse("r32-k3e3@0.5-k3e4@0.25-k5e3@1.0")
     model = randomised(space, arch, 5)
     for stage in (1, 2, 3):
@@ -248,5 +159,4 @@ def test_every_available_transformation_applies_and_preserves(mobile):
 
 def test_report_measured_differences():
     """Runs last in this file: the largest difference any check above measured."""
-    assert MEASURED and max(MEASURED) <= TOL
-    print(f"\nmax |out_before - out_after| over {len(MEASURED)} checks: {max(MEASURED):.3g}")
+    MEASURED.report()

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from transform_checks import DENSENET, RESNET, Measured, one_line_error, randomised, registered
 
 from estimators.flops import analytical_cost, fvcore_cost
-from search_spaces import BlockSpec, NasError, get_space, load_space_file, register_space
+from search_spaces import BlockSpec, get_space
 from search_spaces.ops import block_cost, block_out_shape, build_block
 from search_spaces.ops.base import kept_weights
 from search_spaces.ops.sparse import SparseConv2d
@@ -28,90 +29,13 @@ from search_spaces.transforms import resnet as rn_transforms
 
 torch.set_num_threads(1)
 
-# stage 1 reads the 16-channel stem: w1.0 gives 16 channels (identity shortcut), w1.5 gives 24
-# (a projection appears), w0.5 gives 8 (a projection that w1.0 would lose)
-RESNET = """base: resnet
-blocks: [basic, bottleneck, plain]
-expansions: [2, 4]
-depths: [[1, 2, 3], [1, 2, 3]]
-widths: [0.5, 1.0, 1.5]
-stage_channels: [16, 32]
-resolutions: [32]
-stem: 16
-"""
-DENSENET = """base: densenet
-growths: [4, 6, 8]
-compressions: [0.5, 1.0]
-block_types: [osa, dense]
-layers: [[1, 2, 3], [1, 2, 4, 5], [1, 2]]
-resolutions: [32]
-bn_size: 2
-"""
-TOL = 1e-5
-MEASURED: list[float] = []
-
-
-def _register(tmp_path_factory, name: str, body: str, sparse: bool = False):
-    path = tmp_path_factory.mktemp("spaces") / f"{name}.yaml"
-    path.write_text(f"name: {name}\n{body}" + ("sparse: true\n" if sparse else ""))
-    return register_space(load_space_file(path))
-
-
-@pytest.fixture(scope="module")
-def resnet(tmp_path_factory):
-    return _register(tmp_path_factory, "tiny-tf-resnet", RESNET)
-
-
-@pytest.fixture(scope="module")
-def resnet_sparse(tmp_path_factory):
-    return _register(tmp_path_factory, "tiny-tf-resnet-sp", RESNET, sparse=True)
-
-
-@pytest.fixture(scope="module")
-def densenet(tmp_path_factory):
-    return _register(tmp_path_factory, "tiny-tf-densenet", DENSENET)
-
-
-@pytest.fixture(scope="module")
-def densenet_sparse(tmp_path_factory):
-    return _register(tmp_path_factory, "tiny-tf-densenet-sp", DENSENET, sparse=True)
-
-
-def randomised(space, arch, seed: int):
-    """The arch's model in eval mode with random weights, BN running stats and affines."""
-    torch.manual_seed(seed)
-    model = space.build(arch, num_classes=10).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.2)
-    return model
-
-
-def outputs(model) -> torch.Tensor:
-    x = torch.randn(4, *model.input_shape, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        return model(x)
-
-
-def assert_same(before: nn.Module, after: nn.Module) -> None:
-    assert not after.training
-    a, b = outputs(before), outputs(after)
-    assert a.shape == b.shape and a.abs().max() > 1e-3  # a non-trivial function
-    diff = float((a - b).abs().max())
-    MEASURED.append(diff)
-    assert diff <= TOL, diff
-
-
-def one_line_error(cls, fn, *args, **kwargs) -> str:
-    with pytest.raises(cls) as info:
-        fn(*args, **kwargs)
-    message = str(info.value)
-    assert isinstance(info.value, NasError) and message and "\n" not in message
-    return message
+MEASURED = Measured()
+assert_same = MEASURED.assert_same
+resnet = registered("tiny-tf-resnet", RESNET)
+resnet_sparse = registered("tiny-tf-resnet-sp", RESNET, sparse=True)
+resnet_plain_first = registered("tiny-tf-plain", RESNET, blocks="[plain, basic]")
+densenet = registered("tiny-tf-densenet", DENSENET)
+densenet_sparse = registered("tiny-tf-densenet-sp", DENSENET, sparse=True)
 
 
 def check_move(space, arch, model, move, new_arch) -> None:
@@ -356,9 +280,8 @@ def test_plain_blocks_build_count_and_pass_the_ops_contract(resnet, resnet_spars
     assert get_space("resnet").config.blocks == ("basic", "bottleneck")  # the preset is unchanged
 
 
-def test_plain_blocks_in_a_supernet(tmp_path_factory):
-    space = _register(tmp_path_factory, "tiny-tf-plain",
-                      RESNET.replace("[basic, bottleneck, plain]", "[plain, basic]"))
+def test_plain_blocks_in_a_supernet(resnet_plain_first):
+    space = resnet_plain_first
     net = build_supernet(space, 10, 3, probe_samples=2).eval()
     assert any("/plain/" in k for k in net.bank.infos)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -370,5 +293,4 @@ def test_plain_blocks_in_a_supernet(tmp_path_factory):
 
 def test_report_measured_differences():
     """Runs last in this file: the largest difference any check above measured."""
-    assert MEASURED and max(MEASURED) <= TOL
-    print(f"\nmax |out_before - out_after| over {len(MEASURED)} checks: {max(MEASURED):.3g}")
+    MEASURED.report()

@@ -7,8 +7,16 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from transform_checks import (
+    MOBILE,
+    MOBILENETV2,
+    RESNET,
+    assert_same,
+    one_line_error,
+    randomised,
+    registered,
+)
 
-from search_spaces import NasError, load_space_file, register_space
 from search_spaces.ops.residual import ResidualBlock
 from search_spaces.transforms import (
     REDUCTIONS,
@@ -25,95 +33,18 @@ from search_spaces.transforms.shrink import conv_importance, top_units
 
 torch.set_num_threads(1)
 
-MOBILE = """base: mobile
-widths: [8, 16, 24]
-strides: [2, 2, 2]
-acts: [relu, hswish, hswish]
-se: [false, true, true]
-depths: [[1, 2, 3], [1, 2, 3], [1, 2, 3]]
-kernels: [3, 5]
-expands: [3, 4, 6]
-resolutions: [32]
-stem: 8
-first: 8
-head: 32
-mix: 32
-classes: 10
-"""
-V2 = """base: mobilenetv2
-widths: [8, 12]
-strides: [2, 2]
-acts: [relu6, relu6]
-se: [false, false]
-depths: [[1, 2, 3], [1, 2, 3]]
-kernels: [3, 5]
-expands: [3, 4, 6]
-resolutions: [32]
-width_mults: [0.75, 1.0]
-stem: 8
-first: 8
-head: 32
-classes: 10
-"""
-# stem 8: stage 1 has 8 (identity shortcut), 16 or 24 channels (projections) at w0.5/1.0/1.5
-RESNET = """base: resnet
-blocks: [basic, bottleneck, plain]
-expansions: [2, 4]
-depths: [[1, 2, 3], [1, 2, 3]]
-widths: [0.5, 1.0, 1.5]
-stage_channels: [16, 32]
-resolutions: [32]
-stem: 8
-"""
-TOL = 1e-5
 BLOCKS = ["basic", "bottleneck", "plain"]
+# stem 8: stage 1 has 8 (identity shortcut), 16 or 24 channels (projections) at w0.5/1.0/1.5
+STEM8 = {"stem": 8}
 
-
-def _register(tmp_path_factory, name: str, body: str, sparse: bool = False):
-    path = tmp_path_factory.mktemp("spaces") / f"{name}.yaml"
-    path.write_text(f"name: {name}\n{body}" + ("sparse: true\n" if sparse else ""))
-    return register_space(load_space_file(path))
-
-
-@pytest.fixture(scope="module")
-def mobile(tmp_path_factory):
-    return _register(tmp_path_factory, "tiny-reduce-mobile", MOBILE)
-
-
-@pytest.fixture(scope="module")
-def v2(tmp_path_factory):
-    return _register(tmp_path_factory, "tiny-reduce-v2", V2)
-
-
-@pytest.fixture(scope="module")
-def resnet(tmp_path_factory):
-    return _register(tmp_path_factory, "tiny-reduce-resnet", RESNET)
-
-
-def randomised(space, arch, seed: int):
-    """The arch's model in eval mode with random weights, BN running stats and affines."""
-    torch.manual_seed(seed)
-    model = space.build(arch, num_classes=10).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.2)
-    return model
-
-
-def outputs(model) -> torch.Tensor:
-    x = torch.randn(4, *model.input_shape, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        return model(x)
-
-
-def assert_same(before: nn.Module, after: nn.Module) -> None:
-    a, b = outputs(before), outputs(after)
-    assert a.shape == b.shape and a.abs().max() > 1e-3  # a non-trivial function
-    assert float((a - b).abs().max()) <= TOL
+mobile = registered("tiny-reduce-mobile", MOBILE, kernels=[3, 5])
+v2 = registered("tiny-reduce-v2", MOBILENETV2)
+resnet = registered("tiny-reduce-resnet", RESNET, **STEM8)
+resnet_sparse = registered("tiny-reduce-resnet-sp", RESNET, **STEM8, sparse=True)
+gaps = registered("tiny-reduce-gaps", RESNET, **STEM8, depths=[[1, 3], [2, 3]])  # depth gaps
+resnet_stem16 = registered("tiny-reduce-resnet16", RESNET)  # stage 1 at w1.0: the identity
+densenet = registered("tiny-reduce-densenet", "base: densenet\ngrowths: [4, 6]\n"
+                      "layers: [[1, 2], [1, 2]]\nresolutions: [32]\nbn_size: 2\n")
 
 
 def block(space, arch, model, name: str) -> nn.Module:
@@ -133,14 +64,6 @@ def dead(count: int, drop: int, seed: int) -> torch.Tensor:
 
 def params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def one_line_error(cls, fn, *args, **kwargs) -> str:
-    with pytest.raises(cls) as info:
-        fn(*args, **kwargs)
-    message = str(info.value)
-    assert isinstance(info.value, NasError) and message and "\n" not in message
-    return message
 
 
 # --- (a) removal -----------------------------------------------------------------------------
@@ -190,8 +113,8 @@ def test_removing_a_middle_block_moves_the_later_ones_down(which, request):
     assert_same(model, new)
 
 
-def test_sparse_stages_remove_blocks_with_their_masks(tmp_path_factory):
-    space = _register(tmp_path_factory, "tiny-reduce-resnet-sp", RESNET, sparse=True)
+def test_sparse_stages_remove_blocks_with_their_masks(resnet_sparse):
+    space = resnet_sparse
     arch = space.parse("basic-d3.2-w1.0.1.0-s0.5.0.25-r32")
     model = randomised(space, arch, 4)
     moves = reductions(space, arch)
@@ -415,12 +338,11 @@ def test_narrowing_to_the_input_width_drops_the_projection(resnet):
     assert isinstance(block(resnet, new_arch, new, "stage1.0").shortcut, nn.Identity)
 
 
-def test_an_identity_shortcut_becomes_a_channel_selecting_projection(tmp_path_factory):
+def test_an_identity_shortcut_becomes_a_channel_selecting_projection(resnet_stem16):
     """Stem 16, stage 1 at w1.0 (16 channels: identity shortcut) -> w0.5 (8: a projection).
     The dropped channels D score 0 (killed BNs) and nobody reads them (their consumers'
     input columns are 0), so the student, whose new projection passes x[kept], is exact."""
-    space = _register(tmp_path_factory, "tiny-reduce-resnet16",
-                      RESNET.replace("stem: 8", "stem: 16"))
+    space = resnet_stem16
     arch = space.parse("basic-d2.1-w1.0.0.5-r32")
     model = randomised(space, arch, 8)
     first, second = (block(space, arch, model, f"stage1.{j}") for j in range(2))
@@ -441,7 +363,7 @@ def test_an_identity_shortcut_becomes_a_channel_selecting_projection(tmp_path_fa
 
 
 # --- (e) bad requests ------------------------------------------------------------------------
-def test_bad_requests_raise_one_line_nas_errors(mobile, resnet, tmp_path_factory):
+def test_bad_requests_raise_one_line_nas_errors(mobile, resnet, gaps):
     arch = mobile.parse("r32-k3e3-k3e4.k5e6-k5e4")
     model = randomised(mobile, arch, 0)
     assert "block 1" in one_line_error(TransformError, apply, mobile, arch, model,
@@ -463,8 +385,6 @@ def test_bad_requests_raise_one_line_nas_errors(mobile, resnet, tmp_path_factory
                                         Transform("narrow", 2, 1))
     assert "needs a block" in one_line_error(TransformError, apply, resnet, rn_arch, rn_model,
                                              Transform("remove", 2))
-    gaps = _register(tmp_path_factory, "tiny-reduce-gaps",
-                     RESNET.replace("[[1, 2, 3], [1, 2, 3]]", "[[1, 3], [2, 3]]"))
     g_arch = gaps.parse("basic-d3.2-w1.0.1.0-r32")
     g_model = randomised(gaps, g_arch, 0)
     assert "not a depth option" in one_line_error(TransformError, apply, gaps, g_arch,
@@ -474,11 +394,8 @@ def test_bad_requests_raise_one_line_nas_errors(mobile, resnet, tmp_path_factory
     assert reductions(gaps, g_arch) == [Transform("narrow", 1), Transform("narrow", 2)]
 
 
-def test_densenet_reductions_are_refused(tmp_path_factory):
-    space = _register(tmp_path_factory, "tiny-reduce-densenet",
-                      "base: densenet\ngrowths: [4, 6]\nlayers: [[1, 2], [1, 2]]\n"
-                      "resolutions: [32]\nbn_size: 2\n")
-    arch = space.max_arch()
-    assert "concatenated" in one_line_error(UnsupportedTransformError, reductions, space, arch)
-    assert "concatenated" in one_line_error(UnsupportedTransformError, apply, space, arch,
-                                            None, Transform("remove", 1, 2))
+def test_densenet_reductions_are_refused(densenet):
+    arch = densenet.max_arch()
+    assert "concatenated" in one_line_error(UnsupportedTransformError, reductions, densenet, arch)
+    assert "concatenated" in one_line_error(UnsupportedTransformError, apply, densenet,
+                                            arch, None, Transform("remove", 1, 2))
