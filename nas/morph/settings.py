@@ -42,7 +42,9 @@ class EditSettings:
     space: str | None = None  # None: the start/teacher model's own space
     episodes: int = 10
     children: int = 4  # children per episode
-    train_images: int | None = None  # cap on training images per epoch
+    # Images per training epoch of a child: brief training is the point of both methods, and
+    # 40 children at 10,000 images each fit in half an hour on 2 cores. None: the whole split.
+    train_images: int | None = 10_000
     policy: str = "reinforce"  # or "random": the initial policy, never updated
     lr: float = 0.05  # Adam step of the meta-controller
     baseline_decay: float = 0.95  # moving-average baseline of the reward
@@ -94,6 +96,8 @@ class GrowSettings(EditSettings):
     """`nas grow` (EAS). Defaults: docs/transform.md ("EAS")."""
 
     start: str  # a key of `space` or a trained model file (`nas train` or `nas export`)
+    episodes: int = 8
+    children: int = 5  # EAS: 10 per episode
     widen_steps: int = 1  # widen-actor decisions per child (EAS: 4)
     deepen_steps: int = 1  # deepen-actor decisions per child (EAS: 5)
     finetune_epochs: float = 1.0  # training of each child from its inherited weights
@@ -118,7 +122,7 @@ class CompressSettings(EditSettings):
 
     teacher: str  # a trained model file (`nas train` or `nas export`)
     target: str = "params"  # the cost the reward compresses: params, flops or latency_ms
-    remove_episodes: int = 5  # episodes of the layer-removal policy, then shrinkage ones
+    remove_episodes: int = 4  # episodes of the layer-removal policy, then shrinkage ones
     student_epochs: float = 1.0  # distillation training of each student
     distill_weight: float = 0.9
     temperature: float = 4.0
