@@ -167,7 +167,7 @@ class EditJob(ABC):
         optimizer = torch.optim.Adam(controller.parameters(), lr=s.lr)
         checkpoint = Checkpoint(self.run_dir)
         saved = checkpoint.load()
-        state: dict[str, Any] = {"baseline": None, "over_budget": 0, "rewards": []}
+        state: dict[str, Any] = {"baseline": None, "untrained_draws": 0, "rewards": []}
         rows: list[dict[str, Any]] = []
         episodes = 0
         if saved is not None:
@@ -206,7 +206,7 @@ class EditJob(ABC):
         config = read_json(self.run_dir / "config.json")
         with writing(self.run_dir):
             summary = summarise(self.run_dir, config, rows, [anchor],
-                                {"over_budget": state["over_budget"],
+                                {"untrained_draws": state["untrained_draws"],
                                  "seconds": round(time.perf_counter() - began, 3)})
         return {"run_dir": str(self.run_dir), "trials": len(rows), "best": best(rows),
                 self.anchor_name: anchor, "summary": summary}
@@ -248,8 +248,11 @@ class EditJob(ABC):
                      generator: torch.Generator, refused: list[list]
                      ) -> tuple[list[Decision], Arch] | None:
         """One child within the budget that differs from `parent`: the actors' decisions in
-        `steps` order, resampled up to RESAMPLES times; the decisions of children refused for
-        the budget are appended to `refused`. None when no try gave a usable child."""
+        `steps` order, resampled up to RESAMPLES times. The decisions of draws that are not
+        trained are appended to `refused` (reward 0): over the budget, edits that cannot go
+        together, and copies of the parent (nothing chosen; N2N's reward of a student equal
+        to its teacher is 0, and a policy that learns to choose nothing must pay for it, or
+        it stops making children). None when no try gave a usable child."""
         from search_spaces.transforms import TransformError, arch_after
 
         for _ in range(RESAMPLES):
@@ -264,6 +267,7 @@ class EditJob(ABC):
                 refused.append([d.to_json() for d in decisions])
                 continue
             if arch == parent:  # nothing chosen: a copy is no child
+                refused.append([d.to_json() for d in decisions])
                 continue
             if not self.constraints or all_satisfied(self.constraints, self.cost(arch)):
                 return decisions, arch
@@ -296,11 +300,12 @@ class EditJob(ABC):
 
     def _update(self, controller: MetaController, optimizer: torch.optim.Optimizer,
                 state: dict[str, Any], plan: Mapping[str, Any], rows: list[dict]) -> None:
-        """REINFORCE: each trained child's reward, children refused for the budget 0; the
-        advantage is the reward minus the moving-average baseline."""
+        """REINFORCE: each trained child's reward, draws that were not trained (over the
+        budget, invalid, copies) 0; the advantage is the reward minus the moving-average
+        baseline."""
         rewards = [r["reward"] for r in rows] + [0.0] * len(plan["rejected"])
         trajectories = [c["decisions"] for c in plan["children"]] + list(plan["rejected"])
-        state["over_budget"] += len(plan["rejected"])
+        state["untrained_draws"] += len(plan["rejected"])
         state["rewards"] = [*state["rewards"], *rewards[:len(rows)]]
         baseline = state["baseline"]
         if baseline is None:

@@ -106,7 +106,7 @@ def test_reinforce_moves_the_policy_towards_rewarded_choices(space_file):
     arch = space.parse(START)
     controller = MetaController(EAS_ACTORS, seed=0)
     optimizer = torch.optim.Adam(controller.parameters(), lr=0.1)
-    state = {"baseline": None, "over_budget": 0, "rewards": []}
+    state = {"baseline": None, "untrained_draws": 0, "rewards": []}
 
     def stage3_probability() -> float:
         with torch.no_grad():
@@ -198,7 +198,7 @@ def test_children_over_the_budget_are_never_trained(space_file, tmp_path):
     rows = json.loads((run / "checkpoint.json").read_text())["trials"]
     assert len(trained) == len(rows) == 3
     assert all(r["flops"] <= start_flops * 1.08 and r["within_budget"] for r in rows)
-    assert result["summary"]["over_budget"] > 0
+    assert result["summary"]["untrained_draws"] > 0
     with pytest.raises(MorphError, match="within the budget"):
         GrowJob(settings(space_file, budget="1K-flops", episodes=1), tmp_path / "none",
                 log=lambda _: None).run()
