@@ -50,8 +50,6 @@ def _check_space(space: SearchSpace) -> InvertedResidualSpace:
     return of_family(space, InvertedResidualSpace, "inverted-residual")
 
 
-
-
 # --- remove a block ---------------------------------------------------------------------------
 def removed_arch(space: SearchSpace, arch: Arch, stage: int, block: int) -> Arch:
     """`arch` without block `block` of `stage`: the later blocks' k/e genes move down one."""
