@@ -35,11 +35,17 @@ SETTINGS = {"episodes": 8, "children": 5, "start_epochs": 3, "finetune_epochs": 
 SCRATCH_EPOCHS = (1, 2, 3, 4, 6)
 
 
-def grow_settings(policy: str, seed: int):
+def grow_settings(policy: str, seed: int, lr: float | None = None):
     from nas.morph import GrowSettings
 
+    extra = {} if lr is None else {"lr": lr}
     return GrowSettings(start=str(OUT / "runs" / f"start-s{seed}.pt"), space=SPACE,
-                        policy=policy, seed=seed, data_dir=str(DATA_DIR), **SETTINGS)
+                        policy=policy, seed=seed, data_dir=str(DATA_DIR), **SETTINGS, **extra)
+
+
+def run_name(policy: str, seed: int, lr: float | None = None) -> str:
+    """`reinforce-s0`; a learning-rate variant of the learned policy `reinforce-lr0.01-s0`."""
+    return f"{policy}{'' if lr is None else f'-lr{lr:g}'}-s{seed}"
 
 
 def start_network(seed: int) -> Path:
@@ -60,24 +66,25 @@ def start_network(seed: int) -> Path:
     return path
 
 
-def run_search(seeds: list[int], policies: list[str]) -> None:
+def run_search(seeds: list[int], policies: list[str], lr: float | None = None) -> None:
     from nas.morph import GrowJob
 
     for seed in seeds:
         start_network(seed)
         for policy in policies:
-            run = OUT / "runs" / f"{policy}-s{seed}"
+            run = OUT / "runs" / run_name(policy, seed, lr if policy == "reinforce" else None)
             checkpoint = run / "checkpoint.json"
             if checkpoint.is_file():
                 done = json.loads(checkpoint.read_text())
                 if done["batches"] >= SETTINGS["episodes"]:
                     continue
             print(f"== {policy} seed {seed}", flush=True)
-            GrowJob(grow_settings(policy, seed), run,
+            GrowJob(grow_settings(policy, seed, lr if policy == "reinforce" else None), run,
                     log=lambda text: print(text, flush=True)).run()
 
 
 def rows_of(policy: str, seed: int) -> list[dict]:
+    """`policy` is a run-name prefix: `reinforce`, `random`, `reinforce-lr0.01`."""
     path = OUT / "runs" / f"{policy}-s{seed}" / "checkpoint.json"
     return json.loads(path.read_text())["trials"] if path.is_file() else []
 
@@ -127,9 +134,9 @@ def best_curve(rows: list[dict]) -> list[float]:
     return curve
 
 
-def report(seeds: list[int], plot: bool) -> dict:
+def report(seeds: list[int], plot: bool, variants: list[str]) -> dict:
     summary: dict = {"settings": SETTINGS, "start": START, "seeds": seeds, "policies": {}}
-    for policy in POLICIES:
+    for policy in [*POLICIES, *variants]:
         runs = [rows_of(policy, s) for s in seeds]
         runs = [r for r in runs if len(r) >= SETTINGS["episodes"] * SETTINGS["children"]]
         best = [max(r, key=lambda x: x["acc"]) for r in runs]
@@ -141,11 +148,14 @@ def report(seeds: list[int], plot: bool) -> dict:
             "best_mflops": [b["flops"] / 1e6 for b in best],
             "train_seconds_per_child": statistics.median(
                 [x["train_seconds"] for r in runs for x in r]) if runs else None}
-    learned, random = summary["policies"]["reinforce"], summary["policies"]["random"]
-    diff = learned["best_val_acc"] - random["best_val_acc"]
-    diff_se = math.hypot(learned["best_val_se"], random["best_val_se"])
-    summary["difference"] = {"val_acc": diff, "se": diff_se,
-                             "above_2se": bool(diff > 2 * diff_se)}
+    random = summary["policies"]["random"]
+    summary["difference"] = {}
+    for name in ["reinforce", *variants]:
+        learned = summary["policies"][name]
+        diff = learned["best_val_acc"] - random["best_val_acc"]
+        diff_se = math.hypot(learned["best_val_se"], random["best_val_se"])
+        summary["difference"][name] = {"val_acc": diff, "se": diff_se,
+                                       "above_2se": bool(diff > 2 * diff_se)}
     starts = []
     for seed in seeds:
         path = OUT / "runs" / f"reinforce-s{seed}" / "anchors.csv"
@@ -199,17 +209,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
     parser.add_argument("--plot", action="store_true")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="search: a learning-rate variant of the learned policy")
+    parser.add_argument("--variants", nargs="*", default=[],
+                        help="report: variant run prefixes too, e.g. reinforce-lr0.01")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)
     (OUT / "runs").mkdir(parents=True, exist_ok=True)
     if args.part == "search":
-        run_search(args.seeds, args.policies)
+        run_search(args.seeds, args.policies, args.lr)
     elif args.part == "inherit":
         run_inherit(args.seeds)
     else:
-        print(json.dumps(report(args.seeds, args.plot), indent=1))
+        print(json.dumps(report(args.seeds, args.plot, args.variants), indent=1))
 
 
 if __name__ == "__main__":

@@ -123,7 +123,9 @@ BAD_SETTINGS = [
     ("vit", "depths", [1000]), ("vit", "classes", True), ("vit-hybrid", "kernels", [4]),
     ("vit-hybrid", "kernels", [2, 3]), ("vit-hybrid", "conv_expands", [0]),
     ("vit-hybrid", "stem", True), ("vit-hybrid", "dropout", "x"),
-    ("vit-hybrid", "classes", True),
+    ("vit-hybrid", "classes", True), ("vit-resnas", "patch", 15),
+    ("vit-resnas", "widths", [[160], [100], [640]]), ("vit-resnas", "head_dims", [32, 48]), ("vit-resnas", "depths", [[0]] * 3),
+    ("vit-resnas", "resolutions", [200]), ("vit-resnas", "classes", True),
 ]
 
 

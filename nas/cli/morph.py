@@ -35,6 +35,8 @@ COMMON: dict[str, Flag] = {
     "--device": ("device", str, "the latency table's device, for latency budgets or targets"),
 }
 GROW: dict[str, Flag] = {
+    "--parents": ("parents", str, "start: every child grows the start network (EAS); best: the "
+                                  "best child so far"),
     "--widen-steps": ("widen_steps", non_negative_int, "widen-actor decisions per child"),
     "--deepen-steps": ("deepen_steps", non_negative_int, "deepen-actor decisions per child"),
     "--finetune-epochs": ("finetune_epochs", float, "training of each child from its "

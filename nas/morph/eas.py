@@ -1,8 +1,8 @@
 """`nas grow`: EAS (Cai et al., AAAI 2018) on the engine's spaces. Each episode the
-meta-controller grows the best network so far into `children` children: `widen_steps` widen
+meta-controller grows the start network into `children` children: `widen_steps` widen
 decisions (one yes/no per place that can widen), then `deepen_steps` deepen decisions (one
-stage or none). The transformations preserve the function, so each child starts with its
-parent's accuracy; it is fine-tuned briefly and its validation accuracy is the reward, shaped
+stage each). The transformations preserve the function, so each child starts with the start
+network's accuracy; it is fine-tuned briefly and its validation accuracy is the reward, shaped
 as tan(acc * pi / 2). See docs/transform.md ("EAS").
 """
 from __future__ import annotations
@@ -12,13 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-
 from estimators.checkpoints import CheckpointFileError, read_model_file
 from estimators.data import DataSplits
 from estimators.train import TrainRecipe
-from nas.morph.controller import MetaController, eas_reward
-from nas.morph.episodes import EditJob, best
+from nas.morph.controller import eas_reward
+from nas.morph.episodes import Brood, EditJob, best
 from nas.morph.settings import GrowSettings
 from search_spaces import get_space
 
@@ -63,28 +61,16 @@ class GrowJob(EditJob):
         train_to_checkpoint(out, data, arch, recipe=recipe, seed=s.seed, log=self.log)
         return out
 
-    def draw_children(self, episode: int, first: int, rows: list[dict[str, Any]],
-                      source: Mapping[str, Any], controller: MetaController,
-                      generator: torch.Generator) -> tuple[list[dict[str, Any]], list]:
-        """Children of the best network so far (the start network in the first episode)."""
+    def brood(self, episode: int, rows: list[dict[str, Any]],
+              source: Mapping[str, Any]) -> Brood:
+        """Children of the start network every episode, as in EAS (its ArchManager hands
+        out copies of the start net), or with `parents="best"` of the best child so far."""
         s = self.settings
-        parent = best(rows) or dict(source)
-        parent_path = source["path"] if parent["trial"] < 0 else \
+        parent = dict(source) if s.parents == "start" else (best(rows) or dict(source))
+        path = source["path"] if parent["trial"] < 0 else \
             str(self.run_dir / "children" / f"{parent['trial']}.pt")
-        parent_arch = self.space.parse(parent["key"])
-        steps = ["widen"] * s.widen_steps + ["deepen"] * s.deepen_steps
-        children: list[dict[str, Any]] = []
-        refused: list[list] = []
-        for _ in range(s.children):
-            drawn = self.sample_child(parent_arch, controller, steps, generator, refused)
-            if drawn is None:  # the largest network, or one the policy no longer changes
-                continue
-            decisions, arch = drawn
-            children.append({"trial": first + len(children), "key": arch.key, "parent": parent["trial"],
-                             "parent_path": parent_path,
-                             "transforms": [t for d in decisions for t in d.chosen],
-                             "decisions": [d.to_json() for d in decisions]})
-        return children, refused
+        return Brood(self.space.parse(parent["key"]), path, parent["trial"],
+                     ("widen",) * s.widen_steps + ("deepen",) * s.deepen_steps)
 
     def reward(self, row: Mapping[str, Any], source: Mapping[str, Any]) -> float:
         return eas_reward(row["acc"])

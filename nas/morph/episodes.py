@@ -16,6 +16,7 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -41,6 +42,19 @@ from search_spaces import Arch, NasError, get_space
 
 EPISODE_FILE = "episode.json"
 RESAMPLES = 100  # tries per child to find one that differs from its parent and fits the budget
+
+
+@dataclass(frozen=True)
+class Brood:
+    """An episode's children: edits of `parent` (the model file `parent_path`, trial
+    `parent_trial`, -1 for the start or teacher) after the fixed edits `prefix`, drawn by the
+    actors in `steps` order."""
+
+    parent: Arch
+    parent_path: str
+    parent_trial: int
+    steps: tuple[str, ...]
+    prefix: tuple[str, ...] = ()
 
 
 class EditJob(ABC):
@@ -86,11 +100,9 @@ class EditJob(ABC):
         """The trained model the run starts from (trained here first if need be)."""
 
     @abstractmethod
-    def draw_children(self, episode: int, first: int, rows: list[dict[str, Any]],
-                      source: Mapping[str, Any], controller: MetaController,
-                      generator: torch.Generator) -> tuple[list[dict[str, Any]], list]:
-        """The episode's children: dicts with trial, key, parent, parent_path, transforms,
-        decisions (JSON); and the decision lists of children refused for the budget."""
+    def brood(self, episode: int, rows: list[dict[str, Any]],
+              source: Mapping[str, Any]) -> Brood:
+        """Where the episode's children come from: their parent and the actors' steps."""
 
     @abstractmethod
     def reward(self, row: Mapping[str, Any], source: Mapping[str, Any]) -> float:
@@ -229,8 +241,8 @@ class EditJob(ABC):
                 return plan
         s = self.settings
         generator = torch.Generator().manual_seed(s.seed * 1_000_003 + episode)
-        children, rejected = self.draw_children(episode, len(rows), rows, source, controller,
-                                                generator)
+        children, untrained = self._draw(len(rows), rows, self.brood(episode, rows, source),
+                                         controller, generator)
         for child in children:
             trial = child["trial"]
             made = make_child(Path(child.pop("parent_path")),
@@ -240,39 +252,54 @@ class EditJob(ABC):
                               {"parent": child["parent"], "transforms": child["transforms"]})
             if made.key != child["key"]:  # the driver's arch walk and the weights disagree
                 raise NasError(f"child {trial}: edited to {made.key}, expected {child['key']}")
-        plan = {"episode": episode, "children": children, "rejected": rejected, "done": {}}
+        plan = {"episode": episode, "children": children, "untrained": untrained, "done": {}}
         write_json(self.run_dir, path, plan)
         return plan
 
-    def sample_child(self, parent: Arch, controller: MetaController, steps: list[str],
-                     generator: torch.Generator, refused: list[list]
-                     ) -> tuple[list[Decision], Arch] | None:
-        """One child within the budget that differs from `parent`: the actors' decisions in
-        `steps` order, resampled up to RESAMPLES times. The decisions of draws that are not
-        trained are appended to `refused` (reward 0): over the budget, edits that cannot go
-        together, and copies of the parent (nothing chosen; N2N's reward of a student equal
-        to its teacher is 0, and a policy that learns to choose nothing must pay for it, or
-        it stops making children). None when no try gave a usable child."""
+    def _draw(self, first: int, rows: list[dict[str, Any]], brood: Brood,
+              controller: MetaController, generator: torch.Generator
+              ) -> tuple[list[dict[str, Any]], list[list]]:
+        """Up to `children` new children, each drawn up to RESAMPLES times. Draws that are
+        not trained go to the second list as [decisions, reward], for the update:
+        - over the budget, edits that cannot go together (N2N's invalid student) and copies
+          of the parent: reward 0. N2N's reward of a student equal to its teacher is 0, and
+          a policy that learned to choose nothing must pay for it, or it stops making children;
+        - a child this run trained already: its reward (EAS's net pool), not trained again.
+        Fewer children when the draws run out (the largest network, or a settled policy)."""
         from search_spaces.transforms import TransformError, arch_after
 
-        for _ in range(RESAMPLES):
-            arch, decisions = parent, []
-            try:
-                for actor in steps:
-                    decision = controller.sample(self.space, arch, actor, generator)
-                    decisions.append(decision)
-                    for text in decision.chosen:
-                        arch = arch_after(self.space, arch, parse_transform(text))
-            except TransformError:  # edits that cannot go together (N2N's invalid student)
-                refused.append([d.to_json() for d in decisions])
-                continue
-            if arch == parent:  # nothing chosen: a copy is no child
-                refused.append([d.to_json() for d in decisions])
-                continue
-            if not self.constraints or all_satisfied(self.constraints, self.cost(arch)):
-                return decisions, arch
-            refused.append([d.to_json() for d in decisions])
-        return None
+        known = {r["key"]: r["reward"] for r in rows}
+        children: list[dict[str, Any]] = []
+        untrained: list[list] = []
+        for _ in range(self.settings.children):
+            taken = {c["key"] for c in children}
+            for _ in range(RESAMPLES):
+                arch, decisions = brood.parent, []
+                try:
+                    for actor in brood.steps:
+                        decision = controller.sample(self.space, arch, actor, generator)
+                        decisions.append(decision)
+                        for text in decision.chosen:
+                            arch = arch_after(self.space, arch, parse_transform(text))
+                except TransformError:
+                    untrained.append([[d.to_json() for d in decisions], 0.0])
+                    continue
+                record = [d.to_json() for d in decisions]
+                if arch.key in known:
+                    untrained.append([record, known[arch.key]])
+                elif arch.key in taken:  # drawn already this episode: its reward is not known
+                    continue
+                elif arch == brood.parent or (self.constraints and not all_satisfied(
+                        self.constraints, self.cost(arch))):
+                    untrained.append([record, 0.0])
+                else:
+                    children.append({
+                        "trial": first + len(children), "key": arch.key,
+                        "parent": brood.parent_trial, "parent_path": brood.parent_path,
+                        "transforms": [*brood.prefix, *(t for d in decisions for t in d.chosen)],
+                        "decisions": record})
+                    break
+        return children, untrained
 
     def _train(self, plan: dict[str, Any], trainer: ChildTrainer) -> dict[str, Any]:
         done = plan["done"]
@@ -300,12 +327,13 @@ class EditJob(ABC):
 
     def _update(self, controller: MetaController, optimizer: torch.optim.Optimizer,
                 state: dict[str, Any], plan: Mapping[str, Any], rows: list[dict]) -> None:
-        """REINFORCE: each trained child's reward, draws that were not trained (over the
-        budget, invalid, copies) 0; the advantage is the reward minus the moving-average
-        baseline."""
-        rewards = [r["reward"] for r in rows] + [0.0] * len(plan["rejected"])
-        trajectories = [c["decisions"] for c in plan["children"]] + list(plan["rejected"])
-        state["untrained_draws"] += len(plan["rejected"])
+        """REINFORCE on every draw of the episode: each trained child's reward, and the
+        rewards `_draw` gave the draws not trained; the advantage is the reward minus the
+        moving-average baseline."""
+        untrained = plan["untrained"]
+        rewards = [r["reward"] for r in rows] + [float(u[1]) for u in untrained]
+        trajectories = [c["decisions"] for c in plan["children"]] + [u[0] for u in untrained]
+        state["untrained_draws"] += len(untrained)
         state["rewards"] = [*state["rewards"], *rewards[:len(rows)]]
         baseline = state["baseline"]
         if baseline is None:

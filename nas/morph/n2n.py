@@ -12,12 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-
 from estimators.data import DataSplits
 from estimators.train import TrainRecipe
-from nas.morph.controller import MetaController, parse_transform
-from nas.morph.episodes import EditJob
+from nas.morph.controller import parse_transform
+from nas.morph.episodes import Brood, EditJob
 from nas.morph.settings import CompressSettings
 
 NARROW_STEPS = 2  # narrow decisions per student: one option smaller each time at most
@@ -56,38 +54,24 @@ class CompressJob(EditJob):
         return {"teacher": source["path"], "weight": s.distill_weight,
                 "temperature": s.temperature}
 
-    def draw_children(self, episode: int, first: int, rows: list[dict[str, Any]],
-                      source: Mapping[str, Any], controller: MetaController,
-                      generator: torch.Generator) -> tuple[list[dict[str, Any]], list]:
+    def brood(self, episode: int, rows: list[dict[str, Any]],
+              source: Mapping[str, Any]) -> Brood:
         """Removal students first; then narrowed students of the best removal student (by
         reward; the teacher itself if removal never paid)."""
-        s = self.settings
-        removing = episode < s.remove_episodes
-        base_transforms: list[str] = []
-        if not removing:
-            removals = [r for r in rows if r["batch"] < s.remove_episodes]
-            top = max(removals, key=lambda r: r["reward"], default=None)
-            if top is not None and top["reward"] > 0:
-                base_transforms = [t for t in top["transforms"].split("; ") if t]
-        base = self.space.parse(source["key"])
         from search_spaces.transforms import arch_after
 
-        for text in base_transforms:
+        s = self.settings
+        teacher = self.space.parse(source["key"])
+        if episode < s.remove_episodes:
+            return Brood(teacher, source["path"], -1, ("remove",))
+        removals = [r for r in rows if r["batch"] < s.remove_episodes]
+        top = max(removals, key=lambda r: r["reward"], default=None)
+        prefix = [t for t in top["transforms"].split("; ") if t] \
+            if top is not None and top["reward"] > 0 else []
+        base = teacher
+        for text in prefix:
             base = arch_after(self.space, base, parse_transform(text))
-        steps = ["remove"] if removing else ["narrow"] * NARROW_STEPS
-        children: list[dict[str, Any]] = []
-        refused: list[list] = []
-        for _ in range(s.children):
-            drawn = self.sample_child(base, controller, steps, generator, refused)
-            if drawn is None:
-                continue
-            decisions, arch = drawn
-            children.append({"trial": first + len(children), "key": arch.key, "parent": -1,
-                             "parent_path": source["path"],
-                             "transforms": base_transforms + [t for d in decisions
-                                                              for t in d.chosen],
-                             "decisions": [d.to_json() for d in decisions]})
-        return children, refused
+        return Brood(base, source["path"], -1, ("narrow",) * NARROW_STEPS, tuple(prefix))
 
     def reward(self, row: Mapping[str, Any], source: Mapping[str, Any]) -> float:
         metric = self.settings.target

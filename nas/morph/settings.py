@@ -10,6 +10,7 @@ from search_spaces import NasError
 
 POLICIES = ("reinforce", "random")
 TARGETS = ("params", "flops", "latency_ms")
+PARENTS = ("start", "best")  # where EAS children come from
 
 S = TypeVar("S", bound="EditSettings")
 
@@ -96,10 +97,11 @@ class GrowSettings(EditSettings):
     """`nas grow` (EAS). Defaults: docs/transform.md ("EAS")."""
 
     start: str  # a key of `space` or a trained model file (`nas train` or `nas export`)
+    parents: str = "start"  # every child from the start network (EAS), or "best" so far
     episodes: int = 8
     children: int = 5  # EAS: 10 per episode
-    widen_steps: int = 1  # widen-actor decisions per child (EAS: 4)
-    deepen_steps: int = 1  # deepen-actor decisions per child (EAS: 5)
+    widen_steps: int = 2  # widen-actor decisions per child (EAS: 4)
+    deepen_steps: int = 3  # deepen-actor decisions per child (EAS: 5)
     finetune_epochs: float = 1.0  # training of each child from its inherited weights
     start_epochs: int = 3  # training of a start given as a key
     noise: float = 0.01  # symmetry-breaking noise, relative to each weight tensor's spread
@@ -112,6 +114,9 @@ class GrowSettings(EditSettings):
                              "copies of their parent")
         _number("finetune_epochs", self.finetune_epochs, 0, low_open=True)
         _number("noise", self.noise, 0)
+        if self.parents not in PARENTS:
+            raise MorphError(f"parents must be one of {', '.join(PARENTS)}, got "
+                             f"{self.parents!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,5 +149,5 @@ class CompressSettings(EditSettings):
         check_distill(self.distill_weight, self.temperature)
 
 
-__all__ = ["POLICIES", "TARGETS", "CompressSettings", "EditSettings", "GrowSettings",
+__all__ = ["PARENTS", "POLICIES", "TARGETS", "CompressSettings", "EditSettings", "GrowSettings",
            "MorphError"]

@@ -28,7 +28,7 @@ def supernet(name: str):
 
 def input_for(space, arch, batch: int = 2) -> torch.Tensor:
     """ViT position embeddings fix the input size to the arch's own; the others run at 32."""
-    size = space.input_size(arch) if type(space).__name__ == "ViTSpace" else 32
+    size = space.input_size(arch) if type(space).__name__ in ("ViTSpace", "ResNASSpace") else 32
     return torch.randn(batch, CHANNELS, size, size, generator=torch.Generator().manual_seed(0))
 
 
