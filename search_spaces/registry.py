@@ -23,6 +23,7 @@ FAMILIES: dict[str, str] = {
     "resnet": "search_spaces.spaces.resnet",
     "densenet": "search_spaces.spaces.densenet",
     "vit": "search_spaces.spaces.vit",
+    "vit_resnas": "search_spaces.spaces.vit_resnas",
 }
 
 # built-in space name -> family
@@ -35,6 +36,7 @@ BUILTIN: dict[str, str] = {
     "densenet": "densenet",
     "vit": "vit",
     "vit-hybrid": "vit",
+    "vit-resnas": "vit_resnas",
 }
 
 

@@ -124,8 +124,9 @@ BAD_SETTINGS = [
     ("vit-hybrid", "kernels", [2, 3]), ("vit-hybrid", "conv_expands", [0]),
     ("vit-hybrid", "stem", True), ("vit-hybrid", "dropout", "x"),
     ("vit-hybrid", "classes", True), ("vit-resnas", "patch", 15),
-    ("vit-resnas", "widths", [[160], [100], [640]]), ("vit-resnas", "head_dims", [32, 48]), ("vit-resnas", "depths", [[0]] * 3),
-    ("vit-resnas", "resolutions", [200]), ("vit-resnas", "classes", True),
+    ("vit-resnas", "widths", [[160], [100], [640]]), ("vit-resnas", "head_dims", [32, 48]),
+    ("vit-resnas", "depths", [[0]] * 3), ("vit-resnas", "resolutions", [200]),
+    ("vit-resnas", "classes", True),
 ]
 
 

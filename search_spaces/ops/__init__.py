@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from torch import nn
 
-from search_spaces.ops import attention, cell, common, dense, inverted_residual, residual
+from search_spaces.ops import (
+    attention,
+    cell,
+    common,
+    dense,
+    inverted_residual,
+    residual,
+    resnas,
+)
 from search_spaces.ops.base import Cost, OpDef
 from search_spaces.ops.sparse import SparseConv2d, SparseLinear, make_conv, make_linear
 
 OPS: dict[str, OpDef] = {
     op.name: op
-    for module in (common, inverted_residual, residual, dense, attention, cell)
+    for module in (common, inverted_residual, residual, dense, attention, resnas, cell)
     for op in module.OP_DEFS
 }
 

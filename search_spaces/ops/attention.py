@@ -3,7 +3,7 @@ MOAT block (MBConv without SE, then pre-norm self-attention over the feature map
 
 Token tensors are (batch, tokens, dim); in_shape for token ops is (tokens, dim). Attention
 runs through `scaled_dot_product_attention`, whose q@k^T and attn@v the FLOP counter counts
-as 2 * tokens^2 * dim MACs per block (all heads together).
+as 2 * tokens^2 * width MACs per block (all heads together: dim, or heads x head_dim).
 """
 from __future__ import annotations
 
@@ -21,31 +21,45 @@ LN_EPS = 1e-6
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention: qkv Linear (bias) -> SDPA (scale head_dim^-0.5) -> proj."""
+    """Multi-head self-attention: qkv Linear (bias) -> SDPA (scale head_dim^-0.5) -> proj.
+    The heads split `dim` unless `head_dim` is given (ViT-ResNAS: heads x head_dim wide)."""
 
-    def __init__(self, dim: int, heads: int, density: float = 1.0):
+    def __init__(self, dim: int, heads: int, density: float = 1.0, head_dim: int | None = None):
         super().__init__()
-        _check_heads(dim, heads)
-        self.heads = heads
-        self.qkv = make_linear(dim, 3 * dim, bias=True, density=density)
-        self.proj = make_linear(dim, dim, bias=True, density=density)
+        inner = _inner_width(dim, heads, head_dim)
+        self.heads, self.inner = heads, inner
+        self.qkv = make_linear(dim, 3 * inner, bias=True, density=density)
+        self.proj = make_linear(inner, dim, bias=True, density=density)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        b, n, _ = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, self.inner // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         y = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(y.transpose(1, 2).reshape(b, n, c))
+        return self.proj(y.transpose(1, 2).reshape(b, n, self.inner))
 
     def extra_repr(self) -> str:
         return f"heads={self.heads}"
 
 
-def attention_cost(tokens: int, dim: int, density: float = 1.0) -> Cost:
-    """qkv and proj linears plus the two attention matmuls (activations: never sparse)."""
-    matmuls = 2 * tokens * tokens * dim
-    return (linear_cost(dim, 3 * dim, tokens, density=density)
-            + linear_cost(dim, dim, tokens, density=density) + Cost(matmuls, matmuls, 0))
+def attention_cost(tokens: int, dim: int, density: float = 1.0,
+                   inner: int | None = None) -> Cost:
+    """qkv and proj linears plus the two attention matmuls (activations: never sparse);
+    `inner`: the heads' total width when it is not `dim`."""
+    inner = inner or dim
+    matmuls = 2 * tokens * tokens * inner
+    return (linear_cost(dim, 3 * inner, tokens, density=density)
+            + linear_cost(inner, dim, tokens, density=density) + Cost(matmuls, matmuls, 0))
+
+
+def _inner_width(dim: int, heads: int, head_dim: int | None) -> int:
+    """The heads' total width: `dim` split among them, or heads x head_dim."""
+    if head_dim is not None:
+        if heads < 1 or head_dim < 1:
+            raise ValueError(f"heads={heads} and head_dim={head_dim} must be positive")
+        return heads * head_dim
+    _check_heads(dim, heads)
+    return dim
 
 
 def _check_heads(dim: int, heads: int) -> None:
@@ -100,10 +114,11 @@ def _grid(in_shape: tuple[int, ...], patch: int) -> tuple[int, int]:
 class TransformerBlock(nn.Module):
     """x + Attn(LN(x)); then x + fc2(GELU(fc1(LN(x)))). LayerNorm eps 1e-6 (timm ViT/DeiT)."""
 
-    def __init__(self, dim: int, heads: int, hidden: int, density: float = 1.0):
+    def __init__(self, dim: int, heads: int, hidden: int, density: float = 1.0,
+                 head_dim: int | None = None):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
-        self.attn = SelfAttention(dim, heads, density)
+        self.attn = SelfAttention(dim, heads, density, head_dim)
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         self.fc1 = make_linear(dim, hidden, bias=True, density=density)
         self.act = nn.GELU()
@@ -115,22 +130,25 @@ class TransformerBlock(nn.Module):
 
 
 class Transformer(OpDef):
-    """Pre-norm ViT block on (tokens, dim). Args: heads, hidden (MLP width), density."""
+    """Pre-norm ViT block on (tokens, dim). Args: heads, hidden (MLP width), density, and
+    head_dim (heads x head_dim wide attention; default: the heads split dim)."""
 
     name = "transformer"
 
-    def build(self, in_shape, *, heads: int, hidden: int, density: float = 1.0) -> nn.Module:
-        return TransformerBlock(in_shape[1], heads, hidden, density)
+    def build(self, in_shape, *, heads: int, hidden: int, density: float = 1.0,
+              head_dim: int | None = None) -> nn.Module:
+        return TransformerBlock(in_shape[1], heads, hidden, density, head_dim)
 
     def out_shape(self, in_shape, **_: Any) -> tuple[int, ...]:
         return tuple(in_shape)
 
-    def cost(self, in_shape, *, heads: int, hidden: int, density: float = 1.0) -> Cost:
+    def cost(self, in_shape, *, heads: int, hidden: int, density: float = 1.0,
+             head_dim: int | None = None) -> Cost:
         tokens, dim = in_shape
-        _check_heads(dim, heads)
+        inner = _inner_width(dim, heads, head_dim)
         mlp = (linear_cost(dim, hidden, tokens, density=density)
                + linear_cost(hidden, dim, tokens, density=density))
-        return attention_cost(tokens, dim, density) + mlp + norm_cost(dim) * 2
+        return attention_cost(tokens, dim, density, inner) + mlp + norm_cost(dim) * 2
 
 
 class TokenClassifier(nn.Module):

@@ -154,8 +154,8 @@ class Supernet(nn.Module):
             out = elastic.transformed_kernel(shared, t.shape, self.bank.matrices(t.key))
         elif t.kind == "qkv":
             out = elastic.qkv(shared, t.shape)
-        elif t.kind == "pos":
-            out = elastic.position_grid(shared, t.shape)
+        elif t.kind in ("pos", "grid"):
+            out = elastic.position_grid(shared, t.shape, cls=t.kind == "pos")
         else:
             out = elastic.leading(shared, t.shape)
         if self.channels_last and out.dim() == 4:

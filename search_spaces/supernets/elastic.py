@@ -56,18 +56,21 @@ def qkv(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return cut.reshape(shape)
 
 
-def position_grid(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """ViT position embeddings (1, 1 + G*G, D): the class token's row and the first D
-    channels kept; the G x G grid resampled bilinearly from the shared one (as timm resizes
-    position embeddings for another resolution)."""
+def position_grid(tensor: torch.Tensor, shape: tuple[int, ...],
+                  cls: bool = True) -> torch.Tensor:
+    """ViT position embeddings (1, 1 + G*G, D), or (1, G*G, D) without a class token row
+    (`cls` False: ViT-ResNAS's reductions): the class token's row and the first D channels
+    kept; the G x G grid resampled bilinearly from the shared one (as timm resizes position
+    embeddings for another resolution)."""
     _, tokens, dim = shape
     if tokens == tensor.shape[1]:
         return tensor[:, :, :dim]
-    grid, shared = _side(tokens - 1), _side(tensor.shape[1] - 1)
-    cls, rest = tensor[:, :1, :dim], tensor[:, 1:, :dim]
+    first = 1 if cls else 0
+    grid, shared = _side(tokens - first), _side(tensor.shape[1] - first)
+    head, rest = tensor[:, :first, :dim], tensor[:, first:, :dim]
     image = rest.reshape(1, shared, shared, dim).permute(0, 3, 1, 2)
     image = F.interpolate(image, size=(grid, grid), mode="bilinear", align_corners=False)
-    return torch.cat([cls, image.permute(0, 2, 3, 1).reshape(1, grid * grid, dim)], dim=1)
+    return torch.cat([head, image.permute(0, 2, 3, 1).reshape(1, grid * grid, dim)], dim=1)
 
 
 def _side(count: int) -> int:

@@ -5,7 +5,8 @@ Kinds: `slice` (leading part of every dimension: widths, expand ratios, MLP widt
 (channels sliced, spatial dims centre-cropped), `dwkernel` (a depthwise kernel: centre crop,
 optionally through OFA's kernel transform matrices), `qkv` (a fused q/k/v projection: each of
 the three parts sliced on its own), `pos` (ViT position embeddings: the grid is resampled to
-the token count) and `mask` (a sparse layer's mask: not stored, recomputed from the weight).
+the token count), `grid` (the same without a class token row: ViT-ResNAS's reductions) and
+`mask` (a sparse layer's mask: not stored, recomputed from the weight).
 Block templates are built on the meta device (no memory, no initialisation) and cached.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from search_spaces.ops.sparse import SparseConv2d, SparseLinear
 from search_spaces.space import BlockSpec
 from search_spaces.supernets.sharing import bank_key
 
-KINDS = ("slice", "kernel", "dwkernel", "qkv", "pos", "mask")
+KINDS = ("slice", "kernel", "dwkernel", "qkv", "pos", "grid", "mask")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ def _kind(name: str, shape: tuple[int, ...], depthwise: bool) -> str:
         return "qkv"
     if leaf == "pos_embed" and len(shape) == 3:
         return "pos"
+    if leaf == "grid_pos_embed" and len(shape) == 3:
+        return "grid"
     if len(shape) == 4 and leaf == "weight":
         return "dwkernel" if depthwise else "kernel"
     return "slice"
