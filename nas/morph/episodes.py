@@ -193,23 +193,16 @@ class EditJob(ABC):
         try:
             for episode in range(episodes, s.episodes):
                 plan = self._plan(episode, rows, source, controller)
-                if not plan["children"]:
-                    self.log(f"episode {episode + 1}: the controller drew no new child "
-                             f"in {RESAMPLES} tries per child; the run ends here")
-                    break
                 results = self._train(plan, trainer)
                 new = [self._row(child, results[str(child["trial"])], episode, source)
                        for child in plan["children"]]
                 rows += new
-                self._update(controller, optimizer, state, plan, new)
+                self._update(controller, optimizer, state, plan, rows)
                 checkpoint.save({**state, "controller": controller.state_json(),
                                  "optimizer": _json_optimizer(optimizer)}, rows, [anchor],
                                 episode + 1, time.perf_counter() - began, finished=False)
                 (self.run_dir / EPISODE_FILE).unlink(missing_ok=True)
-                top = best(rows)
-                self.log(f"episode {episode + 1}/{s.episodes}: best of its children "
-                         f"{max(r['acc'] for r in new):.2f} %, best so far {top['acc']:.2f} % "
-                         f"({top['key']}, {self.cost_metric} {top[self.cost_metric]:.4g})")
+                self._log_episode(episode, new, rows, len(plan["repeats"]))
         finally:
             trainer.close()
         if not rows:
@@ -222,6 +215,18 @@ class EditJob(ABC):
                                  "seconds": round(time.perf_counter() - began, 3)})
         return {"run_dir": str(self.run_dir), "trials": len(rows), "best": best(rows),
                 self.anchor_name: anchor, "summary": summary}
+
+    def _log_episode(self, episode: int, new: list[dict[str, Any]], rows: list[dict[str, Any]],
+                     repeats: int) -> None:
+        top = best(rows)
+        head = f"episode {episode + 1}/{self.settings.episodes}: "
+        if not new:  # a settled policy: every draw was a child trained before
+            self.log(head + f"no new child: {repeats} repeats of children trained before (the "
+                            f"controller still learns from their rewards)")
+            return
+        self.log(head + f"best of its {len(new)} new children {max(r['acc'] for r in new):.2f} "
+                        f"%, best so far {top['acc']:.2f} % ({top['key']}, {self.cost_metric} "
+                        f"{top[self.cost_metric]:.4g})")
 
     def _record_data(self, data: DataSplits, info: Mapping[str, Any]) -> None:
         """What `nas export` builds the winner for: the source model's classes and input."""
@@ -241,8 +246,9 @@ class EditJob(ABC):
                 return plan
         s = self.settings
         generator = torch.Generator().manual_seed(s.seed * 1_000_003 + episode)
-        children, untrained = self._draw(len(rows), rows, self.brood(episode, rows, source),
-                                         controller, generator)
+        children, refused, repeats = self._draw(len(rows), rows,
+                                                self.brood(episode, rows, source), controller,
+                                                generator)
         for child in children:
             trial = child["trial"]
             made = make_child(Path(child.pop("parent_path")),
@@ -252,27 +258,29 @@ class EditJob(ABC):
                               {"parent": child["parent"], "transforms": child["transforms"]})
             if made.key != child["key"]:  # the driver's arch walk and the weights disagree
                 raise NasError(f"child {trial}: edited to {made.key}, expected {child['key']}")
-        plan = {"episode": episode, "children": children, "untrained": untrained, "done": {}}
+        plan = {"episode": episode, "children": children, "refused": refused,
+                "repeats": repeats, "done": {}}
         write_json(self.run_dir, path, plan)
         return plan
 
     def _draw(self, first: int, rows: list[dict[str, Any]], brood: Brood,
               controller: MetaController, generator: torch.Generator
-              ) -> tuple[list[dict[str, Any]], list[list]]:
-        """Up to `children` new children, each drawn up to RESAMPLES times. Draws that are
-        not trained go to the second list as [decisions, reward], for the update:
-        - over the budget, edits that cannot go together (N2N's invalid student) and copies
-          of the parent: reward 0. N2N's reward of a student equal to its teacher is 0, and
-          a policy that learned to choose nothing must pay for it, or it stops making children;
-        - a child this run trained already: its reward (EAS's net pool), not trained again.
-        Fewer children when the draws run out (the largest network, or a settled policy)."""
+              ) -> tuple[list[dict[str, Any]], list[list], list[list]]:
+        """The episode's `children` draws. Each is drawn again (up to RESAMPLES times) while it
+        cannot be trained: over the budget, edits that cannot go together (N2N's invalid
+        student) or a copy of the parent; those draws get reward 0 (N2N's reward of a student
+        equal to its teacher is 0, and a policy that learned to choose nothing must pay for
+        it, or it would stop making children). A draw of a child trained already, by this
+        run or earlier in this episode, is not trained again and gets that child's reward (as
+        EAS's net pool does). Returns the new children, the [decisions, 0] of refused draws
+        and the [decisions, key] of repeats."""
         from search_spaces.transforms import TransformError, arch_after
 
-        known = {r["key"]: r["reward"] for r in rows}
         children: list[dict[str, Any]] = []
-        untrained: list[list] = []
+        refused: list[list] = []
+        repeats: list[list] = []
+        seen = {r["key"] for r in rows}
         for _ in range(self.settings.children):
-            taken = {c["key"] for c in children}
             for _ in range(RESAMPLES):
                 arch, decisions = brood.parent, []
                 try:
@@ -282,24 +290,24 @@ class EditJob(ABC):
                         for text in decision.chosen:
                             arch = arch_after(self.space, arch, parse_transform(text))
                 except TransformError:
-                    untrained.append([[d.to_json() for d in decisions], 0.0])
+                    refused.append([[d.to_json() for d in decisions], 0.0])
                     continue
                 record = [d.to_json() for d in decisions]
-                if arch.key in known:
-                    untrained.append([record, known[arch.key]])
-                elif arch.key in taken:  # drawn already this episode: its reward is not known
-                    continue
-                elif arch == brood.parent or (self.constraints and not all_satisfied(
+                if arch == brood.parent or (self.constraints and not all_satisfied(
                         self.constraints, self.cost(arch))):
-                    untrained.append([record, 0.0])
+                    refused.append([record, 0.0])
+                    continue
+                if arch.key in seen:
+                    repeats.append([record, arch.key])
                 else:
+                    seen.add(arch.key)
                     children.append({
                         "trial": first + len(children), "key": arch.key,
                         "parent": brood.parent_trial, "parent_path": brood.parent_path,
                         "transforms": [*brood.prefix, *(t for d in decisions for t in d.chosen)],
                         "decisions": record})
-                    break
-        return children, untrained
+                break
+        return children, refused, repeats
 
     def _train(self, plan: dict[str, Any], trainer: ChildTrainer) -> dict[str, Any]:
         done = plan["done"]
@@ -327,14 +335,19 @@ class EditJob(ABC):
 
     def _update(self, controller: MetaController, optimizer: torch.optim.Optimizer,
                 state: dict[str, Any], plan: Mapping[str, Any], rows: list[dict]) -> None:
-        """REINFORCE on every draw of the episode: each trained child's reward, and the
-        rewards `_draw` gave the draws not trained; the advantage is the reward minus the
-        moving-average baseline."""
-        untrained = plan["untrained"]
-        rewards = [r["reward"] for r in rows] + [float(u[1]) for u in untrained]
-        trajectories = [c["decisions"] for c in plan["children"]] + [u[0] for u in untrained]
-        state["untrained_draws"] += len(untrained)
-        state["rewards"] = [*state["rewards"], *rewards[:len(rows)]]
+        """REINFORCE on every draw of the episode (`rows`: every trained child so far): each
+        child's reward, a repeat's the child it repeats, a refused draw 0; the advantage is
+        the reward minus the moving-average baseline."""
+        reward_of = {r["key"]: r["reward"] for r in rows}
+        new = [reward_of[c["key"]] for c in plan["children"]]
+        rewards = new + [float(u[1]) for u in plan["refused"]] + \
+            [reward_of[key] for _, key in plan["repeats"]]
+        trajectories = [c["decisions"] for c in plan["children"]] + \
+            [u[0] for u in plan["refused"]] + [d for d, _ in plan["repeats"]]
+        state["untrained_draws"] += len(plan["refused"]) + len(plan["repeats"])
+        state["rewards"] = [*state["rewards"], *new]
+        if not rewards:
+            return
         baseline = state["baseline"]
         if baseline is None:
             baseline = sum(rewards) / len(rewards)

@@ -115,12 +115,13 @@ def test_reinforce_moves_the_policy_towards_rewarded_choices(space_file):
 
     before = stage3_probability()
     generator = torch.Generator().manual_seed(1)
-    for _ in range(8):
+    for episode in range(8):
         decisions = [[controller.sample(space, arch, "deepen", generator)] for _ in range(6)]
-        rows = [{"reward": eas_reward(90.0 if d[0].chosen == ("deepen stage 3",) else 10.0)}
-                for d in decisions]
-        plan = {"children": [{"decisions": [x.to_json() for x in d]} for d in decisions],
-                "untrained": []}
+        keys = [f"child-{episode}-{i}" for i in range(6)]
+        rows = [{"key": key, "reward": eas_reward(90.0 if d[0].chosen == ("deepen stage 3",)
+                                                  else 10.0)} for key, d in zip(keys, decisions)]
+        plan = {"children": [{"key": key, "decisions": [x.to_json() for x in d]}
+                             for key, d in zip(keys, decisions)], "refused": [], "repeats": []}
         job._update(controller, optimizer, state, plan, rows)
     assert stage3_probability() > before + 0.2
     frozen = GrowJob(settings(space_file, policy="random"), "/nonexistent-not-written")
@@ -131,8 +132,8 @@ def test_reinforce_moves_the_policy_towards_rewarded_choices(space_file):
 
 
 def test_draws_that_are_not_trained_still_teach_the_controller(space_file):
-    """A child this run trained already gets its known reward and is not trained again; a copy
-    of the parent gets 0."""
+    """A repeat of a child trained already is not trained again and gets that child's reward;
+    a copy of the parent is drawn again and gets 0."""
     from nas.morph.episodes import RESAMPLES, Brood
 
     job = GrowJob(settings(space_file), "/nonexistent-not-written")
@@ -142,15 +143,22 @@ def test_draws_that_are_not_trained_still_teach_the_controller(space_file):
     controller = MetaController(EAS_ACTORS, seed=0)
     brood = Brood(parent, "unused.pt", -1, ("deepen",))
     generator = torch.Generator().manual_seed(0)
-    children, untrained = job._draw(1, [{"key": only.key, "reward": 7.0}], brood, controller,
-                                    generator)
-    assert children == [] and len(untrained) == 2 * RESAMPLES
-    assert all(reward == 7.0 for _, reward in untrained)
-    children, untrained = job._draw(0, [], brood, controller, generator)
-    assert [c["key"] for c in children] == [only.key] and untrained == []  # no duplicate
+    children, refused, repeats = job._draw(1, [{"key": only.key, "reward": 7.0}], brood,
+                                           controller, generator)
+    assert children == [] and refused == [] and [k for _, k in repeats] == [only.key] * 2
+    children, refused, repeats = job._draw(0, [], brood, controller, generator)
+    assert [c["key"] for c in children] == [only.key] and [k for _, k in repeats] == [only.key]
+    repeat_of_only = repeats
     widen_only = Brood(space.max_arch(), "unused.pt", -1, ("widen",))
-    children, untrained = job._draw(0, [], widen_only, controller, generator)
-    assert children == [] and {reward for _, reward in untrained} == {0.0}  # copies
+    children, refused, repeats = job._draw(0, [], widen_only, controller, generator)
+    assert children == [] == repeats and len(refused) == 2 * RESAMPLES  # copies: reward 0
+    assert {reward for _, reward in refused} == {0.0}
+    # the update gives a repeat the reward of the child it repeats
+    state = {"baseline": None, "untrained_draws": 0, "rewards": []}
+    plan = {"children": [], "refused": [], "repeats": repeat_of_only}
+    job._update(controller, torch.optim.Adam(controller.parameters()), state, plan,
+                [{"key": only.key, "reward": 7.0}])
+    assert state["baseline"] == pytest.approx(7.0) and state["untrained_draws"] == 1
 
 
 def test_parents_best_grows_the_best_child_so_far(space_file, tmp_path):
@@ -185,10 +193,12 @@ def test_a_run_writes_a_search_run_folder(space_file, tmp_path):
     run = tmp_path / "run"
     result = GrowJob(settings(space_file), run, log=lambda _: None).run()
     rows = json.loads((run / "checkpoint.json").read_text())["trials"]
-    assert len(rows) == 4 and result["trials"] == 4
-    assert [r["batch"] for r in rows] == [0, 0, 1, 1]
+    # 2 episodes x 2 draws; a repeat of a child trained before is not trained again
+    assert 2 <= len(rows) == result["trials"] <= 4
+    assert len(rows) + result["summary"]["untrained_draws"] >= 4
+    assert [r["batch"] for r in rows] == sorted(r["batch"] for r in rows)
     assert all(r["parent"] == -1 for r in rows)  # every child grows the start network (EAS)
-    assert len({r["key"] for r in rows}) == 4  # a child trained already is not trained again
+    assert len({r["key"] for r in rows}) == len(rows)  # no child is trained twice
     for row in rows:
         assert row["transforms"] and 0 <= row["acc"] <= 100 and row["flops"] > 0
         assert (run / "children" / f"{row['trial']}.pt").is_file()
@@ -262,7 +272,8 @@ def test_a_kill_mid_episode_keeps_the_finished_children(space_file, tmp_path, mo
     assert rows[0]["acc"] == plan["done"]["0"]["acc"] and len(rows) == 2
     # more episodes continue the run; other settings are refused
     GrowJob(settings(space_file, episodes=2), run, log=lambda _: None).run()
-    assert len(json.loads((run / "checkpoint.json").read_text())["trials"]) == 4
+    saved = json.loads((run / "checkpoint.json").read_text())
+    assert saved["batches"] == 2 and saved["trials"][:2] == rows
     with pytest.raises(MorphError, match="other settings"):
         GrowJob(settings(space_file, episodes=3, lr=0.5), run, log=lambda _: None).run()
 
