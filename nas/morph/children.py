@@ -47,7 +47,8 @@ def save_inherited(path: Path, arch: Arch, model: nn.Module, parent: Mapping[str
         "resolution": parent["resolution"],
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
         "epochs_done": 0, "epochs": 0, "complete": True, "history": [], "recipe": {},
-        "data": parent["data"], "seed": parent["seed"], "inherited": dict(record)})
+        "data": parent.get("data") or {}, "seed": parent.get("seed", 0),
+        "inherited": dict(record)})
 
 
 def make_child(parent_path: Path, transforms: Sequence[Transform], out: Path, noise: float,

@@ -169,12 +169,18 @@ class EditJob(ABC):
         s = self.settings
         data = load_data(s.data, s.data_dir, val_fraction=s.val_fraction, seed=s.seed)
         path = self.source_model(data)
-        _, info = load_model(path)
+        model, info = load_model(path)
         self._record_data(data, info)
-        source = {"path": str(path), "trial": -1, "key": info["key"], "acc": info.get("val_acc"),
-                  **self.cost(model_arch(info))}
-        anchor = {"name": self.anchor_name, "key": info["key"], "acc": info.get("val_acc"),
-                  "test_acc": info.get("test_acc"), **self.cost(model_arch(info))}
+        accuracy = {"acc": info.get("val_acc"), "test_acc": info.get("test_acc")}
+        if accuracy["acc"] is None:  # a `nas export` file: score it as the children are
+            from estimators.train import evaluate
+
+            accuracy = {split_name: evaluate(model, data, split, resolution=info["resolution"])
+                        for split_name, split in (("acc", "val"), ("test_acc", "test"))}
+        costs = self.cost(model_arch(info))
+        source = {"path": str(path), "trial": -1, "key": info["key"], "acc": accuracy["acc"],
+                  **costs}
+        anchor = {"name": self.anchor_name, "key": info["key"], **accuracy, **costs}
         controller = MetaController(self.actors, seed=s.seed)
         optimizer = torch.optim.Adam(controller.parameters(), lr=s.lr)
         checkpoint = Checkpoint(self.run_dir)

@@ -128,3 +128,20 @@ def test_resume_and_one_line_errors(teacher, tmp_path, capsys):
     with pytest.raises(MorphError, match="other settings"):
         CompressJob(settings(teacher, episodes=2, children=1, train_images=128,
                              student_epochs=2.0), run, log=lambda _: None).run()
+
+
+def test_a_teacher_exported_without_accuracy_is_scored_first(teacher, tmp_path):
+    from estimators.checkpoints import read_model_file
+
+    payload = read_model_file(teacher)
+    exported = tmp_path / "exported.pt"
+    torch.save({"format": 1, "key": payload["key"], "space": payload["space"]["name"],
+                "num_classes": payload["num_classes"], "in_channels": payload["in_channels"],
+                "resolution": payload["resolution"], "state_dict": payload["state_dict"]},
+               exported)
+    result = CompressJob(settings(exported, episodes=1, children=1), tmp_path / "run",
+                         log=lambda _: None).run()
+    assert result["teacher"]["acc"] == pytest.approx(payload["val_acc"], abs=1e-6)
+    assert result["best"]["reward"] == pytest.approx(n2n_reward(
+        result["best"]["acc"], payload["val_acc"], result["best"]["params"],
+        result["teacher"]["params"]), abs=1e-6)
