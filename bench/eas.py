@@ -83,6 +83,13 @@ def run_search(seeds: list[int], policies: list[str], lr: float | None = None) -
                     log=lambda text: print(text, flush=True)).run()
 
 
+def finished(policy: str, seed: int) -> bool:
+    """All its episodes done (a repeat of a trained child is not trained again, so a run may
+    train fewer than episodes x children)."""
+    path = OUT / "runs" / f"{policy}-s{seed}" / "checkpoint.json"
+    return path.is_file() and json.loads(path.read_text())["batches"] >= SETTINGS["episodes"]
+
+
 def rows_of(policy: str, seed: int) -> list[dict]:
     """`policy` is a run-name prefix: `reinforce`, `random`, `reinforce-lr0.01`."""
     path = OUT / "runs" / f"{policy}-s{seed}" / "checkpoint.json"
@@ -137,13 +144,12 @@ def best_curve(rows: list[dict]) -> list[float]:
 def report(seeds: list[int], plot: bool, variants: list[str]) -> dict:
     summary: dict = {"settings": SETTINGS, "start": START, "seeds": seeds, "policies": {}}
     for policy in [*POLICIES, *variants]:
-        runs = [rows_of(policy, s) for s in seeds]
-        runs = [r for r in runs if len(r) >= SETTINGS["episodes"] * SETTINGS["children"]]
+        runs = [rows_of(policy, s) for s in seeds if finished(policy, s)]
         best = [max(r, key=lambda x: x["acc"]) for r in runs]
         acc, se = mean_se([b["acc"] for b in best])
         test, test_se = mean_se([b["test_acc"] for b in best])
         summary["policies"][policy] = {
-            "runs": len(runs), "best_val_acc": acc, "best_val_se": se, "best_test_acc": test,
+            "runs": len(runs), "trained_children": [len(r) for r in runs], "best_val_acc": acc, "best_val_se": se, "best_test_acc": test,
             "best_test_se": test_se, "best_keys": [b["key"] for b in best],
             "best_mflops": [b["flops"] / 1e6 for b in best],
             "train_seconds_per_child": statistics.median(

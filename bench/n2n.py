@@ -73,6 +73,13 @@ def run_search(seeds: list[int], policies: list[str]) -> None:
             CompressJob(settings, run, log=lambda text: print(text, flush=True)).run()
 
 
+def finished(policy: str, seed: int) -> bool:
+    """All its episodes done (a repeat of a trained child is not trained again, so a run may
+    train fewer than episodes x children)."""
+    path = OUT / "runs" / f"{policy}-s{seed}" / "checkpoint.json"
+    return path.is_file() and json.loads(path.read_text())["batches"] >= SETTINGS["episodes"]
+
+
 def rows_of(policy: str, seed: int) -> list[dict]:
     path = OUT / "runs" / f"{policy}-s{seed}" / "checkpoint.json"
     return json.loads(path.read_text())["trials"] if path.is_file() else []
@@ -128,13 +135,12 @@ def report(seeds: list[int], plot: bool) -> dict:
     teacher = teacher_info()
     summary: dict = {"settings": SETTINGS, "teacher": teacher, "seeds": seeds, "policies": {}}
     for policy in POLICIES:
-        runs = [rows_of(policy, s) for s in seeds]
-        runs = [r for r in runs if len(r) >= SETTINGS["episodes"] * SETTINGS["children"]]
+        runs = [rows_of(policy, s) for s in seeds if finished(policy, s)]
         best_reward = [max(r, key=lambda x: x["reward"]) for r in runs]
         best_5x = [max(compressed(r, teacher["params"]), key=lambda x: x["acc"],
                        default=None) for r in runs]
         summary["policies"][policy] = {
-            "runs": len(runs),
+            "runs": len(runs), "trained_children": [len(r) for r in runs],
             "best_reward": mean_se([b["reward"] for b in best_reward]),
             "best_reward_compression": [teacher["params"] / b["params"] for b in best_reward],
             "best_reward_val_acc": [b["acc"] for b in best_reward],
