@@ -63,9 +63,7 @@ def run_search(seeds: list[int], policies: list[str]) -> None:
     for seed in seeds:
         for policy in policies:
             run = OUT / "runs" / f"{policy}-s{seed}"
-            checkpoint = run / "checkpoint.json"
-            if checkpoint.is_file() and \
-                    json.loads(checkpoint.read_text())["batches"] >= SETTINGS["episodes"]:
+            if (run / "summary.json").is_file():  # finished
                 continue
             print(f"== {policy} seed {seed}", flush=True)
             settings = CompressSettings(teacher=str(TEACHER), space=SPACE, policy=policy,
@@ -74,15 +72,18 @@ def run_search(seeds: list[int], policies: list[str]) -> None:
 
 
 def finished(policy: str, seed: int) -> bool:
-    """All its episodes done (a repeat of a trained child is not trained again, so a run may
-    train fewer than episodes x children)."""
-    path = OUT / "runs" / f"{policy}-s{seed}" / "checkpoint.json"
-    return path.is_file() and json.loads(path.read_text())["batches"] >= SETTINGS["episodes"]
+    """All its episodes done: summary.json is written when a run ends (a repeat of a trained
+    child is not trained again, so a run may train fewer than episodes x children)."""
+    return (OUT / "runs" / f"{policy}-s{seed}" / "summary.json").is_file()
 
 
 def rows_of(policy: str, seed: int) -> list[dict]:
-    path = OUT / "runs" / f"{policy}-s{seed}" / "checkpoint.json"
-    return json.loads(path.read_text())["trials"] if path.is_file() else []
+    """The trials of run `policy-s<seed>` (`policy` is a run-name prefix: reinforce, random,
+    reinforce-lr0.01), read from trials.csv: checkpoint.json is not committed."""
+    from nas.run_folder import read_trials
+
+    path = OUT / "runs" / f"{policy}-s{seed}" / "trials.csv"
+    return read_trials(path) if path.is_file() else []
 
 
 def teacher_info() -> dict:
