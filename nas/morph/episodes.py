@@ -71,7 +71,7 @@ class EditJob(ABC):
         self.run_dir = Path(run_dir)
         self.log: Log = log or (lambda text: sys.stderr.write(text + "\n"))
         self.constraints = parse_budget(settings.budget)
-        self.space_name = self._space_name()
+        self.space_name, classes = self._source_space()
         self.space = get_space(self.space_name)
         self.objectives = (Objective("acc", "maximize"), Objective(self.cost_metric, "minimize"))
         # as given (a space file's path stays a path, so the run reads back anywhere)
@@ -81,7 +81,9 @@ class EditJob(ABC):
                                  "train_images": settings.train_images},
             {"name": settings.data, "dir": settings.data_dir,
              "val_fraction": settings.val_fraction}, settings.device, settings.seed,
-            settings.threads)
+            settings.threads, cost_classes=classes)
+        # costs of the networks as they are (the data's classes in the head), not with the
+        # space's ImageNet head as `nas search` counts them: N2N's compression is a ratio
         self.cost = Evaluator(self.eval_config, shared={}).cost
 
     # --- what a subclass says ----------------------------------------------------------------
@@ -113,22 +115,25 @@ class EditJob(ABC):
         return None
 
     # --- setup ---------------------------------------------------------------------------------
-    def _space_name(self) -> str:
+    def _source_space(self) -> tuple[str, int]:
+        """The space of the start/teacher network and its number of classes."""
         s = self.settings
         given = str(getattr(s, s.SOURCE))
         path = Path(given).expanduser()
         if path.is_file():
-            name = arch_of(read_model_file(path), path).search_space.name
+            payload = read_model_file(path)
+            name = arch_of(payload, path).search_space.name
             if s.space is not None and get_space(s.space).name != name:
                 raise MorphError(f"{path} holds a network of space {name}, not {s.space}")
-            return name
+            return name, int(payload["num_classes"])
         if s.SOURCE != "start":
             raise MorphError(f"{s.SOURCE} model {given} does not exist")
         if s.space is None:
             raise MorphError(f"--start {given!r} is not a model file; give --space for a key")
         space = get_space(s.space)
         space.parse(given)  # a bad key fails now
-        return space.name
+        data = load_data(s.data, s.data_dir, val_fraction=s.val_fraction, seed=s.seed)
+        return space.name, data.num_classes
 
     def _config(self) -> dict[str, Any]:
         return clean_json({

@@ -80,8 +80,10 @@ def test_removal_then_narrowing_students_learn_from_the_teacher(teacher, tmp_pat
         expected = n2n_reward(row["acc"], result["teacher"]["acc"], row["params"],
                               teacher_params)
         assert row["reward"] == pytest.approx(expected)
-        _, info = load_model(run / "children" / f"{row['trial']}.pt")
+        student, info = load_model(run / "children" / f"{row['trial']}.pt")
         assert info["distill"]["teacher"] == str(teacher)
+        # costs are the trained network's (10 classes), not the space's 1000-class head
+        assert row["params"] == sum(p.numel() for p in student.parameters())
     best_removal = max(rows[:2], key=lambda r: r["reward"])
     if best_removal["reward"] > 0:  # the second policy narrows the best removal student
         assert all(r["transforms"].startswith(best_removal["transforms"]) for r in rows[2:])
