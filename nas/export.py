@@ -57,6 +57,9 @@ def export(run_ref: str | Path, out: str | Path, rank: int = 1, epochs: float = 
     if onnx:
         check_output_file(out.with_suffix(".onnx"), "--onnx")
     run = load_run(run_ref, results_root, warn=warn)
+    if run.config.get("command") == "nas stitch":  # its rows are stitches, not architectures
+        raise ExportError(f"{run.path} is a `nas stitch` run: its stitches are one network, "
+                          f"{run.path / 'stitched.pt'} (nas.stitch.load_stitched, set_stitch)")
     row = pick(run, rank)
     _check_listed(run, rank, row, warn)
     evaluation = run.config["evaluation"]

@@ -9,14 +9,24 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nas.cli import benchmark, evaluate, explore, latency, morph, search, supernet, train
+from nas.cli import (
+    benchmark,
+    evaluate,
+    explore,
+    latency,
+    morph,
+    search,
+    stitch,
+    supernet,
+    train,
+)
 from nas.cli.common import EXIT_USAGE, Parser
 from nas.differentiable import cli as differentiable
 from search_spaces import NasError
 
 # In the order `nas --help` lists them.
-COMMAND_MODULES = (explore, evaluate, train, search, morph, latency, differentiable, supernet,
-                   benchmark)
+COMMAND_MODULES = (explore, evaluate, train, search, morph, stitch, latency, differentiable,
+                   supernet, benchmark)
 
 
 def build_parser() -> argparse.ArgumentParser:

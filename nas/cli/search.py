@@ -173,8 +173,13 @@ def _kept(run_dir: Path) -> dict[str, Any]:
         old = read_json(path)
     except ResultsError:
         return {}
-    return {k: old[k] for k in ("runner", "search_seconds") if k in old} \
-        if isinstance(old, dict) else {}
+    if not isinstance(old, dict):
+        return {}
+    # a command may name more of its own figures to keep (`nas stitch`: its "kept" list)
+    more = [k for k in old.get("kept", []) if isinstance(k, str)] \
+        if isinstance(old.get("kept"), list) else []
+    keys = ["runner", "search_seconds", *more, *(["kept"] if more else [])]
+    return {k: old[k] for k in keys if k in old}
 
 
 def cmd_export(args: argparse.Namespace) -> int:

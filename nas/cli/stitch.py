@@ -1,0 +1,140 @@
+"""`nas stitch`: Stitchable Neural Networks from 2-3 trained models of one space family
+(library: `nas.stitch`; docs/stitch.md). No --resume: a run is short; a folder holding a run
+is refused."""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from nas.cli.common import CommandAdder, emit, non_negative_int, positive_int, seed, threads
+
+
+def _epochs(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1e6:
+        raise argparse.ArgumentTypeError(f"expected a number of epochs >= 0, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
+
+
+# flag -> (settings field, type, help)
+FLAGS = {
+    "--epochs": ("epochs", _epochs, "joint training epochs (0: score right after "
+                                    "initialisation)"),
+    "--lr": ("lr", _positive, "peak SGD learning rate (cosine)"),
+    "--batch-size": ("batch_size", positive_int, "training batch"),
+    "--train-images": ("train_images", positive_int, "cap on training images per epoch"),
+    "--sampling": ("sampling", str, "stitch of each step: uniform, or flops (the FLOPs "
+                                    "range covered evenly, SN-Netv2)"),
+    "--buckets": ("buckets", positive_int, "FLOPs intervals of --sampling flops"),
+    "--init": ("init", str, "stitching layers: lstsq (least squares on paired activations) or "
+                            "random (to measure what least squares gives)"),
+    "--init-images": ("init_images", positive_int, "images of the least-squares fit"),
+    "--bn-images": ("bn_images", non_negative_int, "images measuring each stitch's "
+                                                   "BatchNorm statistics (0: shared ones)"),
+    "--eval-images": ("eval_images", positive_int, "cap on images scored per split"),
+    "--data": ("data", str, "data set (default: the first anchor's)"),
+    "--data-dir": ("data_dir", str, "folder of the data set"),
+    "--val-fraction": ("val_fraction", _fraction, "share of the training set held out "
+                                                  "(default: the first anchor's)"),
+    "--seed": ("seed", seed, "validation split, initialisation, sampling, data order"),
+    "--threads": ("threads", threads, "torch threads"),
+    "--device": ("device", str, "cpu or cuda: time every stitch there (latency_ms)"),
+}
+
+
+def cmd_stitch(args: argparse.Namespace) -> int:
+    from nas.results import clean_json
+    from nas.run_folder import new_run_dir
+    from nas.run_lock import check_output_dir
+    from nas.stitch import StitchSettings, run_stitch
+
+    given = {field: getattr(args, field) for field, _, _ in FLAGS.values()
+             if getattr(args, field) is not None}
+    settings = StitchSettings(anchors=tuple(args.anchors), two_way=not args.one_way,
+                              distill=args.distill, **given)
+    if args.out is not None:
+        run_dir = check_output_dir(args.out, "--out")
+        if (run_dir / "config.json").exists():
+            from nas.stitch import StitchError
+
+            raise StitchError(f"{run_dir} already holds a run; choose another --out")
+    else:
+        run_dir = new_run_dir(args.results, Path(settings.anchors[0]).stem,
+                              f"stitch-{settings.sampling}", settings.seed)
+    log = (lambda text: None) if (args.quiet or args.json) else (
+        lambda text: sys.stderr.write(text + "\n"))
+    try:
+        result = run_stitch(settings, run_dir, log)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"interrupted: {run_dir} is incomplete; start again with another "
+                         f"--out\n")
+        return 130
+    best, summary = result["best"], result["summary"]
+    text = "\n".join([
+        f"run folder: {run_dir}",
+        *(f"{a['name']}: {a['key']}  val {a['acc']:.2f} %  flops {a['flops']:.4g}"
+          for a in result["anchors"]),
+        f"{result['stitches']} stitches, {summary['front_size']} on the front; "
+        f"{summary['above_line']} of {summary['stitched']} stitched on or above the anchors' "
+        f"line; hypervolume {summary['hypervolume']:.4f} (anchors alone "
+        f"{summary['anchors_hypervolume']:.4f})",
+        f"best: {best['key']}  val {best['acc']:.2f} % (test {best['test_acc']:.2f} %)  "
+        f"flops {best['flops']:.4g}",
+        f"the family: {result['stitched']} (nas.stitch.load_stitched); `nas report "
+        f"{run_dir}` lists the front"])
+    payload = {k: result[k] for k in ("run_dir", "stitches", "anchors", "best", "stitched",
+                                      "summary")}
+    emit(args, clean_json(payload), text)
+    return 0
+
+
+def register(command: CommandAdder) -> None:
+    from nas.stitch import StitchSettings
+
+    defaults = {f.name: f.default for f in fields(StitchSettings)}
+    p = command("stitch", cmd_stitch,
+                "SN-Net: stitch 2-3 trained models of one space family into one network of "
+                "many accuracy/cost trade-offs, trained together, each scored")
+    p.add_argument("--anchors", nargs="+", required=True, metavar="MODEL",
+                   help="trained model files (`nas train` / `nas export`) of one space family")
+    for flag, (field, kind, text) in FLAGS.items():
+        default = defaults[field]
+        shown = f"{default:.4g}" if isinstance(default, float) else default
+        p.add_argument(flag, dest=field, type=kind, default=None,
+                       help=f"{text} (default {shown})")
+    p.add_argument("--one-way", action="store_true",
+                   help="stitch small -> large only (SN-Net), not both ways (SN-Netv2)")
+    p.add_argument("--distill", action="store_true",
+                   help="also learn from the largest anchor as given (a frozen copy)")
+    p.add_argument("--out", help="run folder (default results/<first anchor>-stitch-"
+                                 "<sampling>-s<seed>-<time>)")
+    p.add_argument("--results", default="results", help="where new run folders go")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+__all__ = ["cmd_stitch", "register"]
