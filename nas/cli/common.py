@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -48,6 +49,21 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
     return value
+
+
+def number_in(low: float, high: float, what: str, low_open: bool = False
+              ) -> Callable[[str], float]:
+    """An argparse type: a number in [low, high) (or (low, high) with `low_open`)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not ((value > low if low_open else value >= low) and value < high):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
 
 
 MAX_SEED = 2 ** 63 - 1  # numpy refuses negative seeds, torch those of 64 bits and more

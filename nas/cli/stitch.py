@@ -8,37 +8,19 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from nas.cli.common import CommandAdder, emit, non_negative_int, positive_int, seed, threads
+from nas.cli.common import (
+    CommandAdder,
+    emit,
+    non_negative_int,
+    number_in,
+    positive_int,
+    seed,
+    threads,
+)
 
-
-def _epochs(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1e6:
-        raise argparse.ArgumentTypeError(f"expected a number of epochs >= 0, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < 1e6:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
-    return value
+_epochs = number_in(0, 1e6, "a number of epochs >= 0")
+_positive = number_in(0, 1e6, "a positive number", low_open=True)
+_fraction = number_in(0, 1, "a number between 0 and 1", low_open=True)
 
 
 # flag -> (settings field, type, help)
