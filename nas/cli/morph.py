@@ -132,12 +132,12 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if result is None:
         return 130
     teacher, metric = result["teacher"], settings.target
-    rows = result["summary"]
+    summary = result["summary"]
     text = "\n".join([
         f"run folder: {run_dir}",
         f"teacher: {teacher['key']}  val {teacher['acc']:.2f} %  {metric} {teacher[metric]:.4g}",
         _best_line(result["best"], metric, result["trials"]),
-        f"front: {rows['front_size']} students; `nas report {run_dir}` lists them, `nas export "
+        f"front: {summary['front_size']} students; `nas report {run_dir}` lists them, `nas export "
         f"{run_dir} --rank K` writes one with its trained weights"])
     emit(args, {k: result[k] for k in ("run_dir", "trials", "best", "teacher")}, text)
     return 0
