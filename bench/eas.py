@@ -24,10 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
+from morph_runs import Runs, mean_se  # noqa: E402  (bench/ is the script's folder)
+
 OUT = ROOT / "results" / "bench" / "eas"
 SPACE = str(ROOT / "bench" / "spaces" / "eas_plain.yaml")
 START = "plain-d1.1.1-w0.5.0.5.0.5-r32"
 DATA_DIR = ROOT.parent / "shared" / "data" / "fashion-mnist"
+RUNS = Runs(OUT / "runs")
 POLICIES = ("reinforce", "random")
 # 8 episodes x 5 children = 40 trained children per run; 10,000 images per epoch
 SETTINGS = {"episodes": 8, "children": 5, "start_epochs": 3, "finetune_epochs": 1.0,
@@ -43,9 +46,9 @@ def grow_settings(policy: str, seed: int, lr: float | None = None):
                         policy=policy, seed=seed, data_dir=str(DATA_DIR), **SETTINGS, **extra)
 
 
-def run_name(policy: str, seed: int, lr: float | None = None) -> str:
-    """`reinforce-s0`; a learning-rate variant of the learned policy `reinforce-lr0.01-s0`."""
-    return f"{policy}{'' if lr is None else f'-lr{lr:g}'}-s{seed}"
+def run_prefix(policy: str, lr: float | None = None) -> str:
+    """`reinforce`; a learning-rate variant of the learned policy `reinforce-lr0.01`."""
+    return f"{policy}{'' if lr is None else f'-lr{lr:g}'}"
 
 
 def start_network(seed: int) -> Path:
@@ -72,27 +75,15 @@ def run_search(seeds: list[int], policies: list[str], lr: float | None = None) -
     for seed in seeds:
         start_network(seed)
         for policy in policies:
-            run = OUT / "runs" / run_name(policy, seed, lr if policy == "reinforce" else None)
-            if (run / "summary.json").is_file():  # finished
+            prefix = run_prefix(policy, lr if policy == "reinforce" else None)
+            if RUNS.finished(prefix, seed):
                 continue
+            run = RUNS.folder(prefix, seed)
             print(f"== {policy} seed {seed}", flush=True)
             GrowJob(grow_settings(policy, seed, lr if policy == "reinforce" else None), run,
                     log=lambda text: print(text, flush=True)).run()
 
 
-def finished(policy: str, seed: int) -> bool:
-    """All its episodes done: summary.json is written when a run ends (a repeat of a trained
-    child is not trained again, so a run may train fewer than episodes x children)."""
-    return (OUT / "runs" / f"{policy}-s{seed}" / "summary.json").is_file()
-
-
-def rows_of(policy: str, seed: int) -> list[dict]:
-    """The trials of run `policy-s<seed>` (`policy` is a run-name prefix: reinforce, random,
-    reinforce-lr0.01), read from trials.csv: checkpoint.json is not committed."""
-    from nas.run_folder import read_trials
-
-    path = OUT / "runs" / f"{policy}-s{seed}" / "trials.csv"
-    return read_trials(path) if path.is_file() else []
 
 
 def run_inherit(seeds: list[int]) -> None:
@@ -106,7 +97,7 @@ def run_inherit(seeds: list[int]) -> None:
     results = json.loads(out.read_text()) if out.is_file() else {}
     space = get_space(SPACE)
     for seed in seeds:
-        rows = rows_of("reinforce", seed)
+        rows = RUNS.rows("reinforce", seed)
         if not rows:
             continue
         best = max(rows, key=lambda r: r["acc"])
@@ -126,11 +117,6 @@ def run_inherit(seeds: list[int]) -> None:
             print(name, results[name], flush=True)
 
 
-def mean_se(values: list[float]) -> tuple[float, float]:
-    if len(values) < 2:
-        return (values[0] if values else math.nan), math.nan
-    return statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
-
 
 def best_curve(rows: list[dict]) -> list[float]:
     best, curve = -math.inf, []
@@ -143,7 +129,7 @@ def best_curve(rows: list[dict]) -> list[float]:
 def report(seeds: list[int], plot: bool, variants: list[str]) -> dict:
     summary: dict = {"settings": SETTINGS, "start": START, "seeds": seeds, "policies": {}}
     for policy in [*POLICIES, *variants]:
-        runs = [rows_of(policy, s) for s in seeds if finished(policy, s)]
+        runs = [RUNS.rows(policy, s) for s in seeds if RUNS.finished(policy, s)]
         best = [max(r, key=lambda x: x["acc"]) for r in runs]
         acc, se = mean_se([b["acc"] for b in best])
         test, test_se = mean_se([b["test_acc"] for b in best])
@@ -163,7 +149,7 @@ def report(seeds: list[int], plot: bool, variants: list[str]) -> dict:
                                        "above_2se": bool(diff > 2 * diff_se)}
     starts = []
     for seed in seeds:
-        path = OUT / "runs" / f"reinforce-s{seed}" / "anchors.csv"
+        path = RUNS.folder("reinforce", seed) / "anchors.csv"
         if path.is_file():
             import csv
 
@@ -195,7 +181,7 @@ def report(seeds: list[int], plot: bool, variants: list[str]) -> dict:
         fig, ax = plt.subplots(figsize=(6, 4))
         for policy, colour in zip(POLICIES, ("tab:blue", "tab:grey")):
             for i, seed in enumerate(seeds):
-                rows = rows_of(policy, seed)
+                rows = RUNS.rows(policy, seed)
                 if rows:
                     ax.plot(range(1, len(rows) + 1), best_curve(rows), color=colour,
                             alpha=0.8, label=policy if i == 0 else None)

@@ -25,11 +25,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
+from morph_runs import Runs, mean_se  # noqa: E402  (bench/ is the script's folder)
+
 OUT = ROOT / "results" / "bench" / "n2n"
 SPACE = str(ROOT / "bench" / "spaces" / "n2n_resnet.yaml")
 TEACHER_KEY = "basic-d2.2.2.2-w1.0.1.0.1.0.1.0-r32"
 TEACHER = OUT / "runs" / "teacher.pt"
 DATA_DIR = ROOT.parent / "shared" / "data" / "fashion-mnist"
+RUNS = Runs(OUT / "runs")
 POLICIES = ("reinforce", "random")
 TEACHER_EPOCHS = 10
 # 4 removal + 6 narrowing episodes x 4 students = 40 students per run
@@ -62,28 +65,15 @@ def run_search(seeds: list[int], policies: list[str]) -> None:
 
     for seed in seeds:
         for policy in policies:
-            run = OUT / "runs" / f"{policy}-s{seed}"
-            if (run / "summary.json").is_file():  # finished
+            if RUNS.finished(policy, seed):
                 continue
+            run = RUNS.folder(policy, seed)
             print(f"== {policy} seed {seed}", flush=True)
             settings = CompressSettings(teacher=str(TEACHER), space=SPACE, policy=policy,
                                         seed=seed, data_dir=str(DATA_DIR), **SETTINGS)
             CompressJob(settings, run, log=lambda text: print(text, flush=True)).run()
 
 
-def finished(policy: str, seed: int) -> bool:
-    """All its episodes done: summary.json is written when a run ends (a repeat of a trained
-    child is not trained again, so a run may train fewer than episodes x children)."""
-    return (OUT / "runs" / f"{policy}-s{seed}" / "summary.json").is_file()
-
-
-def rows_of(policy: str, seed: int) -> list[dict]:
-    """The trials of run `policy-s<seed>` (`policy` is a run-name prefix: reinforce, random,
-    reinforce-lr0.01), read from trials.csv: checkpoint.json is not committed."""
-    from nas.run_folder import read_trials
-
-    path = OUT / "runs" / f"{policy}-s{seed}" / "trials.csv"
-    return read_trials(path) if path.is_file() else []
 
 
 def teacher_info() -> dict:
@@ -116,11 +106,11 @@ def run_final(seeds: list[int]) -> None:
     data = load_data("fashion-mnist", DATA_DIR, seed=0)
     for seed in seeds:
         name = f"s{seed}"
-        pool = compressed(rows_of("reinforce", seed), teacher["params"])
+        pool = compressed(RUNS.rows("reinforce", seed), teacher["params"])
         if name in results or not pool:
             continue
         pick = max(pool, key=lambda r: r["acc"])
-        student = OUT / "runs" / f"reinforce-s{seed}" / "children" / f"{pick['trial']}.pt"
+        student = RUNS.folder("reinforce", seed) / "children" / f"{pick['trial']}.pt"
         recipe = replace(TRAIN_DEFAULTS, epochs=FINAL_EPOCHS)
         trained = train_to_checkpoint(OUT / "runs" / f"final-{name}.pt", data, init=student,
                                       recipe=recipe, distill=DistillSpec(str(TEACHER)),
@@ -133,17 +123,12 @@ def run_final(seeds: list[int]) -> None:
         out.write_text(json.dumps(results, indent=1))
 
 
-def mean_se(values: list[float]) -> tuple[float, float]:
-    if len(values) < 2:
-        return (values[0] if values else math.nan), math.nan
-    return statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
-
 
 def report(seeds: list[int], plot: bool) -> dict:
     teacher = teacher_info()
     summary: dict = {"settings": SETTINGS, "teacher": teacher, "seeds": seeds, "policies": {}}
     for policy in POLICIES:
-        runs = [rows_of(policy, s) for s in seeds if finished(policy, s)]
+        runs = [RUNS.rows(policy, s) for s in seeds if RUNS.finished(policy, s)]
         best_reward = [max(r, key=lambda x: x["reward"]) for r in runs]
         best_5x = [max(compressed(r, teacher["params"]), key=lambda x: x["acc"],
                        default=None) for r in runs]
@@ -173,7 +158,7 @@ def report(seeds: list[int], plot: bool) -> dict:
         episodes = SETTINGS["episodes"]
         for policy, colour in zip(POLICIES, ("tab:blue", "tab:grey")):
             for i, seed in enumerate(seeds):
-                rows = rows_of(policy, seed)
+                rows = RUNS.rows(policy, seed)
                 means = [statistics.mean(r["reward"] for r in rows if r["batch"] == e)
                          for e in range(episodes) if any(r["batch"] == e for r in rows)]
                 ax.plot(range(1, len(means) + 1), means, color=colour, marker="o", ms=3,
