@@ -109,14 +109,20 @@ def _make_plain_identity(block: nn.Module) -> None:
 
 
 # --- widen ------------------------------------------------------------------------------------
+def sparse_width_stage(rn: ResNetSpace, arch: Arch, stage: int) -> int | None:
+    """The sparse stage among `stage` and the one whose first block reads it (a width change
+    touches the units of the first and the inputs of the second), None if both are dense."""
+    return next((s for s in (stage, stage + 1) if sparse_stage(rn, arch, s)), None)
+
+
 def widened_arch(space: SearchSpace, arch: Arch, stage: int) -> Arch:
     rn = _check_space(space)
     check_stage(rn, arch, rn.num_stages, stage)
-    for s in (stage, stage + 1):  # the stage and the one whose first block reads it
-        if sparse_stage(rn, arch, s):
-            raise UnsupportedTransformError(
-                f"{rn.name}: widen does not handle sparse stages (stage {s} has density "
-                f"{arch[f'density{s}']}); only dense stages and dense consumers")
+    s = sparse_width_stage(rn, arch, stage)
+    if s is not None:
+        raise UnsupportedTransformError(
+            f"{rn.name}: widen does not handle sparse stages (stage {s} has density "
+            f"{arch[f'density{s}']}); only dense stages and dense consumers")
     gene = f"w{stage}"
     new_arch = rn.make({**arch.as_dict(), gene: next_option(rn, gene, arch[gene], "width")})
     _check_shortcuts(rn, arch, new_arch)

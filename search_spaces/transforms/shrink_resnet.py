@@ -27,9 +27,8 @@ from search_spaces.transforms.base import (
     checked,
     of_family,
     rebuild,
-    sparse_stage,
 )
-from search_spaces.transforms.resnet import set_identity_bn
+from search_spaces.transforms.resnet import set_identity_bn, sparse_width_stage
 from search_spaces.transforms.shrink import (
     conv_importance,
     keep_conv_bn,
@@ -83,11 +82,11 @@ def remove_block(space: SearchSpace, arch: Arch, model: Network, stage: int,
 def narrowed_arch(space: SearchSpace, arch: Arch, stage: int) -> Arch:
     rn = _check_space(space)
     check_stage(rn, arch, rn.num_stages, stage)
-    for s in (stage, stage + 1):  # the stage and the one whose first block reads it
-        if sparse_stage(rn, arch, s):
-            raise UnsupportedTransformError(
-                f"{rn.name}: narrow does not handle sparse stages (stage {s} has density "
-                f"{arch[f'density{s}']}): a sparse unit's mask would lose inputs unevenly")
+    s = sparse_width_stage(rn, arch, stage)
+    if s is not None:
+        raise UnsupportedTransformError(
+            f"{rn.name}: narrow does not handle sparse stages (stage {s} has density "
+            f"{arch[f'density{s}']}): a sparse unit's mask would lose inputs unevenly")
     gene = f"w{stage}"
     return rn.make({**arch.as_dict(), gene: previous_option(rn, gene, arch[gene], "width")})
 
@@ -189,8 +188,7 @@ def reductions(space: SearchSpace, arch: Arch) -> list[Transform]:
     for s in range(1, rn.num_stages + 1):
         if removable(rn, arch, s):
             out += [Transform("remove", s, b) for b in range(2, int(arch[f"d{s}"]) + 1)]
-        if (smaller_options(rn, f"w{s}", arch[f"w{s}"]) and not sparse_stage(rn, arch, s)
-                and not sparse_stage(rn, arch, s + 1)):
+        if smaller_options(rn, f"w{s}", arch[f"w{s}"]) and sparse_width_stage(rn, arch, s) is None:
             out.append(Transform("narrow", s))
     return out
 
