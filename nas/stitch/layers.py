@@ -17,6 +17,7 @@ small ridge penalty where positions are few.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,7 @@ def resize_grid(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-class StitchLayer(nn.Module):
+class StitchLayer(nn.Module, ABC):
     """What both forms share: an affine `proj` on the channels, a resize of the positions,
     and what the fit and the cost need."""
 
@@ -58,13 +59,13 @@ class StitchLayer(nn.Module):
             return self.proj(self.resize(x))
         return self.resize(self.proj(x))
 
+    @abstractmethod
     def resize(self, x: torch.Tensor) -> torch.Tensor:
         """A batch of front activations at the back's positions."""
-        raise NotImplementedError
 
+    @abstractmethod
     def rows(self, x: torch.Tensor) -> torch.Tensor:
         """(positions, channels) of a batch, the positions of every image stacked."""
-        raise NotImplementedError
 
     def set_affine(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         """Set the map to y = weight @ x + bias (weight: out x in)."""
