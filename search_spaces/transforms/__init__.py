@@ -4,8 +4,9 @@ larger arch of the same space without changing what it computes.
 Each family module (one per space family) declares `SPACE_TYPE`, `available(space, arch)` (the
 `Transform`s that apply: each has a larger option to move to) and `apply(space, arch, model,
 transform, rng)` returning `(new_arch, new_model)`, where `new_model` is `space.build(new_arch)`
-carrying the transferred weights; in eval mode it computes the same outputs. Adding a family is
-one module plus one line in `FAMILIES`.
+carrying the transferred weights; in eval mode it computes the same outputs; and
+`arch_after(space, arch, transform)`, the new arch alone, without building a network. Adding a
+family is one module plus one line in `FAMILIES`.
 
 Reductions (`remove` a block, `narrow` a width: N2N students, Ashok et al. 2018) go the other
 way and are NOT function-preserving: `reductions(space, arch)` lists them (`available` never
@@ -95,12 +96,9 @@ def apply(space: SearchSpace, arch: Arch, model: Network, transform: Transform,
 
 
 def arch_after(space: SearchSpace, arch: Arch, transform: Transform) -> Arch:
-    """The arch `transform` turns `arch` into, without trained weights: the family's own
-    `arch_after` where it has one, else the transformation applied to a freshly built model."""
-    module = _module(space, transform)
-    if hasattr(module, "arch_after"):
-        return module.arch_after(space, arch, transform)
-    return apply(space, arch, space.build(arch), transform, rng=0)[0]
+    """The arch `transform` turns `arch` into, without building a network (what a search
+    that draws many edits calls)."""
+    return _module(space, transform).arch_after(space, arch, transform)
 
 
 def deepen(space: SearchSpace, arch: Arch, model: Network, stage: int

@@ -30,6 +30,7 @@ from search_spaces.transforms.base import (
     of_family,
     rebuild,
     replicate,
+    sparse_stage,
     unit_mapping,
 )
 
@@ -51,6 +52,23 @@ def _check_stage(space: InvertedResidualSpace, arch: Arch, stage: int,
 
 
 # --- deepen -----------------------------------------------------------------------------------
+def deepened_arch(space: SearchSpace, arch: Arch, stage: int, kernel: int | None = None,
+                  expand: float | None = None) -> Arch:
+    """`arch` with `stage` at its next depth option, the new blocks at `kernel`/`expand`
+    (default the smallest options)."""
+    ir = _check_space(space)
+    _check_stage(ir, arch, stage)
+    depth = int(arch[f"d{stage}"])
+    new_depth = int(next_option(ir, f"d{stage}", depth, "stage depth"))
+    kernel = ir.config.kernels[0] if kernel is None else kernel
+    expand = ir.config.expands[0] if expand is None else expand
+    genes = arch.as_dict()
+    genes[f"d{stage}"] = new_depth
+    for j in range(depth + 1, new_depth + 1):
+        genes[f"k{stage}_{j}"], genes[f"e{stage}_{j}"] = kernel, expand
+    return ir.make(genes)
+
+
 def deepen(space: SearchSpace, arch: Arch, model: Network, stage: int,
            kernel: int | None = None, expand: float | None = None) -> tuple[Arch, Network]:
     """Grow `stage` to its next depth option by appending blocks that compute zero.
@@ -63,16 +81,8 @@ def deepen(space: SearchSpace, arch: Arch, model: Network, stage: int,
     and expand options unless `kernel`/`expand` are given. When the next depth option is more
     than one block deeper (options [2, 4]), that many blocks are appended."""
     ir = _check(space, arch, model)
-    _check_stage(ir, arch, stage)
-    depth = int(arch[f"d{stage}"])
-    new_depth = int(next_option(ir, f"d{stage}", depth, "stage depth"))
-    kernel = ir.config.kernels[0] if kernel is None else kernel
-    expand = ir.config.expands[0] if expand is None else expand
-    genes = arch.as_dict()
-    genes[f"d{stage}"] = new_depth
-    for j in range(depth + 1, new_depth + 1):
-        genes[f"k{stage}_{j}"], genes[f"e{stage}_{j}"] = kernel, expand
-    new_arch = ir.make(genes)
+    new_arch = deepened_arch(ir, arch, stage, kernel, expand)  # checks the stage first
+    depth, new_depth = int(arch[f"d{stage}"]), int(new_arch[f"d{stage}"])
     new, _ = rebuild(ir, arch, new_arch, model, skip=set())
     index = block_index(ir, new_arch)
     with torch.no_grad():
@@ -88,6 +98,18 @@ def deepen(space: SearchSpace, arch: Arch, model: Network, stage: int,
 
 
 # --- widen the expand ratio -------------------------------------------------------------------
+def widened_expand_arch(space: SearchSpace, arch: Arch, stage: int, block: int) -> Arch:
+    """`arch` with block `block` of `stage` at its next expand-ratio option (dense stages)."""
+    ir = _check_space(space)
+    _check_stage(ir, arch, stage, block)
+    if sparse_stage(ir, arch, stage):
+        raise UnsupportedTransformError(
+            f"{ir.name}: widen_expand does not handle sparse stages (stage {stage} has density "
+            f"{arch[f'density{stage}']}); only dense ones")
+    gene = f"e{stage}_{block}"
+    return ir.make({**arch.as_dict(), gene: next_option(ir, gene, arch[gene], "expand")})
+
+
 def widen_expand(space: SearchSpace, arch: Arch, model: Network, stage: int, block: int,
                  rng: Rng = None) -> tuple[Arch, Network]:
     """Raise block `block` of `stage` to the next expand-ratio option (Net2Wider on its hidden
@@ -106,13 +128,7 @@ def widen_expand(space: SearchSpace, arch: Arch, model: Network, stage: int, blo
     the function is still preserved exactly. Sparse blocks (density < 1) are refused: their
     masks keep a fixed fraction of each unit's inputs, which replication cannot preserve."""
     ir = _check(space, arch, model)
-    _check_stage(ir, arch, stage, block)
-    if ir.sparse and arch[f"density{stage}"] < 1.0:
-        raise UnsupportedTransformError(
-            f"{ir.name}: widen_expand does not handle sparse stages (stage {stage} has density "
-            f"{arch[f'density{stage}']}); only dense ones")
-    gene = f"e{stage}_{block}"
-    new_arch = ir.make({**arch.as_dict(), gene: next_option(ir, gene, arch[gene], "expand")})
+    new_arch = widened_expand_arch(ir, arch, stage, block)
     name = f"stage{stage}.{block - 1}"
     new, pairs = rebuild(ir, arch, new_arch, model, skip={name})
     old_b, new_b = pairs[name]
@@ -142,6 +158,14 @@ def _widen_se(old: nn.Module, new: nn.Module, mapping: torch.Tensor,
 
 
 # --- enlarge the depthwise kernel -------------------------------------------------------------
+def enlarged_kernel_arch(space: SearchSpace, arch: Arch, stage: int, block: int) -> Arch:
+    """`arch` with block `block` of `stage` at its next depthwise kernel option."""
+    ir = _check_space(space)
+    _check_stage(ir, arch, stage, block)
+    gene = f"k{stage}_{block}"
+    return ir.make({**arch.as_dict(), gene: next_option(ir, gene, arch[gene], "kernel")})
+
+
 def enlarge_kernel(space: SearchSpace, arch: Arch, model: Network, stage: int,
                    block: int) -> tuple[Arch, Network]:
     """Raise block `block` of `stage` to the next depthwise kernel option: the old k x k
@@ -150,9 +174,7 @@ def enlarge_kernel(space: SearchSpace, arch: Arch, model: Network, stage: int,
     same weights (the extra taps multiply by zero, or fall on the zero padding), so the
     function is unchanged exactly."""
     ir = _check(space, arch, model)
-    _check_stage(ir, arch, stage, block)
-    gene = f"k{stage}_{block}"
-    new_arch = ir.make({**arch.as_dict(), gene: next_option(ir, gene, arch[gene], "kernel")})
+    new_arch = enlarged_kernel_arch(ir, arch, stage, block)
     name = f"stage{stage}.{block - 1}"
     new, pairs = rebuild(ir, arch, new_arch, model, skip={name})
     old_b, new_b = pairs[name]
@@ -168,7 +190,6 @@ def enlarge_kernel(space: SearchSpace, arch: Arch, model: Network, stage: int,
     return new_arch, new
 
 
-
 # --- the family's actions ----------------------------------------------------------------------
 SPACE_TYPE = InvertedResidualSpace
 
@@ -180,7 +201,7 @@ def available(space: SearchSpace, arch: Arch) -> list[Transform]:
     for s in range(1, ir.num_stages + 1):
         if larger_options(ir, f"d{s}", arch[f"d{s}"]):
             out.append(Transform("deepen", s))
-        sparse = ir.sparse and arch[f"density{s}"] < 1.0
+        sparse = sparse_stage(ir, arch, s)
         for b in range(1, int(arch[f"d{s}"]) + 1):
             if not sparse and larger_options(ir, f"e{s}_{b}", arch[f"e{s}_{b}"]):
                 out.append(Transform("widen", s, b))
@@ -189,12 +210,26 @@ def available(space: SearchSpace, arch: Arch) -> list[Transform]:
     return out
 
 
+def _checked_kind(space: SearchSpace, transform: Transform) -> None:
+    if transform.kind != "deepen" and transform.block is None:
+        raise TransformError(f"{space.name}: {transform.kind} needs a block")
+
+
+def arch_after(space: SearchSpace, arch: Arch, transform: Transform) -> Arch:
+    """The arch `transform` leads to, without building or copying any weights."""
+    _checked_kind(space, transform)
+    if transform.kind == "deepen":
+        return deepened_arch(space, arch, transform.stage)
+    if transform.kind == "widen":
+        return widened_expand_arch(space, arch, transform.stage, transform.block)
+    return enlarged_kernel_arch(space, arch, transform.stage, transform.block)
+
+
 def apply(space: SearchSpace, arch: Arch, model: Network, transform: Transform,
           rng: Rng = None) -> tuple[Arch, Network]:
+    _checked_kind(space, transform)
     if transform.kind == "deepen":
         return deepen(space, arch, model, transform.stage)
-    if transform.block is None:
-        raise TransformError(f"{space.name}: {transform.kind} needs a block")
     if transform.kind == "widen":
         return widen_expand(space, arch, model, transform.stage, transform.block, rng=rng)
     return enlarge_kernel(space, arch, model, transform.stage, transform.block)

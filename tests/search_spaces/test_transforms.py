@@ -15,6 +15,7 @@ from search_spaces.transforms import (
     TransformError,
     UnsupportedTransformError,
     apply,
+    arch_after,
     available,
 )
 from search_spaces.transforms.inverted_residual import deepen, enlarge_kernel, widen_expand
@@ -149,6 +150,7 @@ def test_every_available_transformation_applies_and_preserves(mobile):
                                         "kernel stage 1 block 1"}
     for move in moves:
         new_arch, new = apply(mobile, arch, model, move, rng=0)
+        assert arch_after(mobile, arch, move) == new_arch  # the same arch without a network
         assert new_arch != arch and new.arch_key == new_arch.key
         assert_same(model, new)
     nb201 = get_space("nb201")
