@@ -66,6 +66,24 @@ def number_in(low: float, high: float, what: str, low_open: bool = False
     return parse
 
 
+# A command-line flag of a settings dataclass: (its field, the argparse type, help text).
+SettingsFlag = tuple[str, Callable[[str], Any], str]
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, flags: dict[str, SettingsFlag],
+                       settings_type: type) -> None:
+    """One option per flag, default None (the dataclass's own default applies), help ending
+    with that default, read from the dataclass's fields."""
+    from dataclasses import fields
+
+    defaults = {f.name: f.default for f in fields(settings_type)}
+    for flag, (field, kind, text) in flags.items():
+        default = defaults[field]
+        shown = f"{default:.4g}" if isinstance(default, float) else default
+        parser.add_argument(flag, dest=field, type=kind, default=None,
+                            help=f"{text} (default {shown})")
+
+
 MAX_SEED = 2 ** 63 - 1  # numpy refuses negative seeds, torch those of 64 bits and more
 
 

@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nas.cli.common import CommandAdder, emit, non_negative_int, positive_int, seed, threads
+from nas.cli.common import (
+    CommandAdder,
+    SettingsFlag,
+    add_settings_flags,
+    emit,
+    non_negative_int,
+    positive_int,
+    seed,
+    threads,
+)
 from search_spaces import NasError
 
-Flag = tuple[str, Callable[[str], Any], str]  # (settings field, type, help)
-
-COMMON: dict[str, Flag] = {
+COMMON: dict[str, SettingsFlag] = {
     "--episodes": ("episodes", positive_int, "episodes of the meta-controller"),
     "--children": ("children", positive_int, "children per episode"),
     "--train-images": ("train_images", positive_int, "cap on training images per epoch"),
@@ -34,7 +40,7 @@ COMMON: dict[str, Flag] = {
     "--address": ("address", str, "a Ray cluster to join (HOST:PORT or auto)"),
     "--device": ("device", str, "the latency table's device, for latency budgets or targets"),
 }
-GROW: dict[str, Flag] = {
+GROW: dict[str, SettingsFlag] = {
     "--parents": ("parents", str, "start: every child grows the start network (EAS); best: the "
                                   "best child so far"),
     "--widen-steps": ("widen_steps", non_negative_int, "widen-actor decisions per child"),
@@ -45,7 +51,7 @@ GROW: dict[str, Flag] = {
     "--noise": ("noise", float, "symmetry-breaking noise after widening, relative to each "
                                 "weight tensor's spread"),
 }
-COMPRESS: dict[str, Flag] = {
+COMPRESS: dict[str, SettingsFlag] = {
     "--target": ("target", str, "the cost the reward compresses: params, flops or "
                                 "latency_ms"),
     "--remove-episodes": ("remove_episodes", non_negative_int, "episodes of the "
@@ -57,7 +63,7 @@ COMPRESS: dict[str, Flag] = {
 }
 
 
-def _settings(args: argparse.Namespace, kind: type, flags: dict[str, Flag], command: str,
+def _settings(args: argparse.Namespace, kind: type, flags: dict[str, SettingsFlag], command: str,
               strategy: str) -> tuple[Any, Path]:
     from nas.results import read_json
     from nas.run_folder import new_run_dir
@@ -143,14 +149,6 @@ def cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add(p: argparse.ArgumentParser, flags: dict[str, Flag], defaults: dict[str, Any]) -> None:
-    for flag, (field, kind, text) in flags.items():
-        default = defaults[field]
-        shown = f"{default:.4g}" if isinstance(default, float) else default
-        p.add_argument(flag, dest=field, type=kind, default=None,
-                       help=f"{text} (default {shown})")
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="run folder (default results/<space>-<method>-<policy>-"
                                  "s<seed>-<time>)")
@@ -169,7 +167,7 @@ def register(command: CommandAdder) -> None:
     p.add_argument("--space", help="space name or space file (default: the start model's)")
     p.add_argument("--start", help="a key of --space (trained here first) or a trained model "
                                    "file (`nas train` / `nas export`)")
-    _add(p, {**COMMON, **GROW}, {f.name: f.default for f in fields(GrowSettings)})
+    add_settings_flags(p, {**COMMON, **GROW}, GrowSettings)
     _common(p)
 
     p = command("compress", cmd_compress,
@@ -177,7 +175,7 @@ def register(command: CommandAdder) -> None:
                 "students start from the teacher's weights and learn from it by distillation")
     p.add_argument("--teacher", help="the trained model file (`nas train` / `nas export`)")
     p.add_argument("--space", help="its space, when it is a space file not registered here")
-    _add(p, {**COMMON, **COMPRESS}, {f.name: f.default for f in fields(CompressSettings)})
+    add_settings_flags(p, {**COMMON, **COMPRESS}, CompressSettings)
     _common(p)
 
 

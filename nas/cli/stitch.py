@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 from nas.cli.common import (
     CommandAdder,
+    add_settings_flags,
     emit,
     non_negative_int,
     number_in,
@@ -98,17 +98,12 @@ def cmd_stitch(args: argparse.Namespace) -> int:
 def register(command: CommandAdder) -> None:
     from nas.stitch import StitchSettings
 
-    defaults = {f.name: f.default for f in fields(StitchSettings)}
     p = command("stitch", cmd_stitch,
                 "SN-Net: stitch 2-3 trained models of one space family into one network of "
                 "many accuracy/cost trade-offs, trained together, each scored")
     p.add_argument("--anchors", nargs="+", required=True, metavar="MODEL",
                    help="trained model files (`nas train` / `nas export`) of one space family")
-    for flag, (field, kind, text) in FLAGS.items():
-        default = defaults[field]
-        shown = f"{default:.4g}" if isinstance(default, float) else default
-        p.add_argument(flag, dest=field, type=kind, default=None,
-                       help=f"{text} (default {shown})")
+    add_settings_flags(p, FLAGS, StitchSettings)
     p.add_argument("--one-way", action="store_true",
                    help="stitch small -> large only (SN-Net), not both ways (SN-Netv2)")
     p.add_argument("--distill", action="store_true",
