@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from estimators.checkpoints import describe_space, load_model, write_checkpoint
+from estimators.checkpoints import arch_of, describe_space, load_model, write_checkpoint
 from estimators.data import DataSplits
 from estimators.train import TrainRecipe
 from search_spaces import Arch, SearchSpace
@@ -56,17 +56,11 @@ def make_child(parent_path: Path, transforms: Sequence[Transform], out: Path, no
     """Load the parent, transform it, add symmetry-breaking noise and write the child's model
     file `out`; its arch."""
     model, info = load_model(parent_path)
-    arch = model_arch(info)
+    arch = arch_of(info, parent_path)
     arch, model = transformed(arch.search_space, arch, model, transforms, seed)
     add_noise(model, noise, seed)
     save_inherited(out, arch, model, info, record)
     return arch
-
-
-def model_arch(info: Mapping[str, Any]) -> Arch:
-    from search_spaces import get_space
-
-    return get_space(info["space"]["name"]).parse(info["key"])
 
 
 def finetune(init: str, out: str, data: DataSplits, recipe: Mapping[str, Any], seed: int,
@@ -86,5 +80,4 @@ def finetune(init: str, out: str, data: DataSplits, recipe: Mapping[str, Any], s
             "train_seconds": round(trained.seconds, 3)}
 
 
-__all__ = ["add_noise", "finetune", "make_child", "model_arch", "save_inherited",
-           "transformed"]
+__all__ = ["add_noise", "finetune", "make_child", "save_inherited", "transformed"]

@@ -30,7 +30,7 @@ from estimators.train import TrainRecipe
 from nas.budget import parse_budget
 from nas.checkpoint import CHECKPOINT_FORMAT, Checkpoint, write_json
 from nas.evaluation import Evaluator, evaluation_config
-from nas.morph.children import make_child, model_arch
+from nas.morph.children import make_child
 from nas.morph.controller import Decision, MetaController, parse_transform
 from nas.morph.settings import EditSettings, MorphError
 from nas.morph.workers import ChildTrainer
@@ -182,7 +182,7 @@ class EditJob(ABC):
 
             accuracy = {split_name: evaluate(model, data, split, resolution=info["resolution"])
                         for split_name, split in (("acc", "val"), ("test_acc", "test"))}
-        costs = self.cost(model_arch(info))
+        costs = self.cost(arch_of(info, path))
         source = {"path": str(path), "trial": -1, "key": info["key"], "acc": accuracy["acc"],
                   **costs}
         anchor = {"name": self.anchor_name, "key": info["key"], **accuracy, **costs}
