@@ -2,10 +2,11 @@
 made (one-line `NasError`s), written to the run's config.json and compared on --resume."""
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
+from nas.settings_checks import check_number, check_whole
 from search_spaces import NasError
 
 POLICIES = ("reinforce", "random")
@@ -21,19 +22,10 @@ class MorphError(NasError):
 
 def _whole(settings: Any, lows: dict[str, int]) -> None:
     for name, low in lows.items():
-        value = getattr(settings, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise MorphError(f"{name} must be a whole number >= {low}, got {value!r}")
+        check_whole(name, getattr(settings, name), low, MorphError)
 
 
-def _number(name: str, value: Any, low: float, high: float = math.inf,
-            low_open: bool = False, high_open: bool = True) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        (value > low if low_open else value >= low) and (value < high if high_open
-                                                         else value <= high)
-    if not ok:
-        raise MorphError(f"{name} must be a number in {'(' if low_open else '['}{low:g}, "
-                         f"{high:g}{')' if high_open else ']'}, got {value!r}")
+_number = partial(check_number, error=MorphError)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,10 +2,11 @@
 and written to the run's config.json."""
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
+from nas.settings_checks import check_number, check_whole
 from search_spaces import NasError
 
 SAMPLINGS = ("uniform", "flops")  # how joint training picks the stitch of each step
@@ -18,18 +19,8 @@ class StitchError(NasError):
     """A `nas stitch` setting, anchor or run folder that cannot be used."""
 
 
-def _whole(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise StitchError(f"{name} must be a whole number >= {low}, got {value!r}")
-
-
-def _number(name: str, value: Any, low: float, high: float = math.inf,
-            low_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        (value > low if low_open else value >= low) and value < high
-    if not ok:
-        raise StitchError(f"{name} must be a number in {'(' if low_open else '['}{low:g}, "
-                          f"{high:g}), got {value!r}")
+_whole = partial(check_whole, error=StitchError)
+_number = partial(check_number, error=StitchError)
 
 
 @dataclass(frozen=True, kw_only=True)
