@@ -1,0 +1,128 @@
+"""SN-Net benchmark (issue 15): three ResNet anchors of one space trained on Fashion-MNIST with
+`nas train`'s default recipe, stitched by `nas stitch` at its documented defaults; and the
+same family scored right after initialisation, least squares against random stitching layers.
+
+    python bench/stitch.py --part anchors   # trains the anchors (resumes after a kill)
+    python bench/stitch.py --part runs      # default run, then --epochs 0 lstsq and random
+    python bench/stitch.py --part report    # results/bench/stitch/report.json (+ .md)
+
+Anchor checkpoints (.pt) and `stitched.pt` are not committed; the run folders' tables are.
+Every run folder that holds a finished run is kept (a run is short: an interrupted one is
+started again from scratch, as `nas stitch` has no --resume).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+OUT = ROOT / "results" / "bench" / "stitch"
+SPACE = str(ROOT / "bench" / "spaces" / "n2n_resnet.yaml")
+DATA_DIR = ROOT.parent / "shared" / "data" / "fashion-mnist"
+# one and two basic blocks per stage at quarter, half and full width (the last is the N2N
+# teacher's shape, ResNet-18 at a quarter of its channels)
+ANCHORS = {"small": "basic-d1.1.1.1-w0.25.0.25.0.25.0.25-r32",
+           "medium": "basic-d1.1.1.1-w0.5.0.5.0.5.0.5-r32",
+           "large": "basic-d2.2.2.2-w1.0.1.0.1.0.1.0-r32"}
+# name -> StitchSettings changes from the defaults
+RUNS = {"default": {}, "lstsq-e0": {"epochs": 0}, "random-e0": {"epochs": 0, "init": "random"},
+        "e10": {"epochs": 10}, "e10-distill": {"epochs": 10, "distill": True}}
+
+
+def anchor_path(name: str) -> Path:
+    return OUT / "anchors" / f"{name}.pt"
+
+
+def train_anchors(threads: int) -> dict:
+    """Each anchor with `nas train`'s defaults (10 epochs of the train split, crops and
+    flips), seed 0; an interrupted training continues."""
+    from estimators.checkpoints import read_model_file
+    from estimators.data import load_data
+    from estimators.standalone import TRAIN_DEFAULTS, resume_training, train_to_checkpoint
+    from estimators.threads import torch_threads
+    from search_spaces import get_space
+
+    data = load_data("fashion-mnist", DATA_DIR, seed=0)
+    space = get_space(SPACE)
+    info = {}
+    for name, key in ANCHORS.items():
+        path = anchor_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with torch_threads(threads):
+            if path.is_file() and not read_model_file(path)["complete"]:
+                resume_training(path, data, log=print)
+            elif not path.is_file():
+                began = time.perf_counter()
+                train_to_checkpoint(path, data, space.parse(key), recipe=TRAIN_DEFAULTS,
+                                    seed=0, log=print)
+                print(f"{name}: {time.perf_counter() - began:.0f} s", flush=True)
+        payload = read_model_file(path)
+        info[name] = {"key": payload["key"], "val_acc": payload["val_acc"],
+                      "test_acc": payload["test_acc"],
+                      "train_seconds": sum(h["seconds"] for h in payload["history"])}
+    (OUT / "anchors.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+def run_all(names: list[str], threads: int) -> None:
+    from nas.stitch import StitchSettings, run_stitch
+
+    anchors = tuple(str(anchor_path(n)) for n in ANCHORS)
+    for name in names:
+        folder = OUT / "runs" / name
+        if (folder / "summary.json").is_file():
+            continue
+        if folder.exists():  # an interrupted run: no --resume, start it again
+            shutil.rmtree(folder)
+        settings = replace(StitchSettings(anchors=anchors, threads=threads, data_dir=str(DATA_DIR)),
+                           **RUNS[name])
+        began = time.perf_counter()
+        run_stitch(settings, folder, log=lambda text: print(text, flush=True))
+        seconds = time.perf_counter() - began
+        (folder / "wall_seconds.json").write_text(json.dumps({"seconds": round(seconds, 1)}))
+        print(f"== {name}: {seconds:.0f} s", flush=True)
+
+
+FIGURES = ("stitched", "above_line", "above_line_share", "hypervolume", "anchors_hypervolume",
+           "median_acc_init", "median_acc", "train_steps", "train_seconds", "seconds")
+
+
+def report() -> dict:
+    out: dict = {"anchors": json.loads((OUT / "anchors.json").read_text()), "runs": {}}
+    for name in RUNS:
+        folder = OUT / "runs" / name
+        if not (folder / "summary.json").is_file():
+            continue
+        summary = json.loads((folder / "summary.json").read_text())
+        wall = json.loads((folder / "wall_seconds.json").read_text())["seconds"]
+        out["runs"][name] = {**{k: summary[k] for k in FIGURES}, "wall_seconds": wall}
+    (OUT / "report.json").write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("anchors", "runs", "report"), required=True)
+    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    if not DATA_DIR.is_dir():
+        parser.error(f"Fashion-MNIST is not at {DATA_DIR} (../shared beside the checkout)")
+    if args.part == "anchors":
+        print(json.dumps(train_anchors(args.threads), indent=1))
+    elif args.part == "runs":
+        run_all(args.runs, args.threads)
+    else:
+        report()
+
+
+if __name__ == "__main__":
+    main()
