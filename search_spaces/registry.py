@@ -40,6 +40,10 @@ BUILTIN: dict[str, str] = {
 }
 
 
+# Spaces of layers rather than networks: get_space finds them, list_spaces() leaves them out
+# (the networks' contract does not apply). Name -> module with create(name).
+LAYER_SPACES: dict[str, str] = {"evonorm": "search_spaces.layer_graph.space"}
+
 _cache: dict[str, SearchSpace] = {}
 
 
@@ -68,9 +72,9 @@ def sparse_spaces() -> list[str]:
 
 
 def _builtin_name(name: str) -> bool:
-    """`name` is a built-in space or its sparse variant."""
+    """`name` is a built-in space (a layer space included) or its sparse variant."""
     base = name[: -len(SPARSE_SUFFIX)] if name.endswith(SPARSE_SUFFIX) else name
-    return base in BUILTIN and (base == name or has_sparse_variant(base))
+    return name in LAYER_SPACES or base in BUILTIN and (base == name or has_sparse_variant(base))
 
 
 def _is_file(name: str) -> bool:
@@ -85,6 +89,8 @@ def get_space(name: str) -> SearchSpace:
     """A space by name (`mobile`, `resnet-sparse`, ...) or by path to a YAML/JSON file."""
     if name in _cache:
         return _cache[name]
+    if name in LAYER_SPACES:
+        return register_space(importlib.import_module(LAYER_SPACES[name]).create(name))
     # a built-in name wins over a file of the same name in the working folder
     if not _builtin_name(name) and (name.endswith((".yaml", ".yml", ".json"))
                                     or _is_file(name)):
