@@ -1,7 +1,7 @@
 """Normalization-activation layers as searchable computation graphs (EvoNorm, Liu et al. 2020):
 the primitives, the graph and its key, the space, and the layer as an `nn.Module`.
 
-`build` and `LayerGraphModule` import torch and load on first use; the rest does not.
+`build` loads torch on first use, `LayerGraphModule` on first access; the rest does not.
 """
 from search_spaces.layer_graph.graph import GraphError, LayerGraph, Node
 from search_spaces.layer_graph.primitives import INITIAL_NODES, PARAMETERS, PRIMITIVES, Primitive
@@ -11,6 +11,7 @@ from search_spaces.layer_graph.space import (
     SPACE_NAME,
     LayerSpace,
     LayerSpaceConfig,
+    build,
     graph_of,
 )
 
@@ -20,7 +21,7 @@ __all__ = ["INITIAL_NODES", "MUTATIONS", "PARAMETERS", "PRIMITIVES", "REFERENCES
 
 
 def __getattr__(name: str):
-    if name in ("build", "LayerGraphModule", "NonFiniteLayerError"):
+    if name in ("LayerGraphModule", "NonFiniteLayerError"):
         from search_spaces.layer_graph import module
 
         return getattr(module, name)

@@ -125,14 +125,12 @@ def _group_moment(a: torch.Tensor, moment: str, groups: int) -> torch.Tensor:
     return value.expand(n, groups, c // groups).reshape(n, c, 1, 1)
 
 
-def build(layer, channels: int, groups: int | None = None, *, eps: float = 1e-5,
-          momentum: float = 0.1, check_finite: bool = True) -> LayerGraphModule:
-    """The module of `layer` (an `Arch` of a layer space, its key, or a `LayerGraph`) for
-    `channels` channels; `groups` (default: the largest divisor of `channels` up to 32) is
-    the number of groups of the group aggregates."""
-    from search_spaces.layer_graph.space import graph_of
-
-    graph, key = graph_of(layer)
+def build_graph(graph: LayerGraph, key: str, channels: int, groups: int | None = None, *,
+                eps: float = 1e-5, momentum: float = 0.1,
+                check_finite: bool = True) -> LayerGraphModule:
+    """The module of the canonical `graph` (named `key` in errors) for `channels` channels;
+    `groups` (default: the largest divisor of `channels` up to 32) is the number of groups of
+    the group aggregates. `layer_graph.build` takes an `Arch` or a key."""
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
         raise NasError(f"layer {key}: channels must be a positive integer, got {channels!r}")
     if groups is None:

@@ -218,9 +218,7 @@ class LayerSpace(SearchSpace):
     # --- modules ------------------------------------------------------------------------------
     def build_layer(self, arch: Arch, channels: int, groups: int | None = None,
                     **options: Any):
-        """The layer's `nn.Module` (see `layer_graph.module.build`)."""
-        from search_spaces.layer_graph.module import build
-
+        """The layer's `nn.Module` (see `build`)."""
         return build(arch, channels, groups, **options)
 
     def _not_a_network(self) -> NoReturn:
@@ -337,6 +335,15 @@ def _shift(token: str, start: int) -> str:
 
 _MUTATORS = {"node": _mutate_node, "primitive": _mutate_primitive, "input": _mutate_input,
              "insert": _insert_node}
+
+
+def build(layer: Any, channels: int, groups: int | None = None, **options: Any):
+    """The `nn.Module` of `layer` (an `Arch` of a layer space, its key, or a `LayerGraph`) for
+    `channels` channels (`module.build_graph`: groups, eps, momentum, check_finite)."""
+    from search_spaces.layer_graph.module import build_graph  # torch loads on first use
+
+    graph, key = graph_of(layer)
+    return build_graph(graph, key, channels, groups, **options)
 
 
 def graph_of(layer: Any) -> tuple[LayerGraph, str]:
