@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+# every layer with BatchNorm's running statistics, EvoNorm-B0 (search_spaces.ops.norm) included
+_NORMS = (nn.modules.batchnorm._BatchNorm,)
 
 
 @torch.no_grad()

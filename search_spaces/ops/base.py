@@ -1,9 +1,10 @@
 """The contract every op obeys, and exact cost formulas shared by all ops.
 
 Cost convention (the field's): `macs` are multiply-accumulates of conv, linear and matmul only
-(BatchNorm, activations, pooling, SE scaling, residual adds, softmax and LayerNorm are free);
-`sparse_macs` counts only the non-zero weights of sparse layers; `params` counts every
-parameter (BN gamma/beta included, buffers excluded), as torchvision and timm do.
+(BatchNorm and the other norms of ops/norm.py, activations, pooling, SE scaling, residual adds,
+softmax and LayerNorm are free); `sparse_macs` counts only the non-zero weights of sparse
+layers; `params` counts every parameter (BN gamma/beta and EvoNorm's v1 included, buffers
+excluded), as torchvision and timm do.
 """
 from __future__ import annotations
 

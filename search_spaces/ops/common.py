@@ -6,41 +6,26 @@ from typing import Any
 import torch
 from torch import nn
 
-from search_spaces.ops.base import ZERO, Cost, OpDef, conv_cost, conv_out, linear_cost, norm_cost
+from search_spaces.ops.activations import ACTIVATIONS, make_act  # noqa: F401 (re-exported)
+from search_spaces.ops.base import ZERO, Cost, OpDef, conv_cost, conv_out, linear_cost
+from search_spaces.ops.norm import DEFAULT_NORM, make_norm_act, norm_act_cost, norm_and_act
 from search_spaces.ops.sparse import make_conv, make_linear
-
-ACTIVATIONS = ("relu", "relu6", "hswish", "gelu", "none")
-
-
-def make_act(name: str) -> nn.Module:
-    if name == "relu":
-        return nn.ReLU(inplace=True)
-    if name == "relu6":
-        return nn.ReLU6(inplace=True)
-    if name == "hswish":
-        return nn.Hardswish(inplace=True)
-    if name == "gelu":
-        return nn.GELU()
-    if name == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown activation {name!r}; known: {ACTIVATIONS}")
 
 
 class ConvBnAct(OpDef):
-    """Conv kxk (pad k//2) -> [BN] -> act. `bn=False` gives a plain conv (OFA's feature mix)."""
+    """Conv kxk (pad k//2) -> [norm] -> act. `bn=False` gives a plain conv (OFA's feature mix);
+    `norm` (search_spaces.ops.norm.NORMS) is the normalization-activation in place of BN-act."""
 
     name = "conv_bn_act"
-    separating_args = ("groups",)
+    separating_args = ("groups", "norm")
 
     def build(self, in_shape, *, out: int, k: int = 1, stride: int = 1, act: str = "relu",
               groups: int = 1, bn: bool = True, bias: bool = False, density: float = 1.0,
-              padding: int | None = None) -> nn.Module:
-        layers: list[nn.Module] = [make_conv(in_shape[0], out, k, stride, groups, bias, density,
-                                             padding)]
-        if bn:
-            layers.append(nn.BatchNorm2d(out))
-        layers.append(make_act(act))
-        return nn.Sequential(*layers)
+              padding: int | None = None, norm: str = DEFAULT_NORM) -> nn.Module:
+        conv = make_conv(in_shape[0], out, k, stride, groups, bias, density, padding)
+        if not bn:
+            return nn.Sequential(conv, make_act(act))
+        return nn.Sequential(conv, *norm_and_act(norm, out, act))
 
     def out_shape(self, in_shape, *, out: int, k: int = 1, stride: int = 1,
                   padding: int | None = None, **_: Any) -> tuple[int, ...]:
@@ -49,25 +34,27 @@ class ConvBnAct(OpDef):
 
     def cost(self, in_shape, *, out: int, k: int = 1, stride: int = 1, groups: int = 1,
              bn: bool = True, bias: bool = False, density: float = 1.0,
-             padding: int | None = None, **_: Any) -> Cost:
+             padding: int | None = None, act: str = "relu", norm: str = DEFAULT_NORM,
+             **_: Any) -> Cost:
         _, h, w = self.out_shape(in_shape, out=out, k=k, stride=stride, padding=padding)
         cost = conv_cost(in_shape[0], out, k, (h, w), groups, bias, density)
-        return cost + norm_cost(out) if bn else cost
+        return cost + norm_act_cost(norm, out, act) if bn else cost
 
 
 class NormAct(OpDef):
-    """BatchNorm then activation (DenseNet's norm5, NB201's lastact)."""
+    """Normalization then activation (DenseNet's norm5, NB201's lastact: BatchNorm-act)."""
 
     name = "bn_act"
+    separating_args = ("norm",)
 
-    def build(self, in_shape, *, act: str = "relu") -> nn.Module:
-        return nn.Sequential(nn.BatchNorm2d(in_shape[0]), make_act(act))
+    def build(self, in_shape, *, act: str = "relu", norm: str = DEFAULT_NORM) -> nn.Module:
+        return make_norm_act(norm, in_shape[0], act)
 
     def out_shape(self, in_shape, **_: Any) -> tuple[int, ...]:
         return tuple(in_shape)
 
-    def cost(self, in_shape, **_: Any) -> Cost:
-        return norm_cost(in_shape[0])
+    def cost(self, in_shape, *, act: str = "relu", norm: str = DEFAULT_NORM, **_: Any) -> Cost:
+        return norm_act_cost(norm, in_shape[0], act)
 
 
 class Pool(OpDef):

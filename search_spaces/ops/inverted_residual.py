@@ -2,7 +2,9 @@
 
 One block = [1x1 expand, BN, act] -> [channel shuffle] -> kxk depthwise, BN, act -> [SE] ->
 1x1 project, BN (no act) -> [identity add]. Everything that runs as one unit is one module, so a
-latency table times the block with its SE and residual add.
+latency table times the block with its SE and residual add. `norm` (search_spaces.ops.norm)
+replaces each BN-act by that normalization-activation, and the projection's BN by its form
+without an activation.
 """
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from search_spaces.ops.base import Cost, OpDef, conv_cost, conv_out, norm_cost
-from search_spaces.ops.common import make_act
+from search_spaces.ops.base import Cost, OpDef, conv_cost, conv_out
+from search_spaces.ops.norm import DEFAULT_NORM, norm_act_cost, norm_and_act, norm_layer
 from search_spaces.ops.sparse import make_conv
 
 
@@ -57,12 +59,12 @@ class SqueezeExcite(nn.Module):
 
 
 def _conv_bn(cin: int, cout: int, k: int, stride: int, groups: int, density: float,
-             act: str | None) -> nn.Sequential:
-    layers: list[nn.Module] = [make_conv(cin, cout, k, stride, groups, False, density),
-                               nn.BatchNorm2d(cout)]
-    if act is not None:
-        layers.append(make_act(act))
-    return nn.Sequential(*layers)
+             act: str | None, norm: str) -> nn.Sequential:
+    """conv -> norm -> act; `act` None: conv -> norm (its form without an activation)."""
+    conv = make_conv(cin, cout, k, stride, groups, False, density)
+    if act is None:
+        return nn.Sequential(conv, norm_layer(norm, cout, "none"))
+    return nn.Sequential(conv, *norm_and_act(norm, cout, act))
 
 
 class MBConv(nn.Module):
@@ -70,17 +72,18 @@ class MBConv(nn.Module):
     computed by the caller's rounding convention; `expand=False` drops the expansion conv
     (then `mid` must equal `cin`). `groups` applies to both 1x1 convs (with a channel shuffle
     after the expansion when > 1). `density` < 1 makes the 1x1 and SE convs sparse; the
-    depthwise conv stays dense."""
+    depthwise conv stays dense. `norm`: the normalization-activation (search_spaces.ops.norm)."""
 
     def __init__(self, cin: int, out: int, mid: int, k: int, stride: int, act: str, se: int = 0,
-                 groups: int = 1, expand: bool = True, density: float = 1.0):
+                 groups: int = 1, expand: bool = True, density: float = 1.0,
+                 norm: str = DEFAULT_NORM):
         super().__init__()
         _check_args(cin, out, mid, groups, expand)
-        self.expand = _conv_bn(cin, mid, 1, 1, groups, density, act) if expand else None
+        self.expand = _conv_bn(cin, mid, 1, 1, groups, density, act, norm) if expand else None
         self.shuffle = ChannelShuffle(groups) if groups > 1 else None
-        self.depthwise = _conv_bn(mid, mid, k, stride, mid, 1.0, act)
+        self.depthwise = _conv_bn(mid, mid, k, stride, mid, 1.0, act, norm)
         self.se = SqueezeExcite(mid, se, density) if se > 0 else None
-        self.project = _conv_bn(mid, out, 1, 1, groups, density, None)
+        self.project = _conv_bn(mid, out, 1, 1, groups, density, None, norm)
         self.residual = stride == 1 and cin == out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,33 +108,36 @@ def _check_args(cin: int, out: int, mid: int, groups: int, expand: bool) -> None
 
 
 class MBConvOp(OpDef):
-    """OpDef of `MBConv`: args out, mid, k, stride, act, se, groups, expand, density."""
+    """OpDef of `MBConv`: args out, mid, k, stride, act, se, groups, expand, density, norm."""
 
     name = "mbconv"
-    separating_args = ("groups",)
+    separating_args = ("groups", "norm")
 
     def build(self, in_shape, *, out: int, mid: int, k: int, stride: int = 1, act: str = "relu",
-              se: int = 0, groups: int = 1, expand: bool = True,
-              density: float = 1.0) -> nn.Module:
-        return MBConv(in_shape[0], out, mid, k, stride, act, se, groups, expand, density)
+              se: int = 0, groups: int = 1, expand: bool = True, density: float = 1.0,
+              norm: str = DEFAULT_NORM) -> nn.Module:
+        return MBConv(in_shape[0], out, mid, k, stride, act, se, groups, expand, density, norm)
 
     def out_shape(self, in_shape, *, out: int, k: int, stride: int = 1,
                   **_: Any) -> tuple[int, ...]:
         pad = k // 2
         return (out, conv_out(in_shape[1], k, stride, pad), conv_out(in_shape[2], k, stride, pad))
 
-    def cost(self, in_shape, *, out: int, mid: int, k: int, stride: int = 1, se: int = 0,
-             groups: int = 1, expand: bool = True, density: float = 1.0, **_: Any) -> Cost:
+    def cost(self, in_shape, *, out: int, mid: int, k: int, stride: int = 1, act: str = "relu",
+             se: int = 0, groups: int = 1, expand: bool = True, density: float = 1.0,
+             norm: str = DEFAULT_NORM, **_: Any) -> Cost:
         cin, h, w = in_shape
         _, ho, wo = self.out_shape(in_shape, out=out, k=k, stride=stride)
+        activated = norm_act_cost(norm, mid, act)
         total = Cost()
         if expand:
-            total += conv_cost(cin, mid, 1, (h, w), groups, density=density) + norm_cost(mid)
-        total += conv_cost(mid, mid, k, (ho, wo), mid) + norm_cost(mid)
+            total += conv_cost(cin, mid, 1, (h, w), groups, density=density) + activated
+        total += conv_cost(mid, mid, k, (ho, wo), mid) + activated
         if se > 0:
             total += conv_cost(mid, se, 1, (1, 1), bias=True, density=density)
             total += conv_cost(se, mid, 1, (1, 1), bias=True, density=density)
-        return total + conv_cost(mid, out, 1, (ho, wo), groups, density=density) + norm_cost(out)
+        return (total + conv_cost(mid, out, 1, (ho, wo), groups, density=density)
+                + norm_act_cost(norm, out, "none"))
 
 
 OP_DEFS: tuple[OpDef, ...] = (MBConvOp(),)

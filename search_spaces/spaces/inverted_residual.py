@@ -5,7 +5,9 @@ stage, kernel and expand ratio per block), a head conv, and either a plain class
 (MobileNetV2) or OFA's feature-mix conv on the pooled map before it. Key bodies read like
 timm block strings, one '-'-separated part per stage and '.' between blocks:
 `r204-k7e6.k5e4-k7e6.k7e3-...` (mobile), `w1.0-r224-k3e6.k3e6-...` (mobilenetv2); a sparse
-space adds the stage density after '@': `...-k7e6.k5e4@0.5-...`.
+space adds the stage density after '@': `...-k7e6.k5e4@0.5-...`; a space that offers several
+normalization-activation kinds (`norms`, see norm_gene.py) adds the network's after the
+resolution: `r204-evonorm_s0-k7e6.k5e4-...`.
 """
 from __future__ import annotations
 
@@ -20,8 +22,19 @@ from search_spaces.errors import InvalidArchError
 from search_spaces.keys import block_tokens, split_density, stage_blocks
 from search_spaces.ops.common import ACTIVATIONS
 from search_spaces.ops.inverted_residual import make_divisible
+from search_spaces.ops.norm import DEFAULT_NORM
 from search_spaces.space import BlockSpec, Chain, Dimension, SearchSpace, config_from_dict
 from search_spaces.spaces import ofa_json
+from search_spaces.spaces.norm_gene import (
+    NORM,
+    decode_norm,
+    encode_norm,
+    network_norm,
+    norm_args,
+    norm_dimensions,
+    norm_options,
+    reference_genes,
+)
 
 DENSITIES: tuple[float, ...] = (0.25, 0.5, 1.0)  # sparse variants: cheapest first
 CHANNEL_DIVISOR = 8
@@ -52,6 +65,7 @@ class InvertedResidualConfig:
     mix_act: str = "hswish"
     dropout: float = 0.1
     classes: int = 1000
+    norms: tuple[str, ...] = (DEFAULT_NORM,)  # normalization-activation kinds (ops.norm.NORMS)
 
     def __post_init__(self) -> None:
         widths = settings.int_list("widths", self.widths, sort=False)
@@ -78,6 +92,7 @@ class InvertedResidualConfig:
             "mix": settings.int_value("mix", self.mix, 0),
             "dropout": settings.float_value("dropout", self.dropout, 0.0, 1.0),
             "classes": settings.int_value("classes", self.classes, 1, settings.MAX_CLASSES),
+            "norms": norm_options(self.norms),
         }
         for name in ("stem_act", "first_act", "head_act", "mix_act"):
             fields_[name] = settings.choice(name, getattr(self, name), ACTIVATIONS)
@@ -102,7 +117,7 @@ def _depths(depths: Any, n: int) -> tuple[tuple[int, ...], ...]:
 
 def _structure(config: dict[str, Any]) -> dict[str, Any]:
     """The settings that fix the network's skeleton (everything but the option lists)."""
-    options = {"depths", "kernels", "expands", "resolutions", "width_mults", "classes"}
+    options = {"depths", "kernels", "expands", "resolutions", "width_mults", "classes", "norms"}
     made = config_from_dict(InvertedResidualConfig, "", config)
     return {f.name: getattr(made, f.name) for f in fields(made) if f.name not in options}
 
@@ -135,6 +150,7 @@ class InvertedResidualSpace(SearchSpace):
         if self.has_width:
             yield Dimension("w", cfg.width_mults)
         yield Dimension("r", cfg.resolutions)
+        yield from norm_dimensions(cfg.norms)
         for i in range(1, self.num_stages + 1):
             yield Dimension(f"d{i}", cfg.depths[i - 1])
             for j in range(1, self.max_depth(i) + 1):
@@ -167,7 +183,7 @@ class InvertedResidualSpace(SearchSpace):
     def log10_size(self) -> float:
         cfg = self.config
         per_block = len(cfg.kernels) * len(cfg.expands)
-        total = math.log10(len(cfg.resolutions)) + math.log10(len(cfg.width_mults))
+        total = math.log10(len(cfg.resolutions) * len(cfg.width_mults) * len(cfg.norms))
         for options in cfg.depths:
             total += math.log10(sum(per_block ** d for d in options))
         if self.sparse:
@@ -192,16 +208,17 @@ class InvertedResidualSpace(SearchSpace):
         w = self.width_mult(arch)
         size = self.input_size(arch)
         chain = Chain((in_channels or self.default_channels, size, size))
+        norm = norm_args(network_norm(self, arch))
         chain.add("conv_bn_act", "stem", out=make_divisible(cfg.stem * w), k=3, stride=2,
-                  act=cfg.stem_act)
+                  act=cfg.stem_act, **norm)
         if cfg.first:
             chain.add("mbconv", "stage0.0", out=make_divisible(cfg.first * w),
-                      mid=chain.shape[0], k=3, stride=1, act=cfg.first_act, expand=False)
+                      mid=chain.shape[0], k=3, stride=1, act=cfg.first_act, expand=False, **norm)
         for i in range(1, self.num_stages + 1):
-            self._add_stage(chain, arch, i, w)
+            self._add_stage(chain, arch, i, w, norm)
         grow = max(1.0, w)  # the head never shrinks below its base width
         chain.add("conv_bn_act", "head.conv", out=make_divisible(cfg.head * grow), k=1,
-                  act=cfg.head_act)
+                  act=cfg.head_act, **norm)
         chain.add("global_pool", "head.pool")
         if cfg.mix:
             chain.add("conv_bn_act", "head.mix", out=make_divisible(cfg.mix * grow), k=1,
@@ -210,10 +227,11 @@ class InvertedResidualSpace(SearchSpace):
                   dropout=cfg.dropout)
         return chain.specs
 
-    def _add_stage(self, chain: Chain, arch: Arch, stage: int, w: float) -> None:
+    def _add_stage(self, chain: Chain, arch: Arch, stage: int, w: float,
+                   norm: dict[str, Any]) -> None:
         cfg = self.config
         out = make_divisible(cfg.widths[stage - 1] * w)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = dict(norm)
         if self.sparse and arch[f"density{stage}"] < 1.0:
             extra["density"] = arch[f"density{stage}"]
         for j in range(1, int(arch[f"d{stage}"]) + 1):
@@ -227,7 +245,7 @@ class InvertedResidualSpace(SearchSpace):
     # --- keys ---------------------------------------------------------------------------------
     def encode(self, arch: Arch) -> str:
         parts = [f"w{arch['w']}"] if self.has_width else []
-        parts.append(f"r{arch['r']}")
+        parts += [f"r{arch['r']}", *encode_norm(self, arch)]
         for i in range(1, self.num_stages + 1):
             stage = ".".join(f"k{arch[f'k{i}_{j}']}e{arch[f'e{i}_{j}']}"
                              for j in range(1, int(arch[f"d{i}"]) + 1))
@@ -236,14 +254,17 @@ class InvertedResidualSpace(SearchSpace):
 
     def decode(self, body: str) -> Arch:
         parts = body.strip().split("-")
-        fixed = 2 if self.has_width else 1
+        has_norm = NORM in self.dimension_names
+        fixed = 1 + self.has_width + has_norm
         if len(parts) != fixed + self.num_stages:
             self.bad_key(body, f"{len(parts)} '-'-separated parts, expected "
                          f"{fixed + self.num_stages}")
         genes: dict[str, Gene] = {}
         if self.has_width:
             genes["w"] = self._gene(body, "w", parts[0], "w")
-        genes["r"] = self._gene(body, "r", parts[fixed - 1], "r")
+        genes["r"] = self._gene(body, "r", parts[int(self.has_width)], "r")
+        if has_norm:
+            genes[NORM] = decode_norm(self, body, parts[fixed - 1])
         for i, text in enumerate(parts[fixed:], 1):
             genes.update(self._decode_stage(body, i, text))
         return self.make(genes)
@@ -285,9 +306,12 @@ class InvertedResidualSpace(SearchSpace):
 
     # --- named networks -----------------------------------------------------------------------
     def uniform(self, k: int, e: float, depths: tuple[int, ...], r: int,
-                w: float = 1.0) -> Arch:
-        """The arch with every block k/e, the given stage depths, resolution and width (dense)."""
+                w: float = 1.0, norm: str = DEFAULT_NORM) -> Arch:
+        """The arch with every block k/e, the given stage depths, resolution and width (dense),
+        and `norm` where the space has a norm dimension."""
         genes: dict[str, Gene] = {"r": r}
+        if NORM in self.dimension_names:
+            genes[NORM] = norm
         if self.has_width:
             genes["w"] = w
         for i, depth in enumerate(depths, 1):
@@ -304,8 +328,11 @@ class InvertedResidualSpace(SearchSpace):
         return dict(self._refs)
 
     def _make_references(self) -> dict[str, Arch]:
-        """The named networks of every preset whose skeleton this space shares."""
+        """The named networks of every preset whose skeleton this space shares (BatchNorm ones:
+        none where the space does not offer `bn_relu`)."""
         refs: dict[str, Arch] = {}
+        if reference_genes(self) is None:
+            return refs
         for preset, builders in _REFERENCES.items():
             if _structure(PRESETS[preset]) != _structure(
                     {f.name: getattr(self.config, f.name) for f in fields(self.config)}):

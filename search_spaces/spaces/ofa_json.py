@@ -1,6 +1,6 @@
 """OFA's subnet JSON form of inverted-residual archs: `{"ks":[..],"e":[..],"d":[..],"r":N}`
-(kernel and expand ratio per block slot, depth per stage, resolution; optional `w` and, for
-sparse spaces, `density` per stage)."""
+(kernel and expand ratio per block slot, depth per stage, resolution; optional `w`, for
+sparse spaces `density` per stage, and for spaces with a norm dimension `norm`)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from search_spaces import settings
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError
+from search_spaces.ops.norm import DEFAULT_NORM
 from search_spaces.space import Dimension
 
 
@@ -18,6 +19,7 @@ class InvertedResidualSpace(Protocol):
     name: str
     sparse: bool
     has_width: bool
+    dimension_names: tuple[str, ...]
 
     @property
     def num_stages(self) -> int: ...
@@ -56,6 +58,9 @@ def decode(space: InvertedResidualSpace, text: str) -> Arch:
             slot += 1
         if space.sparse:
             genes[f"density{i}"] = float(density[i - 1])
+    if "norm" in space.dimension_names:  # OFA's own subnets are BatchNorm networks
+        norms = space.dimension("norm").options
+        genes["norm"] = data.get("norm", DEFAULT_NORM if DEFAULT_NORM in norms else norms[0])
     # JSON numbers become the dimension's own option values (7.0 -> 7), so keys match
     return space.make({name: _option(space, name, value) for name, value in genes.items()})
 
@@ -77,6 +82,8 @@ def encode(space: InvertedResidualSpace, arch: Arch) -> str:
         data["w"] = arch["w"]
     if space.sparse:
         data["density"] = [arch[f"density{i}"] for i in range(1, space.num_stages + 1)]
+    if "norm" in space.dimension_names:
+        data["norm"] = arch["norm"]
     return json.dumps(data, separators=(",", ":"))
 
 

@@ -5,11 +5,13 @@ Network: stem (Conv7x7 s2 - BN - ReLU, MaxPool 3x3 s2), four stages of `basic` o
 `round8(base_i * w_i)` planes, a bottleneck's output is `planes * expansion`), global average
 pool and a linear classifier. ResNet-18/34/50 are points of the space. Space files may also
 list `plain` blocks (a basic block without its shortcut: VGG style, EAS's plain CNNs); the
-`resnet` preset does not, so its keys and archs stay those of ResNets.
+`resnet` preset does not, so its keys and archs stay those of ResNets. Space files may also
+offer normalization-activation kinds (`norms`, see norm_gene.py): one for the whole network.
 
-Key body: `<block>[-e<expansion>]-d<d1.d2.d3.d4>-w<w1.w2.w3.w4>[-s<density1..4>]-r<res>`,
-e.g. `bottleneck-e4-d3.4.6.3-w1.0.1.0.1.0.1.0-r224` (ResNet-50); the `-e` field is only there
-for bottleneck blocks, the `-s` field only in sparse spaces.
+Key body: `<block>[-e<expansion>]-d<d1.d2.d3.d4>-w<w1.w2.w3.w4>[-s<density1..4>]-r<res>
+[-<norm>]`, e.g. `bottleneck-e4-d3.4.6.3-w1.0.1.0.1.0.1.0-r224` (ResNet-50); the `-e` field is
+only there for bottleneck blocks, the `-s` field only in sparse spaces, the norm only in spaces
+that offer more than one.
 """
 from __future__ import annotations
 
@@ -32,7 +34,17 @@ from search_spaces.keys import (
     split_floats,
     split_ints,
 )
+from search_spaces.ops.norm import DEFAULT_NORM
 from search_spaces.space import BlockSpec, Chain, Dimension, SearchSpace, config_from_dict
+from search_spaces.spaces.norm_gene import (
+    decode_norm,
+    encode_norm,
+    network_norm,
+    norm_args,
+    norm_dimensions,
+    norm_options,
+    reference_genes,
+)
 
 BLOCK_TYPES = ("basic", "bottleneck", "plain")  # what a space file may list
 DEFAULT_BLOCKS = ("basic", "bottleneck")  # the preset's, and a config's when not given
@@ -103,6 +115,7 @@ class ResNetConfig:
     resolutions: tuple[int, ...] = (128, 160, 192, 224)
     stem: int = 64
     densities: tuple[float, ...] = DENSITIES
+    norms: tuple[str, ...] = (DEFAULT_NORM,)  # normalization-activation kinds (ops.norm.NORMS)
 
     def __post_init__(self) -> None:
         stage_channels = settings.int_list("stage_channels", self.stage_channels, sort=False)
@@ -116,6 +129,7 @@ class ResNetConfig:
                                        settings.MAX_RESOLUTION),
             "stem": settings.int_value("stem", self.stem),
             "densities": float_options("densities", self.densities, 0.0, 1.0),
+            "norms": norm_options(self.norms),
         }
         for name, value in fields.items():
             object.__setattr__(self, name, value)
@@ -146,7 +160,7 @@ REFERENCES: dict[str, tuple[str, int | None, tuple[int, ...]]] = {
 
 
 class ResNetSpace(SearchSpace):
-    """Dimensions: block, expansion (bottleneck only), d<i>, w<i>, r[, density<i>]."""
+    """Dimensions: block, expansion (bottleneck only), d<i>, w<i>, r[, norm][, density<i>]."""
 
     def __init__(self, name: str, config: ResNetConfig, sparse: bool = False):
         self.name = name
@@ -157,14 +171,17 @@ class ResNetSpace(SearchSpace):
         dims += [Dimension(f"d{i + 1}", opts) for i, opts in enumerate(config.depths)]
         dims += [Dimension(f"w{i + 1}", config.widths) for i in range(self.num_stages)]
         dims.append(Dimension("r", config.resolutions))
+        dims += norm_dimensions(config.norms)
         if sparse:
             dims += [Dimension(f"density{i + 1}", config.densities)
                      for i in range(self.num_stages)]
         self.dimensions = tuple(dims)
+        norm = f"-<{'|'.join(config.norms)}>" if len(config.norms) > 1 else ""
         self._form = (f"'<{'|'.join(config.blocks)}>[-e<expansion>]-d<depth per stage>"
                       f"-w<width multiplier per stage>{'-s<density per stage>' if sparse else ''}"
-                      f"-r<resolution>', e.g. 'bottleneck-e4-d3.4.6.3-w1.0.1.0.1.0.1.0"
-                      f"{'-s1.0.1.0.1.0.1.0' if sparse else ''}-r224'")
+                      f"-r<resolution>{norm}', e.g. 'bottleneck-e4-d3.4.6.3-w1.0.1.0.1.0.1.0"
+                      f"{'-s1.0.1.0.1.0.1.0' if sparse else ''}-r224"
+                      f"{'-' + config.norms[-1] if norm else ''}'")
 
     # --- genes ---------------------------------------------------------------------------------
     def canonical(self, genes: dict[str, Gene]) -> dict[str, Gene]:
@@ -187,9 +204,12 @@ class ResNetSpace(SearchSpace):
         return int(arch["r"])
 
     def reference_archs(self) -> dict[str, Arch]:
-        refs = {}
+        refs: dict[str, Arch] = {}
+        norm = reference_genes(self)
+        if norm is None:
+            return refs  # the references are BatchNorm networks
         for name, (block, expansion, depths) in REFERENCES.items():
-            genes: dict[str, Gene] = {"block": block, "expansion": expansion, "r": 224}
+            genes: dict[str, Gene] = {"block": block, "expansion": expansion, "r": 224, **norm}
             for i in range(self.num_stages):
                 genes[f"d{i + 1}"] = depths[i] if i < len(depths) else None
                 genes[f"w{i + 1}"] = 1.0
@@ -218,13 +238,14 @@ class ResNetSpace(SearchSpace):
         self.check(arch)
         size = self.input_size(arch)
         chain = Chain((in_channels or self.default_channels, size, size))
-        chain.add("conv_bn_act", "stem", out=self.config.stem, k=7, stride=2)
+        norm = norm_args(network_norm(self, arch))
+        chain.add("conv_bn_act", "stem", out=self.config.stem, k=7, stride=2, **norm)
         chain.add("pool", "stem.pool", kind="max", k=3, stride=2, padding=1)
         block = str(arch["block"])
         for i, planes in enumerate(self.stage_planes(arch)):
-            args: dict[str, Any] = {"out": planes}
+            args: dict[str, Any] = {"out": planes, **norm}
             if block == "bottleneck":
-                args = {"out": planes * int(arch["expansion"]), "width": planes}
+                args.update(out=planes * int(arch["expansion"]), width=planes)
             density = arch[f"density{i + 1}"] if self.sparse else 1.0
             if density < 1.0:  # dense blocks keep the same spec (and lookup key) in both spaces
                 args["density"] = density
@@ -246,11 +267,12 @@ class ResNetSpace(SearchSpace):
         if self.sparse:
             parts.append("s" + join_floats(arch[f"density{i}"] for i in n))
         parts.append(f"r{arch['r']}")
-        return "-".join(parts)
+        return "-".join(parts + encode_norm(self, arch))
 
     def decode(self, body: str) -> Arch:
         match = re.fullmatch(rf"(?P<block>[a-z]+)(?:-e(?P<e>[0-9]+))?-d(?P<d>{INTS})"
-                             rf"-w(?P<w>{FLOATS})(?:-s(?P<s>{FLOATS}))?-r(?P<r>[0-9]+)", body)
+                             rf"-w(?P<w>{FLOATS})(?:-s(?P<s>{FLOATS}))?-r(?P<r>[0-9]+)"
+                             rf"(?:-(?P<norm>[a-z0-9_]+))?", body)
         if match is None:
             self.bad_key(body, "malformed")
         block, e = match["block"], match["e"]
@@ -261,6 +283,11 @@ class ResNetSpace(SearchSpace):
         check_densities_field(self, body, match["s"] is not None, self.sparse)
         genes: dict[str, Gene] = {"block": block, "expansion": None if e is None else int(e),
                                   "r": int(match["r"])}
+        if (match["norm"] is None) == ("norm" in self.dimension_names):
+            self.bad_key(body, "a '-<norm>' part is there exactly when the space offers "
+                               "several norms")
+        if match["norm"] is not None:
+            genes["norm"] = decode_norm(self, body, match["norm"])
         lists: dict[str, list[Any]] = {"d": split_ints(match["d"]),
                                        "w": split_floats(match["w"])}
         if self.sparse:

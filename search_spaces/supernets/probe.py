@@ -4,6 +4,9 @@ Options are ordered cheapest first, so shapes grow along each dimension: the lar
 smallest archs, each with one gene moved to every other option (this reaches candidates that
 only exist off the extremes, such as a projection shortcut that appears when a stage is
 narrower than its input), plus seeded random archs for combinations of two or more genes.
+A whole-network choice whose options have weights of their own in every block (the
+normalization-activation `norm`) is probed one option at a time: each option's candidates
+must be seen at their largest shapes too, not only at the extremes of the other genes.
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError
 from search_spaces.space import SearchSpace
 
+SEPARATE_DIMENSIONS = ("norm",)  # whole-network choices that separate every block's weights
+
 
 def probe_archs(space: SearchSpace, samples: int = 32, seed: int = 0,
                 fixed: dict[str, Gene] | None = None) -> list[Arch]:
@@ -22,6 +27,12 @@ def probe_archs(space: SearchSpace, samples: int = 32, seed: int = 0,
     changes no weight shape) are held at the given value."""
     fixed = fixed or {}
     seen: dict[Arch, None] = {}
+    for name in SEPARATE_DIMENSIONS:
+        if name in space.dimension_names and name not in fixed:
+            for option in space.dimension(name).options:
+                seen.update(dict.fromkeys(probe_archs(space, samples, seed,
+                                                      {**fixed, name: option})))
+            return list(seen)
     for arch in _candidates(space, samples, seed, fixed):
         if fixed:
             arch = space.make({**arch.as_dict(), **fixed})

@@ -12,7 +12,8 @@ Reductions (`remove` a block, `narrow` a width: N2N students, Ashok et al. 2018)
 way and are NOT function-preserving: `reductions(space, arch)` lists them (`available` never
 does), `apply` and `arch_after` take them too. Each family that has them has a module in
 `SHRINKERS` with the same `SPACE_TYPE`/`reductions`/`apply`/`arch_after`. See
-docs/transform.md.
+docs/transform.md. Both work on BatchNorm networks only: an arch whose `norm` is another
+normalization-activation (search_spaces.ops.norm) is refused with UnsupportedTransformError.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from search_spaces.arch import Arch
+from search_spaces.ops.norm import DEFAULT_NORM
 from search_spaces.space import Rng, SearchSpace
 from search_spaces.transforms import (
     densenet,
@@ -67,6 +69,16 @@ def shrinker(space: SearchSpace) -> ModuleType:
                                     f"({type(space).__name__}): {why}")
 
 
+def check_batchnorm(space: SearchSpace, arch: Arch) -> None:
+    """UnsupportedTransformError unless `arch`'s network normalises with BatchNorm (the weight
+    transfers replicate and reset BatchNorm statistics; an EvoNorm or GroupNorm is no BN)."""
+    norms = getattr(getattr(space, "config", None), "norms", (DEFAULT_NORM,))
+    norm = arch.as_dict().get("norm") or norms[0]
+    if norm != DEFAULT_NORM:
+        raise UnsupportedTransformError(f"transformations handle BatchNorm networks only; "
+                                        f"{arch.key} uses {norm}")
+
+
 def supports(space: SearchSpace) -> bool:
     return any(isinstance(space, m.SPACE_TYPE) for m in FAMILIES)
 
@@ -75,12 +87,14 @@ def available(space: SearchSpace, arch: Arch) -> list[Transform]:
     """The function-preserving transformations that apply to `arch` (each moves one gene to a
     larger option); never reductions."""
     space.check(arch)
+    check_batchnorm(space, arch)
     return family(space).available(space, arch)
 
 
 def reductions(space: SearchSpace, arch: Arch) -> list[Transform]:
     """The reductions (remove, narrow) that apply to `arch`; not function-preserving."""
     space.check(arch)
+    check_batchnorm(space, arch)
     return shrinker(space).reductions(space, arch)
 
 
@@ -92,12 +106,14 @@ def apply(space: SearchSpace, arch: Arch, model: Network, transform: Transform,
           rng: Rng = None) -> tuple[Arch, Network]:
     """`transform` applied to `model` (built from `arch`): the new arch and a model carrying
     the transferred weights (all of them for a growth; the kept ones for a reduction)."""
+    check_batchnorm(space, arch)
     return _module(space, transform).apply(space, arch, model, transform, rng)
 
 
 def arch_after(space: SearchSpace, arch: Arch, transform: Transform) -> Arch:
     """The arch `transform` turns `arch` into, without building a network (what a search
     that draws many edits calls)."""
+    check_batchnorm(space, arch)
     return _module(space, transform).arch_after(space, arch, transform)
 
 

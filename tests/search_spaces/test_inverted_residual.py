@@ -305,8 +305,9 @@ def test_log10_size_counts_distinct_archs():
     config = {**ir.PRESETS["mobile"], "widths": [16, 24], "strides": [1, 2], "acts": ["relu"] * 2,
               "se": [False, True], "depths": [[1, 2], [2, 3]], "kernels": [3, 5],
               "expands": [3], "resolutions": [128, 132]}
-    for sparse in (False, True):
-        space = ir.create("ir-test-tiny", config, sparse)
+    for sparse, norms in ((False, ["bn_relu"]), (True, ["bn_relu"]),
+                          (False, ["gn_relu", "evonorm_s0"])):
+        space = ir.create("ir-test-tiny", {**config, "norms": norms}, sparse)
         distinct = {tuple(space.canonical(dict(zip(space.dimension_names, values))).items())
                     for values in itertools.product(*(d.options for d in space.dimensions))}
         assert math.isclose(space.log10_size(), math.log10(len(distinct)))
@@ -316,6 +317,6 @@ def test_log10_size_counts_distinct_archs():
 
 def test_config_errors_are_user_errors():
     for bad in ({"widths": [24, 40]}, {"acts": ["relu", "swish"] + ["relu"] * 3},
-                {"depths": [[0, 1]] * 5}, {"kernel": [3]}):
+                {"depths": [[0, 1]] * 5}, {"kernel": [3]}, {"norms": ["bn_relu", "layernorm"]}):
         with pytest.raises(NasError):
             ir.create("ir-test-bad", {**ir.PRESETS["mobile"], **bad}, False)

@@ -90,11 +90,13 @@ def test_canonical_and_contains(space, sparse) -> None:
 
 
 def test_log10_size_counts_canonical_archs() -> None:
-    space = resnet.create("resnet-tiny", {"depths": [[1, 2], [1], [2, 3], [1]],
-                                          "widths": [0.5, 1.0], "resolutions": [64]}, True)
-    canon = {space.make(dict(zip(space.dimension_names, values)))
-             for values in itertools.product(*(d.options for d in space.dimensions))}
-    assert math.isclose(space.log10_size(), math.log10(len(canon)))
+    for norms in (["bn_relu"], ["bn_relu", "evonorm_b0"]):
+        space = resnet.create("resnet-tiny", {"depths": [[1, 2], [1], [2, 3], [1]],
+                                              "widths": [0.5, 1.0], "resolutions": [64],
+                                              "norms": norms}, True)
+        canon = {space.make(dict(zip(space.dimension_names, values)))
+                 for values in itertools.product(*(d.options for d in space.dimensions))}
+        assert math.isclose(space.log10_size(), math.log10(len(canon)))
     preset = get_space("resnet")
     assert math.isclose(preset.log10_size(), math.log10(3 * 4 * 6 * 3 * 3 ** 4 * 4 * (1 + 3)))
 
@@ -139,6 +141,7 @@ def test_bad_sparse_key(sparse) -> None:
 @pytest.mark.parametrize("config", [
     {"bogus": 1}, {"depths": [[1, 2]]}, {"blocks": ["wide"]}, {"widths": []},
     {"densities": [0.5, 2.0]}, {"resolutions": ["big"]}, {"widths": [1e-7]},
+    {"norms": ["evonorm"]}, {"norms": []}, {"norms": ["gn_relu", "gn_relu"]},
 ])
 def test_bad_config(config: dict) -> None:
     with pytest.raises(NasError):
