@@ -15,11 +15,16 @@ each estimator scores every architecture once:
 
 Per estimator, against the mean of the ground truth's seeds: Kendall tau (with a bootstrap
 90% interval over architectures), Spearman, precision at the top 10%, on all architectures
-and (NB201) on cells whose output is connected, and the cost per architecture. Scores are kept
-per estimator under results/bench/ranking-estimators/SPACE/ so a run resumes; `--plot` writes
+and (NB201) on cells whose output is connected, and the cost per architecture; for supernets
+also the training seconds and seconds per step (the per-epoch times kept in the cached
+checkpoint). `--time-steps` times one epoch of several supernet recipes back to back on this
+machine (timing.json: seconds per step and the ratio to the first; wall-clock here drifts up
+to 2x between runs, so only ratios measured together compare). Scores are kept per estimator
+under results/bench/ranking-estimators/SPACE/ so a run resumes; `--plot` writes
 docs/ranking-SPACE.png.
 
     python bench/ranking_estimators.py --space nb201 --recipe e8 --estimators all
+    python bench/ranking_estimators.py --space nb201 --recipe e24 --time-steps --markdown
 """
 from __future__ import annotations
 
@@ -75,7 +80,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
                         "eval_images": 5000},
     "sandwich-e15": {"sampling": "sandwich", "epochs": 15},
     "uniform-e15": {"sampling": "uniform", "epochs": 15},
+    # multi-architectural sampling (ViT-ResNAS, `subnets_per_pass`): K subnets share one
+    # forward-backward, each on 1/K of the batch. Fair sampling draws 5 subnets per step on
+    # NB201 (K=5: all in one pass), sandwich 2 + random_subnets = 4 (K=4).
+    "fair-e15-eval5k-k5": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
+                           "eval_images": 5000, "subnets_per_pass": 5},
+    "fair-e45-eval5k-k5": {"sampling": "fair", "epochs": 45, "calibration_images": 1000,
+                           "eval_images": 5000, "subnets_per_pass": 5},
+    "sandwich-e15-k4": {"sampling": "sandwich", "epochs": 15, "subnets_per_pass": 4},
 }
+# `--time-steps`: the supernet entries whose training cost is measured back to back, the first
+# the baseline the others are compared with (the sequential default and its K variants).
+TIMED = ("supernet:fair-e15-eval5k", "supernet:fair-e15-eval5k-k5",
+         "supernet:fair-e45-eval5k-k5", "supernet:sandwich-e15", "supernet:sandwich-e15-k4")
 ESTIMATOR_FIELDS = ("calibration_images", "eval_images")
 BOOTSTRAP = 2000
 
@@ -96,13 +113,21 @@ def supernet_setup(space: str, variant: str | None) -> tuple[SupernetRecipe, dic
                     "eval_images": changes.get("eval_images", 2000)}
 
 
+def training_cost(trained, data) -> dict[str, Any]:
+    """Training seconds (the sum of the checkpoint's per-epoch times: also known for a
+    supernet reused from the cache, timed by the run that trained it), steps and seconds per
+    step."""
+    steps = trained.recipe.steps_per_epoch(len(data.train)) * len(trained.history)
+    seconds = float(sum(record["seconds"] for record in trained.history))
+    return {"train_seconds": seconds, "train_steps": steps,
+            "seconds_per_step": seconds / max(1, steps)}
+
+
 def score_supernet(space: str, variant: str | None, archs: list[Arch], data,
                    cache: Path) -> dict[str, Any]:
     recipe, images = supernet_setup(space, variant)
-    start = time.perf_counter()
     trained = train_supernet(GROUND_TRUTHS[space].space(), data, recipe, cache_dir=cache,
                              log=print, quiet=True)
-    train_seconds = time.perf_counter() - start
     estimator = SupernetEstimator(trained, data, **images)
     estimator(archs[0])  # warm-up: resizes and caches the images once
     scores, seconds = {}, []
@@ -111,9 +136,47 @@ def score_supernet(space: str, variant: str | None, archs: list[Arch], data,
         scores[arch.key] = metrics["acc"]
         seconds.append(metrics["supernet_seconds"])
     return {"scores": scores, "seconds_per_arch": float(np.median(seconds)),
-            "seconds_per_arch_max": float(max(seconds)),
-            "train_seconds": None if trained.reused else train_seconds,
+            "seconds_per_arch_max": float(max(seconds)), **training_cost(trained, data),
+            "trained_here": not trained.reused, "threads": torch.get_num_threads(),
             "recipe": recipe.as_dict(), **images}
+
+
+def variant_of(name: str) -> str | None:
+    """`supernet:VARIANT` -> VARIANT; `supernet` -> None (the default recipe)."""
+    if name != "supernet" and not name.startswith("supernet:"):
+        raise ValueError(f"not a supernet entry: {name!r}")
+    return name.partition(":")[2] or None
+
+
+def time_steps(space: str, names: list[str], data, rounds: int) -> dict[str, Any]:
+    """Seconds per training step of each supernet entry's recipe, measured back to back on
+    this machine: one epoch of the recipe each (`epochs` = 1, the rest unchanged; a fresh
+    supernet through `train_supernet`, the code path of the full training), in turn, `rounds`
+    times (every other round in reverse order), so a drift of the machine's speed falls on
+    every entry alike. The first entry is the baseline of the ratios."""
+    import tempfile
+
+    per_step: dict[str, list[float]] = {name: [] for name in names}
+    with tempfile.TemporaryDirectory(prefix="timing-") as cache:
+        for round_index in range(rounds):
+            for name in names if round_index % 2 == 0 else names[::-1]:
+                recipe, _ = supernet_setup(space, variant_of(name))
+                short = dataclasses.replace(recipe, epochs=1)
+                trained = train_supernet(GROUND_TRUTHS[space].space(), data, short,
+                                         cache_dir=cache, reuse=False, quiet=True)
+                steps = short.steps_per_epoch(len(data.train))
+                per_step[name].append(trained.history[-1]["seconds"] / steps)
+                print(f"round {round_index + 1}/{rounds} {name}: "
+                      f"{per_step[name][-1]:.3f} s/step", flush=True)
+    median = {name: float(np.median(values)) for name, values in per_step.items()}
+    base = names[0]
+    return {"baseline": base, "rounds": rounds, "epochs": 1,
+            "threads": torch.get_num_threads(), "per_step": per_step,
+            "seconds_per_step": median,
+            "ratio": {name: median[name] / median[base] for name in names},
+            # each round's ratio: how much of the drift the back-to-back order cancels
+            "ratio_per_round": {name: [v / b for v, b in zip(per_step[name], per_step[base])]
+                                for name in names}}
 
 
 def score_proxies(space: str, archs: list[Arch], data) -> dict[str, dict[str, Any]]:
@@ -193,7 +256,14 @@ def report(space: str, recipe_name: str) -> dict[str, Any]:
         if len(have) < 3:
             continue
         entry = {"seconds_per_arch": record["seconds_per_arch"],
-                 **{k: record[k] for k in ("train_seconds", "recipe") if k in record}}
+                 **{k: record[k] for k in ("train_seconds", "train_steps", "seconds_per_step",
+                                           "recipe") if k in record}}
+        recipe = entry.get("recipe") or {}
+        if entry.get("train_seconds") and "seconds_per_step" not in entry \
+                and recipe.get("train_images"):  # scores written before steps were recorded
+            entry["train_steps"] = recipe["epochs"] * (recipe["train_images"]
+                                                       // recipe["batch_size"])
+            entry["seconds_per_step"] = entry["train_seconds"] / entry["train_steps"]
         for subset, chosen in (("all", have), ("connected", [r for r in have if r["connected"]])):
             if subset == "connected" and not space.startswith("nb201"):
                 continue
@@ -201,6 +271,12 @@ def report(space: str, recipe_name: str) -> dict[str, Any]:
             estimate = np.array([record["scores"][r["key"]] for r in chosen], dtype=float)
             entry[subset] = agreement(truth, estimate)
         result["estimators"][name] = entry
+    timing = load_json(out / "timing.json")
+    for name, seconds in timing.get("seconds_per_step", {}).items():
+        if name in result["estimators"]:
+            result["estimators"][name].update(
+                timed_seconds_per_step=seconds, timed_ratio=timing["ratio"][name],
+                timed_baseline=timing["baseline"])
     atomic_write_text(out / f"report-{recipe_name}.json", json.dumps(result, indent=1))
     return result
 
@@ -250,6 +326,33 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cost_markdown(result: dict[str, Any]) -> str:
+    """The supernets whose training cost was timed back to back (`--time-steps`): tau, the
+    full training's seconds (per-epoch times of the run that trained it) and the seconds
+    per step measured back to back, with their ratio to the baseline."""
+    timed = [(name, entry) for name, entry in result["estimators"].items()
+             if "timed_seconds_per_step" in entry]
+    if not timed:
+        return ""
+    base = timed[0][1]["timed_baseline"]
+    base_steps = result["estimators"].get(base, {}).get("train_steps")
+    lines = ["| supernet | tau | 90% interval | steps | train s | s/step (training) | "
+             f"s/step (back to back) | per step vs `{base}` | whole training vs `{base}` |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in timed:
+        steps = entry.get("train_steps")
+        whole = f"{entry['timed_ratio'] * steps / base_steps:.2f}" if steps and base_steps \
+            else "-"
+        subset = entry.get("connected", entry["all"])
+        train = f"{entry['train_seconds']:.0f}" if entry.get("train_seconds") else "-"
+        per = f"{entry['seconds_per_step']:.3f}" if entry.get("seconds_per_step") else "-"
+        lines.append(f"| `{name}` | {subset['kendall_tau']:.2f} | {subset['tau_90_low']:.2f} to "
+                     f"{subset['tau_90_high']:.2f} | {entry.get('train_steps', '-')} | {train} | "
+                     f"{per} | {entry['timed_seconds_per_step']:.3f} | "
+                     f"{entry['timed_ratio']:.2f} | {whole} |")
+    return "\n".join(lines)
+
+
 def save_scores(space: str, name: str, record: dict[str, Any]) -> None:
     atomic_write_text(OUT / space / f"scores-{name.replace(':', '_')}.json",
                       json.dumps({"name": name, **record}, indent=1))
@@ -268,6 +371,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--plot", action="store_true")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--time-steps", nargs="?", const=",".join(TIMED), default=None,
+                        metavar="NAMES",
+                        help="time one epoch of each named supernet entry's recipe back to back "
+                             f"(comma list, the first the baseline; default {','.join(TIMED)}) "
+                             "into timing.json")
+    parser.add_argument("--rounds", type=int, default=2, help="--time-steps rounds")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     (OUT / args.space).mkdir(parents=True, exist_ok=True)
@@ -295,11 +404,22 @@ def main() -> None:
             parser.error(f"unknown estimator {name!r}")
         for estimator, record in results.items():
             save_scores(args.space, estimator, record)
+    if args.time_steps:
+        names = args.time_steps.split(",")
+        for name in names:
+            if name.startswith("supernet:") and variant_of(name) not in VARIANTS:
+                parser.error(f"unknown supernet variant in --time-steps: {name!r}")
+        if data is None:
+            data = load_split_data(args.space, protocol, Path(args.data) / "fashion-mnist")
+        timing = time_steps(args.space, names, data, args.rounds)
+        atomic_write_text(OUT / args.space / "timing.json", json.dumps(timing, indent=1))
     result = report(args.space, args.recipe)
     if args.plot:
         print(f"plot: {plot(args.space, args.recipe, result)}")
     if args.markdown:
         print(markdown(result))
+        print()
+        print(cost_markdown(result))
         return
     for name, entry in result["estimators"].items():
         subset = entry.get("connected", entry["all"])

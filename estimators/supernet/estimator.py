@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,6 @@ EVAL_IMAGES = 2000
 # cheap to score and close in accuracy, and 5,000 validation images rank them better than
 # 2,000 (Kendall tau 0.57 -> 0.63 on reduced NB201, docs/ranking.md)
 STYLE_IMAGES: dict[str, tuple[int, int]] = {"one-shot": (1000, 5000)}
-RECIPE_OPTIONS = ("epochs", "train_images", "batch_size", "lr", "random_subnets", "resolution",
-                  "sampling")
 
 
 @dataclass(frozen=True)
@@ -62,6 +60,11 @@ class SupernetOptions(EstimatorOptions):
                                           "or pixels", "resolution")
     sampling: str | None = option(None, "subnets per step: auto, sandwich, fair or uniform "
                                         "(default: the recipe's)", "sampling")
+    subnets_per_pass: int | None = option(None, "subnets sharing one forward-backward, each on "
+                                                "its own slice of the batch (ViT-ResNAS "
+                                                "multi-architectural sampling; default 1: each "
+                                                "subnet on the whole batch, one backward each)",
+                                          "int1")
     calibration_images: int | None = option(None, "training images BatchNorm is recalibrated "
                                                   "on per subnet (default 500; one-shot "
                                                   "spaces 1,000)", "int2")
@@ -74,6 +77,12 @@ class SupernetOptions(EstimatorOptions):
 
     def check(self) -> None:
         supernet_recipe(self.as_dict())
+
+
+# The options that are recipe fields (every SupernetOptions field that SupernetRecipe has):
+# `supernet_recipe` passes them on, `nas supernet train` reads its flags of the same names.
+RECIPE_OPTIONS = tuple(f.name for f in fields(SupernetOptions)
+                       if f.name in {r.name for r in fields(SupernetRecipe)})
 
 
 def supernet_recipe(options: Mapping[str, Any],
@@ -255,5 +264,5 @@ class SupernetEstimator(AccuracyEstimator):
         return cls(trained, data, **kwargs)
 
 
-__all__ = ["SupernetEstimator", "SupernetOptions", "recalibrate_batchnorm", "scoring_images",
-           "supernet_recipe", "top1"]
+__all__ = ["RECIPE_OPTIONS", "SupernetEstimator", "SupernetOptions", "recalibrate_batchnorm",
+           "scoring_images", "supernet_recipe", "top1"]

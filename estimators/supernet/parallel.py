@@ -3,7 +3,8 @@ workers, one process each.
 
 Every worker builds the same supernet (its initialisation is seeded; rank 0's weights are
 also broadcast), runs the same subnets each step (they are drawn from the recipe's seed),
-takes its share of each batch and averages gradients with the others (`SandwichTrainer`), so
+takes its share of each batch (with `subnets_per_pass` > 1, each group of subnets splits
+that share) and averages gradients with the others (`SandwichTrainer`), so
 N workers follow the single-process run up to floating-point order and per-shard BatchNorm
 statistics. Rank 0 writes the per-epoch checkpoint and reports it to Ray Train; the caller
 gets the last one back at the cache path.
@@ -77,17 +78,26 @@ def _progress(trainer: SandwichTrainer, done: int, name: str):
     return update
 
 
+def check_batch(recipe: SupernetRecipe, workers: int) -> None:
+    """A one-line NasError when a batch cannot be shared by `workers` with every subnet of a
+    pass (`subnets_per_pass`) still getting 2 images of each worker's share (BatchNorm)."""
+    per_pass = recipe.subnets_per_pass
+    if recipe.batch_size < 2 * workers * per_pass:
+        raise NasError(f"batch size {recipe.batch_size} is too small for {workers} workers"
+                       + (f" and {per_pass} subnets per pass" if per_pass > 1 else "")
+                       + " (each needs at least 2 images per step"
+                       + (" and subnet" if per_pass > 1 else "") + " for BatchNorm)")
+
+
 def train_parallel(space: SearchSpace, data: DataSplits, recipe: SupernetRecipe, key: str,
                    path: Path, workers: int, *, payload: dict[str, Any] | None = None,
                    quiet: bool = False, address: str | None = None) -> None:
     """Train on `workers` Ray Train CPU workers; the last checkpoint ends up at `path`."""
+    check_batch(recipe, workers)
     ensure_ray(address)
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    if recipe.batch_size < 2 * workers:
-        raise NasError(f"batch size {recipe.batch_size} is too small for {workers} workers "
-                       f"(each needs at least 2 images per step for BatchNorm)")
     storage = tempfile.mkdtemp(prefix="nas-ray-train-")
     try:
         trainer = TorchTrainer(
@@ -111,4 +121,4 @@ def train_parallel(space: SearchSpace, data: DataSplits, recipe: SupernetRecipe,
         shutil.rmtree(storage, ignore_errors=True)
 
 
-__all__ = ["train_parallel"]
+__all__ = ["check_batch", "train_parallel"]

@@ -7,9 +7,11 @@ before one optimiser step. The recipe's `sampling` picks them: `sandwich` (the l
 labels, the smallest and `random_subnets` random ones learning from its predictions: BigNAS's
 in-place distillation; ViT-ResNAS's several random subnets per step), `fair` (FairNAS: every
 option of every gene once per step), `uniform` (single-path one-shot), or `auto` (sandwich on
-elastic supernets, fair on one-shot ones). Every random choice (data order, subnets) comes
-from the recipe's seed, the epoch and the step, so a resumed run and a data-parallel run
-(`workers` > 1, Ray Train) see the same subnets as a plain run.
+elastic supernets, fair on one-shot ones). `subnets_per_pass` > 1 is ViT-ResNAS's
+multi-architectural sampling: the step's subnets share one backward per group, each on its
+own slice of the batch (labels only: no in-place distillation). Every random choice (data
+order, subnets) comes from the recipe's seed, the epoch and the step, so a resumed run and a
+data-parallel run (`workers` > 1, Ray Train) see the same subnets as a plain run.
 
 Training runs at the data set's resolution (Fashion-MNIST: 28x28, one channel): an arch's
 own resolution `r` drives its FLOPs and latency, not what the supernet is trained on.
@@ -64,6 +66,10 @@ class SupernetRecipe:
     # "uniform" (2 + random_subnets random subnets, labels only) or "auto" (sandwich for
     # elastic supernets, fair for one-shot ones: see docs/ranking.md for the measurements)
     sampling: str = "auto"
+    # multi-architectural sampling (ViT-ResNAS): the step's subnets in groups of this many,
+    # each group one forward-backward with every subnet on its own contiguous slice of the
+    # batch; 1: every subnet on the whole batch, one backward each (see docs/supernet.md)
+    subnets_per_pass: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -80,6 +86,15 @@ class SupernetRecipe:
             raise NasError(f"random_subnets must be >= 0, got {self.random_subnets}")
         if not 0 <= self.distill <= 1 or not 0 < self.temperature < math.inf:
             raise NasError("distill must be in [0, 1] and temperature positive")
+        if isinstance(self.subnets_per_pass, bool) or not isinstance(self.subnets_per_pass, int) \
+                or self.subnets_per_pass < 1:
+            raise NasError(f"subnets_per_pass must be a whole number >= 1, got "
+                           f"{self.subnets_per_pass!r}")
+        if self.batch_size < 2 * self.subnets_per_pass:
+            raise NasError(f"batch size {self.batch_size} is too small for "
+                           f"{self.subnets_per_pass} subnets per pass (each needs a slice of at "
+                           f"least 2 images for BatchNorm: batch size >= "
+                           f"{2 * self.subnets_per_pass})")
         if self.sampling not in SAMPLINGS:
             raise NasError(f"sampling must be one of {', '.join(SAMPLINGS)}, got "
                            f"{self.sampling!r}")
@@ -92,13 +107,22 @@ class SupernetRecipe:
         return asdict(self)
 
     def describe(self) -> str:
-        """Stable text form (the cache key's part)."""
-        return json.dumps(self.as_dict(), sort_keys=True)
+        """Stable text form (the cache key's part). Fields added after supernets were first
+        cached (KEY_OPTIONAL) are left out at their default, so those caches stay valid."""
+        values = self.as_dict()
+        for name, default in KEY_OPTIONAL.items():
+            if values[name] == default:
+                del values[name]
+        return json.dumps(values, sort_keys=True)
 
     def steps_per_epoch(self, train_size: int) -> int:
         images = train_size if self.train_images is None else min(self.train_images, train_size)
         return max(1, images // self.batch_size)  # full batches only: BatchNorm needs >= 2
 
+
+# Recipe fields that enter the cache key only when they differ from these values: their
+# default reproduces the training from before they existed, and keeps its cached supernets.
+KEY_OPTIONAL: dict[str, Any] = {"subnets_per_pass": 1}
 
 # Recipe defaults that differ by supernet style, measured on reduced NB201 against standalone
 # training (docs/ranking.md): a one-shot supernet trains one path per candidate op and ranks
@@ -176,6 +200,18 @@ def fair_archs(space: SearchSpace, rng: np.random.Generator) -> list[Arch]:
             for i in range(width)]
 
 
+def batch_slices(size: int, parts: int) -> list[tuple[int, int]]:
+    """`parts` contiguous (start, stop) slices of a batch of `size`, as equal as possible (the
+    first `size % parts` one image longer)."""
+    base, extra = divmod(size, parts)
+    bounds, start = [], 0
+    for index in range(parts):
+        stop = start + base + (1 if index < extra else 0)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
 def lr_at(step: int, total: int, recipe: SupernetRecipe) -> float:
     """Linear warm-up, then cosine decay to zero."""
     warm = int(total * recipe.warmup)
@@ -248,33 +284,51 @@ class SandwichTrainer:
 
     def train_step(self, inputs: torch.Tensor, labels: torch.Tensor, archs: list[Arch],
                    distill: bool = True) -> float:
-        """One step over `archs` (with `distill`, the first one's predictions teach the
-        others); returns the first subnet's loss."""
+        """One step over `archs`; returns the first subnet's loss. The subnets go in groups
+        of the recipe's `subnets_per_pass` (K): each group is one backward, its subnets on
+        contiguous slices of the batch (`batch_slices`), its loss their slice-size-weighted
+        mean. With K = 1 each subnet sees the whole batch and, with `distill`, the first one's
+        predictions teach the others (in-place distillation); with K > 1 the first subnet has
+        predictions for its own slice only, so every subnet learns from the labels."""
         recipe = self.recipe
+        per_pass = recipe.subnets_per_pass
+        distill = distill and per_pass == 1
         self.optimizer.zero_grad(set_to_none=True)
         teacher: torch.Tensor | None = None
-        first_loss = 0.0
-        for arch in archs:
-            size = input_size(self.supernet, self.data, recipe, arch)
-            logits = self.supernet(resize_batch(inputs, size), arch)
-            hard = F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
-            if teacher is None or not distill:
-                loss = hard
-                if teacher is None:
-                    teacher = F.softmax(logits.detach() / recipe.temperature, dim=1)
+        first_loss: float | None = None
+        for start in range(0, len(archs), per_pass):
+            group = archs[start:start + per_pass]
+            slices = batch_slices(labels.shape[0], len(group))
+            total: torch.Tensor | None = None
+            for arch, (low, high) in zip(group, slices):
+                # the whole batch when the group is one subnet: the sequential step unchanged
+                x, y = (inputs, labels) if len(group) == 1 else \
+                    (inputs[low:high], labels[low:high])
+                size = input_size(self.supernet, self.data, recipe, arch)
+                logits = self.supernet(resize_batch(x, size), arch)
+                hard = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+                if teacher is None or not distill:
+                    loss = hard
+                    if teacher is None and distill:
+                        teacher = F.softmax(logits.detach() / recipe.temperature, dim=1)
+                else:
+                    log_probs = F.log_softmax(logits / recipe.temperature, dim=1)
+                    soft = -(teacher * log_probs).sum(dim=1).mean() * recipe.temperature ** 2
+                    loss = recipe.distill * soft + (1 - recipe.distill) * hard
+                if first_loss is None:
                     first_loss = float(loss.detach())
-            else:
-                log_probs = F.log_softmax(logits / recipe.temperature, dim=1)
-                soft = -(teacher * log_probs).sum(dim=1).mean() * recipe.temperature ** 2
-                loss = recipe.distill * soft + (1 - recipe.distill) * hard
-            if not torch.isfinite(loss):
-                raise NasError(f"supernet training diverged (loss {float(loss)}); lower the "
+                if len(group) > 1:
+                    loss = loss * ((high - low) / labels.shape[0])
+                total = loss if total is None else total + loss
+            assert total is not None
+            if not torch.isfinite(total):
+                raise NasError(f"supernet training diverged (loss {float(total)}); lower the "
                                f"learning rate (now {recipe.lr})")
-            loss.backward()
+            total.backward()
         if self.world > 1:
             self._average_gradients()
         self.optimizer.step()
-        return first_loss
+        return 0.0 if first_loss is None else first_loss
 
     def _average_gradients(self) -> None:
         """All-reduce the gradients that exist (every process ran the same subnets, so the
@@ -346,6 +400,6 @@ def checkpoint_meta(trainer: SandwichTrainer) -> dict[str, Any]:
             "in_channels": supernet.in_channels, "data": trainer.data.name}
 
 
-__all__ = ["SandwichTrainer", "SupernetRecipe", "TrainedSupernet", "check_runs", "checkpoint_meta",
-           "default_recipe", "input_size", "restore", "sampling_rule", "step_archs",
-           "supernet_for"]
+__all__ = ["SandwichTrainer", "SupernetRecipe", "TrainedSupernet", "batch_slices", "check_runs",
+           "checkpoint_meta", "default_recipe", "input_size", "restore", "sampling_rule",
+           "step_archs", "supernet_for"]

@@ -101,6 +101,10 @@ def train_supernet(space: SearchSpace | str, data: DataSplits,
         if cached is not None:
             say(f"reusing trained supernet {path}")
             return cached
+    if workers > 1:
+        from estimators.supernet.parallel import check_batch
+
+        check_batch(recipe, workers)  # before Ray starts
     supernet = supernet_for(resolved, data, recipe)
     check_runs(supernet, data, recipe)
     payload = _resume_payload(path, key, say) if resume else None

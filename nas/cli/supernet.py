@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from typing import Any
 
 from nas.cli.common import CommandAdder, positive_int, resolution, seed, threads
@@ -13,13 +14,13 @@ from search_spaces import NasError, get_space
 def _recipe(args: argparse.Namespace, space):
     """The options given, over the space's default recipe (`default_recipe`)."""
     from estimators.supernet import default_recipe
+    from estimators.supernet.estimator import RECIPE_OPTIONS
 
-    given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-             "random_subnets": args.random_subnets, "resolution": args.resolution,
-             "sampling": args.sampling}
+    # one flag per recipe option of the supernet estimator (--option NAME=VALUE in nas search)
+    given = {name: getattr(args, name) for name in RECIPE_OPTIONS}
     values = {k: v for k, v in given.items() if v is not None}  # --lr 0 is refused, not replaced
-    if args.train_images is not None:
-        values["train_images"] = None if args.train_images == 0 else args.train_images
+    if args.train_images == 0:
+        values["train_images"] = None
     return default_recipe(space, kernel_transform=not args.no_kernel_transform, seed=args.seed,
                           **values)
 
@@ -80,7 +81,12 @@ def _missing_verb() -> int:
 def register(command: CommandAdder) -> None:
     from estimators.data import DATASETS
     from estimators.supernet import SupernetRecipe
+    from estimators.supernet.estimator import SupernetOptions
     from estimators.supernet.trainer import SAMPLINGS, STYLE_RECIPE
+
+    def option_help(name: str) -> str:
+        """The supernet estimator's help text of a recipe option (`--option NAME=VALUE`)."""
+        return next(f.metadata["help"] for f in fields(SupernetOptions) if f.name == name)
 
     parent = command("supernet", lambda args: _missing_verb(),
                      "weight-sharing supernets: train one per space and data set (cached)")
@@ -117,6 +123,9 @@ def register(command: CommandAdder) -> None:
                    help="subnets per step: sandwich (largest, smallest, random; in-place "
                         "distillation), fair (every option of every gene once), uniform, or "
                         "auto (default: sandwich for elastic supernets, fair for one-shot)")
+    p.add_argument("--subnets-per-pass", type=positive_int, default=None,
+                   help=f"{option_help('subnets_per_pass')}; the batch size must be at "
+                        f"least 2 per subnet")
     p.add_argument("--resolution", type=resolution, default=None,
                    help="training input size: 'data' (default), 'arch' (each subnet's own) or "
                         "pixels")
