@@ -8,27 +8,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from tiny_space import tiny_mobile
 
 from estimators.base import CHECKS, ESTIMATOR_KEY, UNITS, EstimatorOptions
 from estimators.data import load_data
 from estimators.registry import get_estimator, list_estimators
-from search_spaces import NasError, get_space, load_space_file, register_space
+from search_spaces import NasError, get_space
 
-TINY = """name: tiny-contract
-base: mobile
-widths: [8, 16]
-strides: [2, 2]
-acts: [relu, hswish]
-se: [false, true]
-depths: [[1, 2], [1, 2]]
-kernels: [3, 5]
-expands: [2, 3]
-resolutions: [32, 64]
-stem: 8
-first: 8
-head: 32
-mix: 32
-"""
 # a value of the wrong kind for each option kind (None is always accepted)
 BAD = {"int1": 0, "int2": 1, "int0": -1, "whole1": 1.5, "positive": -1.0, "text": 3,
        "resolution": "huge", "proxy": "oracle", "proxies": ["oracle"], "sampling": "greedy"}
@@ -44,9 +30,7 @@ TINY_OPTIONS = {
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    path = tmp_path_factory.mktemp("spaces") / "tiny-contract.yaml"
-    path.write_text(TINY)
-    return register_space(load_space_file(path))
+    return tiny_mobile(tmp_path_factory.mktemp("spaces"), "tiny-contract")
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+from tiny_space import write_tiny_mobile
 
 from estimators.data import load_data
 from estimators.supernet import SupernetRecipe, load_trained, locate, train_supernet
@@ -14,21 +15,6 @@ from estimators.supernet.cache import FORMAT, CheckpointError, SupernetCacheWarn
 from nas.cli import main
 from search_spaces import load_space_file, register_space
 
-TINY = """name: tiny-cache
-base: mobile
-widths: [8, 16]
-strides: [2, 2]
-acts: [relu, hswish]
-se: [false, true]
-depths: [[1, 2], [1, 2]]
-kernels: [3, 5]
-expands: [2, 3]
-resolutions: [32, 64]
-stem: 8
-first: 8
-head: 32
-mix: 32
-"""
 RECIPE = SupernetRecipe(epochs=1, train_images=64, batch_size=32, random_subnets=1, lr=0.05)
 CLI_RECIPE = ["--epochs", "1", "--train-images", "64", "--batch-size", "32",
               "--random-subnets", "1"]
@@ -36,9 +22,7 @@ CLI_RECIPE = ["--epochs", "1", "--train-images", "64", "--batch-size", "32",
 
 @pytest.fixture(scope="module")
 def space_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("spaces") / "tiny-cache.yaml"
-    path.write_text(TINY)
-    return path
+    return write_tiny_mobile(tmp_path_factory.mktemp("spaces"), "tiny-cache")
 
 
 @pytest.fixture(scope="module")

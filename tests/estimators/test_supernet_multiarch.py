@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_space import write_tiny_mobile
 
 from estimators.data import load_data
 from estimators.supernet import SupernetEstimator, SupernetRecipe, train_supernet
@@ -23,29 +24,12 @@ from estimators.supernet.trainer import (
 from estimators.train import resize_batch
 from search_spaces import NasError, load_space_file, register_space
 
-TINY = """name: tiny-multiarch
-base: mobile
-widths: [8, 16]
-strides: [2, 2]
-acts: [relu, hswish]
-se: [false, true]
-depths: [[1, 2], [1, 2]]
-kernels: [3, 5]
-expands: [2, 3]
-resolutions: [32, 64]
-stem: 8
-first: 8
-head: 32
-mix: 32
-"""
 BASE = {"epochs": 1, "train_images": 32, "batch_size": 16, "random_subnets": 2, "lr": 0.05}
 
 
 @pytest.fixture(scope="module")
 def space_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("spaces") / "tiny-multiarch.yaml"
-    path.write_text(TINY)
-    return path
+    return write_tiny_mobile(tmp_path_factory.mktemp("spaces"), "tiny-multiarch")
 
 
 @pytest.fixture(scope="module")

@@ -8,35 +8,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_space import write_tiny_mobile
 
 from estimators.batchnorm import fold_batchnorm, recalibrate_batchnorm
 from estimators.data import load_data
 from estimators.supernet import SupernetEstimator, SupernetRecipe, load_trained, train_supernet
 from search_spaces import NasError, load_space_file, register_space
 
-TINY = """name: tiny-mobile
-base: mobile
-widths: [8, 16]
-strides: [2, 2]
-acts: [relu, hswish]
-se: [false, true]
-depths: [[1, 2], [1, 2]]
-kernels: [3, 5]
-expands: [2, 3]
-resolutions: [32, 64]
-stem: 8
-first: 8
-head: 32
-mix: 32
-"""
 RECIPE = SupernetRecipe(epochs=2, train_images=96, batch_size=32, random_subnets=1, lr=0.05)
 
 
 @pytest.fixture(scope="module")
 def space_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("spaces") / "tiny-mobile.yaml"
-    path.write_text(TINY)
-    return path
+    return write_tiny_mobile(tmp_path_factory.mktemp("spaces"), "tiny-mobile")
 
 
 @pytest.fixture(scope="module")
