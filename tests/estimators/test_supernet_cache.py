@@ -7,32 +7,19 @@ import warnings
 
 import pytest
 import torch
-from tiny_space import write_tiny_mobile
+from tiny_space import tiny_mobile_fixtures
 
 from estimators.data import load_data
 from estimators.supernet import SupernetRecipe, load_trained, locate, train_supernet
 from estimators.supernet.cache import FORMAT, CheckpointError, SupernetCacheWarning, load_checkpoint
 from nas.cli import main
-from search_spaces import load_space_file, register_space
 
 RECIPE = SupernetRecipe(epochs=1, train_images=64, batch_size=32, random_subnets=1, lr=0.05)
 CLI_RECIPE = ["--epochs", "1", "--train-images", "64", "--batch-size", "32",
               "--random-subnets", "1"]
 
 
-@pytest.fixture(scope="module")
-def space_file(tmp_path_factory):
-    return write_tiny_mobile(tmp_path_factory.mktemp("spaces"), "tiny-cache")
-
-
-@pytest.fixture(scope="module")
-def tiny(space_file):
-    return register_space(load_space_file(space_file))
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
+space_file, tiny, digits = tiny_mobile_fixtures("tiny-cache")
 
 
 def _damage(path, how: str) -> None:

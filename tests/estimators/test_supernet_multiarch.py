@@ -5,14 +5,12 @@ train` and from the `supernet` estimator's options (`nas search --option`) into 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_space import write_tiny_mobile
+from tiny_space import tiny_mobile_fixtures
 
-from estimators.data import load_data
 from estimators.supernet import SupernetEstimator, SupernetRecipe, train_supernet
 from estimators.supernet.trainer import (
     SandwichTrainer,
@@ -22,24 +20,12 @@ from estimators.supernet.trainer import (
     supernet_for,
 )
 from estimators.train import resize_batch
-from search_spaces import NasError, load_space_file, register_space
+from search_spaces import NasError
 
 BASE = {"epochs": 1, "train_images": 32, "batch_size": 16, "random_subnets": 2, "lr": 0.05}
 
 
-@pytest.fixture(scope="module")
-def space_file(tmp_path_factory) -> Path:
-    return write_tiny_mobile(tmp_path_factory.mktemp("spaces"), "tiny-multiarch")
-
-
-@pytest.fixture(scope="module")
-def tiny(space_file):
-    return register_space(load_space_file(space_file))
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
+space_file, tiny, digits = tiny_mobile_fixtures("tiny-multiarch")
 
 
 def make_trainer(tiny, digits, rank: int = 0, world: int = 1, **changes) -> SandwichTrainer:

@@ -8,29 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_space import write_tiny_mobile
+from tiny_space import tiny_mobile_fixtures
 
 from estimators.batchnorm import fold_batchnorm, recalibrate_batchnorm
-from estimators.data import load_data
 from estimators.supernet import SupernetEstimator, SupernetRecipe, load_trained, train_supernet
 from search_spaces import NasError, load_space_file, register_space
 
 RECIPE = SupernetRecipe(epochs=2, train_images=96, batch_size=32, random_subnets=1, lr=0.05)
 
 
-@pytest.fixture(scope="module")
-def space_file(tmp_path_factory) -> Path:
-    return write_tiny_mobile(tmp_path_factory.mktemp("spaces"), "tiny-mobile")
-
-
-@pytest.fixture(scope="module")
-def tiny(space_file):
-    return register_space(load_space_file(space_file))
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
+space_file, tiny, digits = tiny_mobile_fixtures("tiny-mobile")
 
 
 @pytest.fixture(scope="module")

@@ -33,3 +33,25 @@ def write_tiny_mobile(folder: Path, name: str) -> Path:
 def tiny_mobile(folder: Path, name: str) -> SearchSpace:
     """The tiny space named `name`, written to `folder` and registered."""
     return register_space(load_space_file(write_tiny_mobile(folder, name)))
+
+
+def tiny_mobile_fixtures(name: str):
+    """Module-scoped fixtures `space_file`, `tiny` (the registered space) and `digits` for a
+    test module: `space_file, tiny, digits = tiny_mobile_fixtures("tiny-x")`."""
+    import pytest
+
+    from estimators.data import load_data
+
+    @pytest.fixture(scope="module")
+    def space_file(tmp_path_factory) -> Path:
+        return write_tiny_mobile(tmp_path_factory.mktemp("spaces"), name)
+
+    @pytest.fixture(scope="module")
+    def tiny(space_file) -> SearchSpace:
+        return register_space(load_space_file(space_file))
+
+    @pytest.fixture(scope="module")
+    def digits():
+        return load_data("digits")
+
+    return space_file, tiny, digits
