@@ -12,6 +12,7 @@ from typing import Any
 from nas.cli import (
     benchmark,
     evaluate,
+    evonorm,
     explore,
     latency,
     morph,
@@ -26,7 +27,7 @@ from search_spaces import NasError
 
 # In the order `nas --help` lists them.
 COMMAND_MODULES = (explore, evaluate, train, search, morph, stitch, latency, differentiable,
-                   supernet, benchmark)
+                   supernet, benchmark, evonorm)
 
 
 def build_parser() -> argparse.ArgumentParser:

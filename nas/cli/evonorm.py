@@ -1,0 +1,171 @@
+"""`nas evolve-layer`: the EvoNorm layer search (library: `nas.evonorm`). Its flags come from one
+table; defaults and checks are `LayerSearchSettings`'s."""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from nas.cli.common import (
+    CommandAdder,
+    SettingsFlag,
+    add_settings_flags,
+    emit,
+    non_negative_int,
+    positive_int,
+    seed,
+    threads,
+)
+from search_spaces import NasError
+
+COMMAND = "nas evolve-layer"
+
+
+def protocol_list(text: str) -> tuple[str, ...]:
+    """`stability,quality`, one of them, or `none`."""
+    return () if text.strip() == "none" else tuple(p.strip() for p in text.split(","))
+
+
+FLAGS: dict[str, SettingsFlag] = {
+    "--population": ("population", positive_int, "layers in the population"),
+    "--tournament": ("tournament", float, "share of the population drawn per tournament"),
+    "--candidates": ("candidates", positive_int, "the budget: layers drawn, rejected and "
+                                                "repeated ones included"),
+    "--batch": ("batch", positive_int, "candidates proposed per round (give at least "
+                                       "--workers to use them all)"),
+    "--epochs": ("epochs", float, "fitness training epochs on each architecture"),
+    "--train-images": ("train_images", positive_int, "fitness training images per epoch"),
+    "--batch-size": ("batch_size", positive_int, "fitness training batch"),
+    "--lr": ("lr", float, "fitness (and quality) learning rate"),
+    "--warmup": ("warmup", float, "share of the training steps warming up"),
+    "--eval-images": ("eval_images", positive_int, "validation images scored for the fitness"),
+    "--recal-images": ("recal_images", non_negative_int, "training images re-estimating the "
+                                                         "layers' running batch statistics"),
+    "--resolution": ("resolution", positive_int, "pixels per side the images are resized to"),
+    "--protocols": ("protocols", protocol_list, "rejection protocols run before the fitness: "
+                                                "stability,quality, one of them, or none"),
+    "--stability-steps": ("stability_steps", non_negative_int, "gradient-ascent steps on the "
+                                                               "input perturbation"),
+    "--stability-eps": ("stability_eps", float, "L-inf bound of the perturbation (normalised "
+                                                "input units)"),
+    "--stability-batch": ("stability_batch", positive_int, "images in the stability batch"),
+    "--stability-bound": ("stability_bound", float, "reject above this many times BN-ReLU's "
+                                                    "gradient norm"),
+    "--quality-steps": ("quality_steps", positive_int, "steps of the quality training"),
+    "--quality-batch": ("quality_batch", positive_int, "batch of the quality training"),
+    "--quality-images": ("quality_images", positive_int, "validation images scored for "
+                                                         "quality"),
+    "--quality-share": ("quality_share", float, "reject below chance + this share of BN-ReLU's "
+                                                "gain over chance"),
+    "--data": ("data", str, "data set"),
+    "--data-dir": ("data_dir", str, "folder of the data set"),
+    "--val-fraction": ("val_fraction", float, "share of the training set held out for scores"),
+    "--seed": ("seed", seed, "evolution, network weights, data order"),
+    "--threads": ("threads", threads, "torch threads per evaluation"),
+    "--workers": ("workers", non_negative_int, "Ray workers (0: evaluate in this process)"),
+    "--address": ("address", str, "a Ray cluster to join (HOST:PORT or auto)"),
+}
+
+
+def _settings(args: argparse.Namespace) -> tuple[Any, Path]:
+    from nas.evonorm import LayerSearchSettings
+    from nas.results import read_json
+    from nas.run_folder import new_run_dir
+    from nas.run_lock import check_output_dir
+
+    given = {field: getattr(args, field) for field, _, _ in FLAGS.values()
+             if getattr(args, field) is not None}
+    for name, field in (("arch", "archs"), ("space_file", "space_files")):
+        if getattr(args, name):
+            given[field] = tuple(getattr(args, name))
+    if args.resume:
+        run_dir = check_output_dir(args.resume, "--resume")
+        config = run_dir / "config.json"
+        if not config.is_file():
+            raise NasError(f"--resume {run_dir}: no `{COMMAND}` run there (no config.json)")
+        saved = read_json(config)
+        if not isinstance(saved, dict) or saved.get("command") != COMMAND or \
+                not isinstance(saved.get("settings"), dict):
+            raise NasError(f"--resume {run_dir}: a run of another command, not `{COMMAND}`")
+        try:
+            return replace(LayerSearchSettings.from_json(saved["settings"]), **given), run_dir
+        except TypeError as exc:
+            raise NasError(f"--resume {run_dir}: its config.json has damaged settings "
+                           f"({exc})") from None
+    settings = LayerSearchSettings(**given)
+    if args.out is not None:
+        run_dir = check_output_dir(args.out, "--out")
+        if (run_dir / "config.json").exists():
+            raise NasError(f"{run_dir} already holds a run; continue it with --resume "
+                           f"{run_dir}, or choose another --out")
+        return settings, run_dir
+    from nas.evonorm.plug import eval_arch, register_eval_spaces
+
+    register_eval_spaces(settings.space_files)  # bad archs fail before a folder is made
+    for key in settings.archs:
+        eval_arch(key)
+    return settings, new_run_dir(args.results, "evonorm", "evolution", settings.seed)
+
+
+def cmd_evolve_layer(args: argparse.Namespace) -> int:
+    from nas.evonorm import LayerSearchJob
+    from nas.results import clean_json
+
+    settings, run_dir = _settings(args)
+    log = (lambda text: None) if (args.quiet or args.json) else (
+        lambda text: sys.stderr.write(text + "\n"))
+    try:
+        result = LayerSearchJob(settings, run_dir, log=log).run()
+    except KeyboardInterrupt:
+        sys.stderr.write(f"interrupted: continue with `{COMMAND} --resume {run_dir}`\n")
+        return 130
+    columns, protocols = result["columns"], result["protocols"]
+    lines = [f"run folder: {run_dir}", "references:"]
+    for anchor in result["anchors"]:
+        lines.append(f"  {anchor['name']:<11} " + _accs(anchor, columns))
+    best = result["best"]
+    lines.append("best layer (highest mean accuracy): " + (
+        f"{best['key']}\n  {_accs(best, columns)} (trial {best['trial']})" if best else "none"))
+    counts = protocols["rejected"]
+    saved = protocols["saved_seconds"]
+    lines.append(
+        f"{protocols['candidates']} candidates ({protocols['repeats']} drawn again), "
+        f"{protocols['evaluated']} evaluated: {protocols['passed']} passed; rejected by "
+        f"stability {counts['stability']}, quality {counts['quality']}, failed training "
+        f"{counts['fitness']}; " + (
+            f"the protocols saved about {saved / 60:.1f} min of an estimated "
+            f"{protocols['full_seconds'] / 60:.1f}" if math.isfinite(saved) else
+            "no candidate completed the fitness, so no estimate of the time saved"))
+    lines.append(f"front: {len(result['front'])} layers; `nas report {run_dir}` lists them")
+    emit(args, clean_json({k: result[k] for k in ("run_dir", "trials", "best", "front",
+                                                  "anchors", "protocols")}), "\n".join(lines))
+    return 0
+
+
+def _accs(row: dict[str, Any], columns: list[str]) -> str:
+    return "  ".join(f"{c} {row[c]:.2f} %" for c in columns)
+
+
+def register(command: CommandAdder) -> None:
+    from nas.evonorm import LayerSearchSettings
+
+    p = command("evolve-layer", cmd_evolve_layer,
+                "EvoNorm: evolve a normalization-activation layer (tournament selection with "
+                "aging, Pareto parents over several networks, stability and quality rejection)")
+    p.add_argument("--arch", action="append", metavar="KEY",
+                   help="an evaluation architecture built with norm evonorm_s0 (repeat for "
+                        "several; default: a small ResNet and a small MobileNetV2-like net)")
+    p.add_argument("--space-file", action="append", metavar="PATH",
+                   help="a space file defining an --arch's space (repeatable)")
+    add_settings_flags(p, FLAGS, LayerSearchSettings)
+    p.add_argument("--out", help="run folder (default results/evonorm-evolution-s<seed>-<time>)")
+    p.add_argument("--results", default="results", help="where new run folders go")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in this folder "
+                                                   "(--candidates, --workers may change)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+__all__ = ["cmd_evolve_layer", "register"]
