@@ -19,6 +19,18 @@ from nas.results import clean_json, columns_of, constraints_of, objectives_of, w
 from nas.text_table import format_table
 
 
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure as PNG atomically (a reader never sees half a file) and close
+    it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def display_columns(objectives: Sequence[Objective],
                     rows: Sequence[Mapping[str, Any]]) -> list[str]:
     seen = set().union(*(r.keys() for r in rows)) if rows else set()
@@ -162,11 +174,7 @@ def plot_run(path: str | Path, config: Mapping[str, Any], rows: Sequence[Mapping
                  f"hypervolume {hv:.3f}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path)
 
 
 def _y_floor(trials: Sequence[float], front: Sequence[float]) -> float | None:
@@ -246,8 +254,4 @@ def plot_fronts(path: str | Path, runs: Sequence[Any]) -> None:
     ax.set_ylabel(y)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path)

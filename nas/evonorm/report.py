@@ -4,7 +4,6 @@ accuracies on the first two evaluation architectures against each other (the sha
 `pareto.png` plots accuracy against FLOPs, which a layer does not change)."""
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 from nas.evonorm.evolution import pareto_members, passed
 from nas.evonorm.settings import PROTOCOLS
+from nas.report import save_figure
 
 Row = Mapping[str, Any]
 STAGES = (*PROTOCOLS, "fitness")  # what can reject a candidate, in order
@@ -77,7 +77,6 @@ def plot_fitness(path: str | Path, rows: Sequence[Row], anchors: Sequence[Row],
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from estimators.files import atomic_write_bytes
 
     y = columns[0]
     x = columns[1] if len(columns) > 1 else "trial"
@@ -100,11 +99,7 @@ def plot_fitness(path: str | Path, rows: Sequence[Row], anchors: Sequence[Row],
     ax.grid(alpha=0.3)
     if good:
         ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path)
 
 
 __all__ = ["STAGES", "plot_fitness", "protocol_summary", "rejected_by"]
