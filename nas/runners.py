@@ -120,6 +120,23 @@ class EvalWorker:
 _REMOTE_WORKER: Any = None
 
 
+def run_pool(jobs: list[Any], limit: int, submit: Callable[[Any], tuple[Any, int]],
+             save: Callable[[int, Any], None]) -> None:
+    """Keep at most `limit` Ray tasks in flight: `submit(job)` starts one and returns (its
+    ObjectRef, the job's index); `save(index, result)` is called as each task finishes."""
+    import ray
+
+    pending: dict[Any, int] = {}
+    queue = list(jobs)
+    while queue or pending:
+        while queue and len(pending) < limit:
+            ref, index = submit(queue.pop(0))
+            pending[ref] = index
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            save(pending.pop(ref), ray.get(ref))
+
+
 def _remote_worker() -> Any:
     global _REMOTE_WORKER
     if _REMOTE_WORKER is None:

@@ -38,23 +38,18 @@ class LayerEvaluator:
             return
         import ray
 
-        if self._remote is None:
-            from nas.runners import init_ray
+        from nas.runners import init_ray, run_pool
 
+        if self._remote is None:
             self.started_ray = init_ray(s.address)
             self._remote = ray.remote(num_cpus=s.threads)(evaluate_layer)
             self._data_ref = ray.put(self.data)
-        pending: dict[Any, int] = {}
-        queue = list(jobs)
-        while queue or pending:
-            while queue and len(pending) < s.workers:
-                index, key, baselines, measure = queue.pop(0)
-                ref = self._remote.remote(key, self.settings_json, baselines, self._data_ref,
-                                          measure)
-                pending[ref] = index
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                save(pending.pop(ref), ray.get(ref))
+        def submit(job: Job) -> tuple[Any, int]:
+            index, key, baselines, measure = job
+            return self._remote.remote(key, self.settings_json, baselines, self._data_ref,
+                                       measure), index
+
+        run_pool(jobs, s.workers, submit, save)
 
     def close(self) -> None:
         if self.started_ray:

@@ -37,24 +37,20 @@ class ChildTrainer:
             return
         import ray
 
-        if self._remote is None:
-            from nas.runners import init_ray
+        from nas.runners import init_ray, run_pool
 
+        if self._remote is None:
             self.started_ray = init_ray(s.address)
             self._remote = ray.remote(num_cpus=s.threads)(finetune)
             self._data_ref = ray.put(self.data)
         limit = s.workers or max(1, int(ray.available_resources().get("CPU", 1)) // s.threads)
-        pending: dict[Any, int] = {}
-        queue = list(jobs)
-        while queue or pending:
-            while queue and len(pending) < limit:
-                trial, init, out = queue.pop(0)
-                ref = self._remote.remote(init, out, self._data_ref, self.recipe,
-                                          s.seed + trial, s.threads, self.distill)
-                pending[ref] = trial
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                save(pending.pop(ref), ray.get(ref))
+
+        def submit(job: Job) -> tuple[Any, int]:
+            trial, init, out = job
+            return self._remote.remote(init, out, self._data_ref, self.recipe, s.seed + trial,
+                                       s.threads, self.distill), trial
+
+        run_pool(jobs, limit, submit, save)
 
     def close(self) -> None:
         if self.started_ray:
