@@ -62,6 +62,7 @@ class BenchmarkResult:
     costs: list[str] = field(default_factory=list)
     hypervolume_ratios: dict[str, list[float]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    per_seed_curves: list[list[float]] = field(default_factory=list)  # regret after each query
 
     @property
     def mean_regret(self) -> float:
@@ -134,7 +135,8 @@ def run_benchmark(table: AccuracyTable, strategy: str, objective: str, report: s
         queries=queries, seeds=len(seed_list), regrets=[float(c[-1]) for c in curves],
         curve=[float(v) for v in curves.mean(axis=0)], seconds=seconds,
         cpu_seconds=float(sum(r[2] for r in runs)), costs=list(costs),
-        hypervolume_ratios={c: [r[1][c] for r in runs] for c in costs}, options=options)
+        hypervolume_ratios={c: [r[1][c] for r in runs] for c in costs}, options=options,
+        per_seed_curves=curves.tolist())
 
 
 @dataclass(frozen=True)

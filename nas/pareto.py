@@ -205,6 +205,30 @@ def _contributions_2d(pts: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return out
 
 
+def hypervolume_improvements(candidates: np.ndarray | Sequence[Sequence[float]],
+                              front: np.ndarray | Sequence[Sequence[float]],
+                              reference: Sequence[float]) -> np.ndarray:
+    """For each candidate point, the hypervolume it would add to `front` (minimisation, bounded
+    by `reference`); 0 for a candidate the front dominates. Vectorised in 2-D."""
+    cands = _as_points(candidates)
+    ref = np.asarray(reference, dtype=float)
+    pts = _as_points(front) if len(front) else np.zeros((0, len(ref)))
+    pts = pts[np.all(pts < ref, axis=1)]
+    if len(ref) != 2:
+        base = hypervolume(pts, ref) if len(pts) else 0.0
+        return np.array([hypervolume(np.vstack([pts, c]), ref) - base for c in cands])
+    pts = pts[pareto_mask(pts)] if len(pts) else pts
+    pts = pts[np.argsort(pts[:, 0], kind="stable")]
+    # The front's staircase: at x in [starts[j], ends[j]) it dominates every y >= levels[j].
+    starts = np.concatenate([[-np.inf], pts[:, 0]])
+    ends = np.append(pts[:, 0], ref[0])
+    levels = np.concatenate([[ref[1]], pts[:, 1]])
+    width = np.clip(np.minimum(ends[None, :], ref[0])
+                    - np.maximum(starts[None, :], cands[:, :1]), 0.0, None)
+    height = np.clip(levels[None, :] - cands[:, 1:2], 0.0, None)
+    return (width * height).sum(axis=1)
+
+
 def nadir(points: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
     """Worst value of each objective over the non-dominated rows (the front's nadir point)."""
     pts = _as_points(points)

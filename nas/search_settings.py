@@ -345,11 +345,16 @@ def check_objectives(s: SearchSettings, objectives: Sequence[Objective],
 
 def check_metric_options(strategy: str, options: Mapping[str, Any], available: Sequence[str],
                          costs: Sequence[str]) -> None:
-    """Strategy options that name a metric: rl's `cost_metric` (any reported metric) and
-    evolution's `proxy` (a cheap cost metric, known before evaluation)."""
-    for owner, name, known in (("rl", "cost_metric", available), ("evolution", "proxy", costs)):
+    """Strategy options that name metrics (declared with `option(..., metric=...)`): a `cost`
+    option names cheap metrics of the cost_fn, a `reported` one any reported metric."""
+    from nas.strategies import get_strategy
+    from nas.strategies.options import metric_options
+
+    for name, kind in metric_options(get_strategy(strategy).options_type).items():
         value = options.get(name)
-        if strategy == owner and value is not None and value not in known:
+        known = costs if kind == "cost" else available
+        names = value if isinstance(value, (list, tuple)) else [] if value is None else [value]
+        if any(n not in known for n in names):
             raise SearchError(f"strategy {strategy}: --option {name}={json_value(value)} is not "
                               f"a metric of this search; known: {', '.join(known)}")
 

@@ -24,6 +24,8 @@ STRATEGIES: dict[str, str] = {
     "nsga2": "nas.strategies.nsga2:NSGA2",
     "rl": "nas.strategies.rl:Reinforce",
     "tpe": "nas.strategies.tpe:TPE",
+    "bananas": "nas.strategies.bananas:Bananas",
+    "local": "nas.strategies.local:LocalSearch",
     # A supernet trained by gradient descent (needs torch and data; `nas.differentiable`).
     "differentiable": "nas.differentiable.strategy:DifferentiableSearchStrategy",
 }

@@ -67,7 +67,8 @@ class EvolutionOptions(StrategyOptions):
     prior: float = option(2.0, "pseudo-observations that smooth the per-option ranks ordering "
                                "the neighbours to try", at_least(0))
     proxy: str | None = option(None, "a cheap metric of cost_fn for early rejection (e.g. a "
-                                     "zero-cost score); None: no rejection", optional(text()))
+                                     "zero-cost score); None: no rejection", optional(text()),
+                                metric="cost")
     proxy_direction: str = option("maximize", "whether a larger or a smaller proxy is better",
                                   one_of("maximize", "minimize"))
     reject_quantile: float = option(0.5, "a child whose proxy is below this quantile of the "

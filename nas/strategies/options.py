@@ -28,10 +28,18 @@ class Check:
     must: str
 
 
+METRIC_KINDS = ("cost", "reported")
+
+
 def option(default: Any = MISSING, help: str = "", check: Check | None = None, *,
-           factory: Callable[[], Any] | None = None) -> Any:
-    """A field of an options dataclass (`factory` for a list or dict default)."""
-    metadata = {"help": help, "check": check}
+           factory: Callable[[], Any] | None = None, metric: str | None = None) -> Any:
+    """A field of an options dataclass (`factory` for a list or dict default). `metric` marks an
+    option whose value names metrics of the search (one name or a list): `cost` for cheap
+    metrics of the cost_fn (known before evaluation), `reported` for any reported metric; the
+    search checks them against what it has."""
+    if metric is not None and metric not in METRIC_KINDS:
+        raise ValueError(f"metric must be one of {METRIC_KINDS}, got {metric!r}")
+    metadata = {"help": help, "check": check, "metric": metric}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -64,6 +72,12 @@ def option_defaults(options_type: type) -> dict[str, Any]:
         factory = f.default_factory  # type: ignore[misc]
         out[f.name] = factory() if f.default is MISSING else f.default
     return out
+
+
+def metric_options(options_type: type) -> dict[str, str]:
+    """The options that name metrics: {option: "cost" or "reported"}."""
+    return {f.name: f.metadata["metric"] for f in fields(options_type)
+            if f.metadata.get("metric")}
 
 
 def option_help(options_type: type) -> dict[str, str]:

@@ -51,7 +51,7 @@ class ReinforceOptions(StrategyOptions):
                             at_least(0))
     cost_metric: str | None = option(None, "the cost of MnasNet's reward acc * (cost/target)^w "
                                            "(with cost_target); None: the objective alone",
-                                     optional(text()))
+                                     optional(text()), metric="reported")
     cost_target: float | None = option(None, "the target of cost_metric in the MnasNet reward",
                                        optional(positive()))
     alpha: float = option(-0.07, "MnasNet exponent w when the cost meets the target", number())

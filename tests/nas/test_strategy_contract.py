@@ -27,6 +27,7 @@ from nas.strategies import (
     single_objective_strategies,
     strategy_options,
 )
+from nas.strategies.neighbourhood import neighbours
 from nas.strategies.options import StrategyOptions, option_defaults
 from search_spaces import Arch, Chain, Dimension, InvalidArchError, SearchSpace, register_space
 
@@ -274,9 +275,9 @@ def test_every_option_refuses_a_value_of_the_wrong_kind(name):
 
 def test_registry_helpers_derive_from_the_classes():
     assert list_strategies() == list(STRATEGIES)
-    assert single_objective_strategies() == ("evolution", "rl")
+    assert single_objective_strategies() == ("evolution", "rl", "local")
     assert [n for n in STRATEGIES if is_multi_objective(n)] == ["random", "nsga2", "tpe",
-                                                                "differentiable"]
+                                                                "bananas", "differentiable"]
     with pytest.raises(StrategyError, match="known: random, evolution"):
         get_strategy("nosuch")
 
@@ -364,3 +365,27 @@ def test_nsga2_front_is_non_dominated_and_covers_both_ends():
         assert not any(b[0] >= a[0] and b[1] <= a[1] and b != a for b in points)
     cheapest = min(cost(a)["params"] for a in ALL)
     assert min(p[1] for p in points) <= 2 * cheapest
+
+
+def test_local_search_confirms_each_local_optimum_before_restarting():
+    strategy = make_strategy("local", SPACE, [Objective("acc")], seed=0, initial=5)
+    run(strategy, 80)
+    told = {t.arch: t.metrics["acc"] for t in strategy.trials}
+    assert len(strategy.optima) >= 2
+    for optimum in strategy.optima:
+        around = neighbours(SPACE, optimum)
+        assert all(n in told and told[n] <= told[optimum] for n in around)
+
+
+def test_bananas_uses_the_predictor_and_extra_features():
+    def with_proxy(arch: Arch) -> dict[str, float]:
+        return {**cost(arch), "proxy": evaluate(arch)["acc"]}  # a perfectly informed feature
+
+    informed = make_strategy("bananas", SPACE, [Objective("acc")], cost_fn=with_proxy, seed=0,
+                             initial=5, features=["proxy"], acquisition="mean")
+    asked = run(informed, 20)
+    assert informed.models and informed.fitted_on >= 15
+    best = max(evaluate(a)["acc"] for a in ALL)
+    assert max(evaluate(a)["acc"] for a in asked) >= best - 0.5
+    with pytest.raises(StrategyError, match="need a cost_fn"):
+        make_strategy("bananas", SPACE, [Objective("acc")], features=["proxy"])
