@@ -81,8 +81,10 @@ def plot(results: dict[str, dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, r in results.items():
-        ax.plot(range(1, len(r["curve"]) + 1), r["curve"], label=name)
+    colours = plt.cm.tab20(np.linspace(0, 1, max(len(results), 2)))
+    for (name, r), colour in zip(results.items(), colours):
+        style = "-" if r["strategy"] in ("bananas", "local") else "--"
+        ax.plot(range(1, len(r["curve"]) + 1), r["curve"], style, color=colour, label=name)
     ax.set_yscale("log")
     ax.set_xlabel("queries")
     ax.set_ylabel(f"mean regret of {REPORT} (100 seeds)")

@@ -15,6 +15,7 @@ from nas.pareto import (
     dominates,
     hypervolume,
     hypervolume_contributions,
+    hypervolume_improvements,
     nadir,
     non_dominated_sort,
     pareto_mask,
@@ -96,6 +97,18 @@ def test_adding_a_point_never_lowers_the_hypervolume(points, extra):
     reference = np.full(points.shape[1], 6.0)
     more = np.vstack([points, np.array(extra[: points.shape[1]], dtype=float)])
     assert hypervolume(more, reference) >= hypervolume(points, reference) - 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(point_sets(max_points=12), point_sets(max_points=6))
+def test_improvements_are_what_each_candidate_adds(front, candidates):
+    if front.shape[1] != candidates.shape[1]:
+        candidates = np.resize(candidates, (len(candidates), front.shape[1]))
+    reference = np.full(front.shape[1], 6.0)
+    expected = [hypervolume(np.vstack([front, c]), reference) - hypervolume(front, reference)
+                for c in candidates]
+    np.testing.assert_allclose(hypervolume_improvements(candidates, front, reference), expected,
+                               atol=1e-9)
 
 
 def test_points_outside_the_reference_box_count_nothing():
