@@ -1,8 +1,9 @@
 """Named devices and how to open a predictor for one.
 
 `cpu` and `cuda` are this machine (lookup tables measured here). Any other name is a file
-`<cache>/devices/<name>.json`: a device learned by `nas latency fit` (kind `fit`) or a
-published table imported by `nas latency import` (kind `lut`, entries in the SQLite store).
+`<cache>/devices/<name>.json`: a device learned by `nas latency fit` (kind `fit`; per space a
+whole-network model, or a few-shot one whose model has kind `fewshot`) or a published table
+imported by `nas latency import` (kind `lut`, entries in the SQLite store).
 """
 from __future__ import annotations
 
@@ -132,8 +133,13 @@ def open_predictor(space: SearchSpace, device: str = "cpu", *, cache_dir: CacheD
                                f"{', '.join(models) or 'none'}, not {space.name!r}; fit it with "
                                f"`nas latency fit --space {space.name} --name {device} ...`")
         try:
-            model = FittedModel.from_dict(models[space.name]["model"])
-        except (KeyError, TypeError, ValueError) as exc:
+            entry = models[space.name]["model"]
+            if entry.get("kind") == "fewshot":
+                from estimators.latency.fewshot_device import FewShotModel, FewShotPredictor
+
+                return FewShotPredictor(space, FewShotModel.from_dict(entry), device)
+            model = FittedModel.from_dict(entry)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise LatencyError(f"device file for {device!r} is damaged (its {space.name} model: "
                                f"{type(exc).__name__} {first_line(exc)}); fit the device "
                                f"again") from None

@@ -156,13 +156,22 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     space = get_space(args.space)
     result = fit_from_csv(space, args.measurements, args.column, args.train, args.arch_column,
-                          args.name, args.seed, args.cache_dir, args.classes)
-    rows = [{"predictor": f"fitted ({result['feature_set']})", **result},
-            {"predictor": "FLOPs-only linear", **result["flops_baseline"]}]
+                          args.name, args.seed, args.cache_dir, args.classes, args.method,
+                          args.save_as_reference)
+    if result["method"] == "fewshot":
+        rows = [{"predictor": f"few-shot ({len(result['references'])} reference devices)",
+                 **result}]
+        detail = f", Spearman {result['spearman']:.3f}"
+    else:
+        rows = [{"predictor": f"fitted ({result['feature_set']})", **result},
+                {"predictor": "FLOPs-only linear", **result["flops_baseline"]}]
+        detail = ""
     text = (f"{result['device']}: trained on {result['train_rows']} rows, tested on "
-            f"{result['test_rows']}\n" + _accuracy_table(rows) +
+            f"{result['test_rows']}{detail}\n" + _accuracy_table(rows) +
             f"\n\nsaved as device {result['device']!r} ({result['path']}); use "
             f"--device {result['device']} with --space {space.name}")
+    if result["reference"]:
+        text += f"\nadded as a reference device of {space.name} ({result['reference']})"
     _emit(args, result, text)
     return 0
 
@@ -177,6 +186,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spaces(device: dict[str, Any]) -> list[str]:
+    """A fitted device's spaces, few-shot ones marked."""
+    models = device.get("models", {})
+    return [f"{name} (few-shot)" if isinstance(m, dict) and isinstance(m.get("model"), dict)
+            and m["model"].get("kind") == "fewshot" else str(name)
+            for name, m in (models.items() if isinstance(models, dict) else [])]
+
+
 def cmd_devices(args: argparse.Namespace) -> int:
     from estimators.latency import LatencyStore, list_devices
 
@@ -184,7 +201,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
     named = list_devices(args.cache_dir)
     rows = [{"device": name, "kind": d.get("kind", "?"),
              "detail": (d.get("format", "") + f" {d.get('entries', '')} entries").strip()
-             if d.get("kind") == "lut" else "spaces: " + ", ".join(d.get("models", {}))}
+             if d.get("kind") == "lut" else "spaces: " + ", ".join(_spaces(d))}
             for name, d in named.items()]
     tables = store.summary()
     payload = {"store": str(store.path), "tables": tables, "devices": named}
@@ -275,6 +292,13 @@ def register(command: Command) -> None:
     p.add_argument("--name", default=None,
                    help="device name to save (default: the column without 'latency_ms_')")
     p.add_argument("--seed", type=cli_types.seed, default=0)
+    p.add_argument("--method", choices=("auto", "fewshot", "network"), default="auto",
+                   help="fewshot: from the space's reference devices (any --train >= 3); "
+                        "network: whole-network features (--train >= 10); auto (default): "
+                        "fewshot when --train < 30 and the space has reference devices")
+    p.add_argument("--save-as-reference", action="store_true",
+                   help="also add the file's measured column to your reference devices of "
+                        "the space (used by later few-shot fits)")
 
     p = verb("import", cmd_import, "import a published per-operator lookup table as a device")
     p.add_argument("file", help="TF-NAS JSON or ProxylessNAS YAML")
