@@ -66,9 +66,9 @@ class BananasOptions(StrategyOptions):
                               "candidates", integer(1))
     random: int = option(20, "fresh random samples added to the candidates", integer(0))
     refit_every: int = option(5, "tells between two fits of the predictor", integer(1))
-    features: list = option(help="metrics of cost_fn given to the predictor as extra inputs "
-                                 "(e.g. zero-cost proxy scores)", check=_metric_names(),
-                            factory=list, metric="cost")
+    features: list[str] = option(help="metrics of cost_fn given to the predictor as extra "
+                                      "inputs (e.g. zero-cost proxy scores)",
+                                 check=_metric_names(), factory=list, metric="cost")
 
 
 class Bananas(Strategy):
