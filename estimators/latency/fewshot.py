@@ -63,7 +63,7 @@ class FewShotFit:
         return np.exp(self.design[np.asarray(rows)] @ self.weights)
 
 
-def _standardise(columns: np.ndarray) -> np.ndarray:
+def standardise(columns: np.ndarray) -> np.ndarray:
     """Robust z-scores per column (median, IQR/1.349; std where the IQR is zero), clipped."""
     med = np.median(columns, axis=0)
     q75, q25 = np.quantile(columns, [0.75, 0.25], axis=0)
@@ -94,7 +94,7 @@ def reference_blocks(reference: np.ndarray,
         raise FewShotError(f"reference must be (archs, devices), got shape {reference.shape}")
     if not np.all(np.isfinite(reference)) or np.any(reference <= 0):
         raise FewShotError("reference latencies must be finite and positive")
-    out = {"Z": _standardise(np.log(reference))}
+    out = {"Z": standardise(np.log(reference))}
     if features is not None:
         features = np.asarray(features, dtype=float)
         if features.ndim != 2 or features.shape[0] != reference.shape[0]:
@@ -109,7 +109,7 @@ def reference_blocks(reference: np.ndarray,
     return out
 
 
-def _loo_ridge(x: np.ndarray, t: np.ndarray, penalty: np.ndarray) -> tuple[np.ndarray, float]:
+def loo_ridge(x: np.ndarray, t: np.ndarray, penalty: np.ndarray) -> tuple[np.ndarray, float]:
     """Ridge weights and exact leave-one-out mean squared error (intercept column 0 free)."""
     a = x.T @ x + np.diag(penalty)
     inv = np.linalg.pinv(a)
@@ -157,7 +157,7 @@ def fit_fewshot(reference: np.ndarray, rows: np.ndarray, latencies: np.ndarray,
             np.full(blocks[b].shape[1], feature_penalty if b == "F" else 1.0) for b in names])
         xt = x[rows]
         for g in grid:
-            w, loo = _loo_ridge(xt, t, base * g)
+            w, loo = loo_ridge(xt, t, base * g)
             if best is None or loo < best[0]:
                 best = (loo, names, g, w, x)
     assert best is not None

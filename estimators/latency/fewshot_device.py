@@ -29,7 +29,7 @@ import numpy as np
 from estimators.files import atomic_write_text
 from estimators.latency.cache import cache_dir as _cache_dir
 from estimators.latency.errors import LatencyError
-from estimators.latency.fewshot import FEATURE_PENALTY, GRID, _loo_ridge, _standardise
+from estimators.latency.fewshot import FEATURE_PENALTY, GRID, loo_ridge, standardise
 from search_spaces import Arch, InvalidArchError, SearchSpace, first_line
 
 PREFIX = "latency_ms_"
@@ -200,7 +200,7 @@ def reference_models(space: SearchSpace, refs: ReferenceSet,
             raise LatencyError(f"reference devices {', '.join(members)} of {space.name}: "
                                f"latencies must be finite and positive")
         x = np.column_stack([np.ones(len(archs)), one_hot(layout, archs)])
-        coefs.append(_multi_loo_ridge(x, _standardise(np.log(ys)), grid))
+        coefs.append(_multi_loo_ridge(x, standardise(np.log(ys)), grid))
         names.extend(members)
     coef = np.column_stack(coefs)
     projected = pop @ coef[1:] + coef[0]
@@ -268,7 +268,7 @@ def fit_fewshot_device(space: SearchSpace, archs: list[Arch], latencies, models:
     t = np.log(y)
     best = None
     for g in grid:
-        w, loo = _loo_ridge(x, t, base * g)
+        w, loo = loo_ridge(x, t, base * g)
         if best is None or loo < best[0]:
             best = (loo, g, w)
     assert best is not None
