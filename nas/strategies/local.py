@@ -12,11 +12,12 @@ optimum, and a new run starts:
   near a found optimum most likely climbs back to it); a random arch when there is none;
 - `restart="random"`: from a random arch, as in White et al.
 
-Measured on NAS-Bench-201 (docs/strategies.md): starting from the best of 20-50 random archs
-instead of one, and restarting far from the found optima, each lower the mean regret at 150
-queries. Ordering the neighbours by a model (per-option ranks, a ridge or GP predictor) or ending
-a run after a number of failed neighbours did not: near the top one neighbour in 24 improves,
-and no model fitted on a few hundred archs tells which.
+Measured on NAS-Bench-201 (docs/strategies.md, 500 seeds, 150 queries): starting from the best
+of 20-50 random archs instead of one lowers the mean regret, and far restarts lower it further
+from a large start sample (best of 50: 0.208 vs 0.250 with random restarts). Ordering the
+neighbours by a model (per-option ranks, a ridge or GP predictor) or ending a run after a number
+of failed neighbours did not help: near the top one neighbour in 24 improves, and no model
+fitted on a few hundred archs tells which.
 """
 from __future__ import annotations
 
