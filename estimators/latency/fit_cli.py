@@ -79,8 +79,8 @@ def _fit_fewshot(space: SearchSpace, archs: list[Arch], y: np.ndarray, train: in
     from scipy.stats import spearmanr
 
     start = time.perf_counter()
-    if not few.MIN_ROWS <= train < len(y):
-        raise LatencyError(f"--train must be between {few.MIN_ROWS} and {len(y) - 1} for a "
+    if not few.MIN_ROWS <= train <= len(y):
+        raise LatencyError(f"--train must be between {few.MIN_ROWS} and {len(y)} for a "
                            f"few-shot fit (the file has {len(y)} usable rows), got {train}")
     refs = few.load_references(space, cache_dir, exclude=(name,))
     models = few.reference_models(space, refs)
@@ -88,8 +88,12 @@ def _fit_fewshot(space: SearchSpace, archs: list[Arch], y: np.ndarray, train: in
     tr, te = order[:train], order[train:]
     model = few.fit_fewshot_device(space, [archs[i] for i in tr], y[tr], models)
     predicted = np.array([model.latency_ms(archs[i]) for i in te])
-    test = accuracy(predicted, y[te])
-    test["spearman"] = float(spearmanr(predicted, y[te])[0]) if len(te) > 1 else float("nan")
+    if len(te):
+        test: dict[str, Any] = accuracy(predicted, y[te])
+        test["spearman"] = float(spearmanr(predicted, y[te])[0]) if len(te) > 1 else float("nan")
+    else:  # every row trains (e.g. the ten networks of `nas latency measure`): nothing to test
+        test = {"within_5pct": None, "within_10pct": None, "mape": None, "kendall_tau": None,
+                "n": 0, "spearman": None}
     report = {"method": "fewshot", "feature_set": "fewshot", "train_rows": int(len(tr)),
               "test_rows": int(len(te)), **test, "references": list(model.references),
               "strength": model.strength, "loo_rmse": model.loo_rmse,

@@ -1,4 +1,4 @@
-"""`nas latency ...`: build, predict, validate, fit, import and list latency devices."""
+"""`nas latency ...`: build, predict, validate, measure, fit, import and list latency devices."""
 from __future__ import annotations
 
 import argparse
@@ -143,6 +143,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_measure(args: argparse.Namespace) -> int:
+    from estimators.latency.measure import measure_random, write_measurements
+
+    if args.device not in ("cpu", "cuda"):
+        raise NasError(f"measure times networks on this machine: --device cpu or cuda, "
+                       f"got {args.device!r}")
+    if Path(args.out).is_dir():
+        raise NasError(f"--out {args.out} is a folder; give a CSV file name")
+    space = get_space(args.space)
+    profiler = _profiler(args)
+    measured = measure_random(space, profiler, args.n, args.seed, args.passes, args.classes,
+                              _progress(args, "timing networks", "timing"))
+    path = write_measurements(measured, args.out)
+    ms = sorted(measured.latency_ms)
+    payload = {**measured.settings, "n": len(ms), "csv": str(path),
+               "seconds": measured.seconds, "median_ms": ms[len(ms) // 2],
+               "min_ms": ms[0], "max_ms": ms[-1]}
+    _emit(args, payload,
+          f"timed {len(ms)} {space.name} networks on {profiler.fingerprint.key} (batch "
+          f"{profiler.batch_size}, {profiler.dtype_name}) in {measured.seconds:.1f} s: "
+          f"{ms[0]:.3f} .. {ms[-1]:.3f} ms\nwrote {path}; fit it with `nas latency fit --space "
+          f"{space.name} --measurements {path} --column latency_ms --train {len(ms)} "
+          f"--name NAME`")
+    return 0
+
+
 def _accuracy_table(rows: list[dict[str, Any]]) -> str:
     shown = [{"predictor": r["predictor"], "n": r["n"],
               "within 5%": f"{100 * r['within_5pct']:.1f}%",
@@ -158,7 +184,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     result = fit_from_csv(space, args.measurements, args.column, args.train, args.arch_column,
                           args.name, args.seed, args.cache_dir, args.classes, args.method,
                           args.save_as_reference)
-    if result["method"] == "fewshot":
+    if result["method"] == "fewshot" and not result["test_rows"]:
+        rows, detail = [], ""
+    elif result["method"] == "fewshot":
         rows = [{"predictor": f"few-shot ({len(result['references'])} reference devices)",
                  **result}]
         detail = f", Spearman {result['spearman']:.3f}"
@@ -166,8 +194,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         rows = [{"predictor": f"fitted ({result['feature_set']})", **result},
                 {"predictor": "FLOPs-only linear", **result["flops_baseline"]}]
         detail = ""
+    table = ("\n" + _accuracy_table(rows)) if rows else " (all rows train: none held out)"
     text = (f"{result['device']}: trained on {result['train_rows']} rows, tested on "
-            f"{result['test_rows']}{detail}\n" + _accuracy_table(rows) +
+            f"{result['test_rows']}{detail}" + table +
             f"\n\nsaved as device {result['device']!r} ({result['path']}); use "
             f"--device {result['device']} with --space {space.name}")
     if result["reference"]:
@@ -281,6 +310,17 @@ def register(command: Command) -> None:
                    help="output folder (default results/latency/validate-SPACE)")
     _local_options(p, "cpu or cuda")
 
+    p = verb("measure", cmd_measure, "time N random whole networks of a space on this "
+             "machine; writes a CSV (arch, latency_ms) for `nas latency fit`")
+    p.add_argument("--space", required=True)
+    p.add_argument("-n", "--n", type=positive_int, default=10,
+                   help="networks to time (default 10)")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--passes", type=positive_int, default=3,
+                   help="passes over all networks, in alternation (median; default 3)")
+    p.add_argument("--seed", type=cli_types.seed, default=0)
+    _local_options(p, "cpu or cuda")
+
     p = verb("fit", cmd_fit, "learn a device from whole-network latencies measured on it "
              "(CSV), evaluate on the rows not used, save it as a device name")
     p.add_argument("--space", required=True)
@@ -314,4 +354,5 @@ def register(command: Command) -> None:
 
 
 def _missing_verb() -> int:
-    raise NasError("latency needs a verb: build, predict, validate, fit, import or devices")
+    raise NasError("latency needs a verb: build, predict, validate, measure, fit, import or "
+                   "devices")

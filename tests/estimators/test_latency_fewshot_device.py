@@ -127,8 +127,8 @@ def test_fewshot_bad_inputs_are_one_line(shipped, tmp_path, capsys):
     _held_out_csv(shipped, csv, "pixel3", 12)
     base = ["latency", "fit", "--measurements", str(csv), "--column", "latency_ms_pixel3",
             "--cache-dir", str(tmp_path)]
-    cases = [(["--space", "nb201", "--train", "2", "--method", "fewshot"], "between 3 and 11"),
-             (["--space", "nb201", "--train", "12", "--method", "fewshot"], "between 3 and 11"),
+    cases = [(["--space", "nb201", "--train", "2", "--method", "fewshot"], "between 3 and 12"),
+             (["--space", "nb201", "--train", "13", "--method", "fewshot"], "between 3 and 12"),
              (["--space", "mobile", "--train", "5", "--method", "fewshot"], "row 2"),
              (["--space", "nb201", "--train", "5", "--save-as-reference", "--name", "pixel3"],
               "shipped reference device")]
