@@ -129,3 +129,19 @@ def resolution(text: str) -> int | str | None:
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected 'data', 'arch' or a number of pixels, "
                                          f"got {text!r}") from None
+
+
+def job_flags(*, seeds: str, unit: str, held_out_for: str) -> dict[str, SettingsFlag]:
+    """The flags every training job shares (data, seed, threads, Ray workers): `seeds` says
+    what the seed draws, `unit` what one worker trains or evaluates, `held_out_for` what the
+    validation share scores."""
+    return {
+        "--data": ("data", str, "data set"),
+        "--data-dir": ("data_dir", str, "folder of the data set"),
+        "--val-fraction": ("val_fraction", float, "share of the training set held out "
+                                                  f"{held_out_for}"),
+        "--seed": ("seed", seed, seeds),
+        "--threads": ("threads", threads, f"torch threads per {unit}"),
+        "--workers": ("workers", non_negative_int, f"Ray workers (0: {unit} in this process)"),
+        "--address": ("address", str, "a Ray cluster to join (HOST:PORT or auto)"),
+    }

@@ -14,10 +14,9 @@ from nas.cli.common import (
     SettingsFlag,
     add_settings_flags,
     emit,
+    job_flags,
     non_negative_int,
     positive_int,
-    seed,
-    threads,
 )
 from search_spaces import NasError
 
@@ -60,13 +59,8 @@ FLAGS: dict[str, SettingsFlag] = {
                                                          "quality"),
     "--quality-share": ("quality_share", float, "reject below chance + this share of BN-ReLU's "
                                                 "gain over chance"),
-    "--data": ("data", str, "data set"),
-    "--data-dir": ("data_dir", str, "folder of the data set"),
-    "--val-fraction": ("val_fraction", float, "share of the training set held out for scores"),
-    "--seed": ("seed", seed, "evolution, network weights, data order"),
-    "--threads": ("threads", threads, "torch threads per evaluation"),
-    "--workers": ("workers", non_negative_int, "Ray workers (0: evaluate in this process)"),
-    "--address": ("address", str, "a Ray cluster to join (HOST:PORT or auto)"),
+    **job_flags(seeds="evolution, network weights, data order", unit="evaluation",
+                held_out_for="for scores"),
 }
 
 

@@ -14,10 +14,9 @@ from nas.cli.common import (
     SettingsFlag,
     add_settings_flags,
     emit,
+    job_flags,
     non_negative_int,
     positive_int,
-    seed,
-    threads,
 )
 from search_spaces import NasError
 
@@ -30,14 +29,8 @@ COMMON: dict[str, SettingsFlag] = {
     "--lr": ("lr", float, "Adam step of the meta-controller"),
     "--budget": ("budget", str, "e.g. 20M-flops, 1M-params or 5ms-latency: children over it "
                                 "are never trained"),
-    "--data": ("data", str, "data set"),
-    "--data-dir": ("data_dir", str, "folder of the data set"),
-    "--val-fraction": ("val_fraction", float, "share of the training set held out to score "
-                                              "children"),
-    "--seed": ("seed", seed, "controller, edits, training"),
-    "--threads": ("threads", threads, "torch threads per training"),
-    "--workers": ("workers", non_negative_int, "Ray workers (0: train in this process)"),
-    "--address": ("address", str, "a Ray cluster to join (HOST:PORT or auto)"),
+    **job_flags(seeds="controller, edits, training", unit="training",
+                held_out_for="to score children"),
     "--device": ("device", str, "the latency table's device, for latency budgets or targets"),
 }
 GROW: dict[str, SettingsFlag] = {
