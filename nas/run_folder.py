@@ -15,13 +15,14 @@ import io
 import math
 import re
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from nas.checkpoint import ANCHOR_LEAD, checked_checkpoint, restore_nan
+from nas.checkpoint import ANCHOR_LEAD, checked_checkpoint, restore_nan, write_json
 from nas.objectives import Constraint, Objective
 from nas.pareto import Box, hypervolume_box, normalised_hypervolume, pareto_rows
 from nas.results import (
@@ -37,6 +38,7 @@ from nas.results import (
     read_json,
     to_csv,
 )
+from nas.run_lock import run_lock, writing
 from search_spaces import first_line
 
 Warn = Callable[[str], None]
@@ -54,6 +56,22 @@ def resolve_run(run: str | Path, results_root: str | Path = "results") -> Path:
             return path
     raise ResultsError(f"no run at {run!r}: expected a folder with config.json (a path, or a "
                        f"run id under {results_root}/)")
+
+
+@contextmanager
+def started_run(run_dir: Path, check_resume: Callable[[], None],
+                new_config: Callable[[], Mapping[str, Any]]) -> Iterator[None]:
+    """Create the run folder and hold its lock for the block; a folder that already holds a
+    run has its config checked (`check_resume` raises when it is another run), a new one gets
+    `config.json` first."""
+    with writing(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):
+        if (run_dir / "config.json").exists():
+            check_resume()
+        else:
+            write_json(run_dir, run_dir / "config.json", new_config())
+        yield
 
 
 def new_run_dir(root: str | Path, space: str, strategy: str, seed: int) -> Path:

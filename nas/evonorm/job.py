@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from estimators.data import DataSplits, load_data
-from nas.checkpoint import CHECKPOINT_FORMAT, Checkpoint, write_json
+from nas.checkpoint import CHECKPOINT_FORMAT, Checkpoint
 from nas.evaluation import evaluation_config
 from nas.evonorm import evolution
 from nas.evonorm.fitness import acc_columns
@@ -38,7 +38,8 @@ from nas.evonorm.workers import LayerEvaluator
 from nas.objectives import Objective
 from nas.report import summarise
 from nas.results import clean_json, read_json
-from nas.run_lock import run_lock, writing
+from nas.run_folder import started_run
+from nas.run_lock import writing
 from search_spaces import NasError, first_line, get_space
 from search_spaces.layer_graph import REFERENCES, SPACE_NAME
 
@@ -123,13 +124,7 @@ class LayerSearchJob:
     def run(self) -> dict[str, Any]:
         data = self._data()
         self._check_networks(data)
-        with writing(self.run_dir):
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        with run_lock(self.run_dir):
-            if (self.run_dir / "config.json").exists():
-                self._check_resume()
-            else:
-                write_json(self.run_dir, self.run_dir / "config.json", self._config(data))
+        with started_run(self.run_dir, self._check_resume, lambda: self._config(data)):
             return self._run(data)
 
     def _run(self, data: DataSplits) -> dict[str, Any]:

@@ -37,7 +37,8 @@ from nas.morph.workers import ChildTrainer
 from nas.objectives import Objective, all_satisfied
 from nas.report import summarise
 from nas.results import clean_json, read_json
-from nas.run_lock import run_lock, writing
+from nas.run_folder import started_run
+from nas.run_lock import writing
 from search_spaces import Arch, NasError, get_space
 
 EPISODE_FILE = "episode.json"
@@ -161,13 +162,7 @@ class EditJob(ABC):
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        with writing(self.run_dir):
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        with run_lock(self.run_dir):
-            if (self.run_dir / "config.json").exists():
-                self._check_resume()
-            else:
-                write_json(self.run_dir, self.run_dir / "config.json", self._config())
+        with started_run(self.run_dir, self._check_resume, self._config):
             return self._run()
 
     def _run(self) -> dict[str, Any]:
