@@ -57,14 +57,14 @@ def _metric_names() -> Check:
 class BananasOptions(StrategyOptions):
     predictor: str = option("gp", "performance predictor (estimators.predictors)",
                             _predictor_names())
-    initial: int = option(10, "random archs before the predictor takes over", integer(2))
+    initial: int = option(20, "random archs before the predictor takes over", integer(2))
     acquisition: str = option("its", "its: independent Thompson sampling; ucb: mean + explore "
                                      "x spread; mean: the predicted mean",
                               one_of("its", "ucb", "mean"))
     explore: float = option(1.0, "weight of the spread in ucb", at_least(0))
-    parents: int = option(10, "best archs (front members) whose untried neighbours are "
-                              "candidates", integer(1))
-    random: int = option(20, "fresh random samples added to the candidates", integer(0))
+    parents: int = option(3, "best archs (front members) whose untried neighbours are "
+                             "candidates", integer(1))
+    random: int = option(0, "fresh random samples added to the candidates", integer(0))
     refit_every: int = option(5, "tells between two fits of the predictor", integer(1))
     features: list[str] = option(help="metrics of cost_fn given to the predictor as extra "
                                       "inputs (e.g. zero-cost proxy scores)",

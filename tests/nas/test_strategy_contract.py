@@ -382,7 +382,7 @@ def test_bananas_uses_the_predictor_and_extra_features():
         return {**cost(arch), "proxy": evaluate(arch)["acc"]}  # a perfectly informed feature
 
     informed = make_strategy("bananas", SPACE, [Objective("acc")], cost_fn=with_proxy, seed=0,
-                             initial=5, features=["proxy"], acquisition="mean")
+                             initial=5, features=["proxy"], acquisition="mean", random=40)
     asked = run(informed, 20)
     assert informed.models and informed.fitted_on >= 15
     best = max(evaluate(a)["acc"] for a in ALL)
