@@ -39,7 +39,8 @@ RUNS: dict[str, tuple[str, dict]] = {
     "rl": ("rl", {}),
     "tpe": ("tpe", {}),
     "bananas": ("bananas", {}),
-    "bananas-mlp": ("bananas", {"predictor": "mlp"}),
+    # Measured before the defaults changed: BANANAS' first setting, with its own predictor.
+    "bananas-mlp": ("bananas", {"predictor": "mlp", "initial": 10, "parents": 10, "random": 20}),
     "local": ("local", {}),
     "local-initial30": ("local", {"initial": 30}),
     "local-initial50": ("local", {"initial": 50}),
