@@ -38,29 +38,26 @@ class Prediction:
 
 
 class GeneEncoder:
-    """One-hot encoding of an arch's genes: option i of dimension d sets column offset[d] + i."""
+    """The space's one-hot encoding of the genes (`SearchSpace.to_vector`: one block per
+    dimension, an inactive gene all zeros), checked and cached per arch: a search encodes the
+    same archs again at every fit."""
 
     def __init__(self, space: SearchSpace):
         self.space = space
-        self._index = [{o: i for i, o in enumerate(d.options)} for d in space.dimensions]
-        sizes = [len(d.options) for d in space.dimensions]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        self.width = int(sum(sizes))
-        self._columns: dict[Arch, list[int]] = {}  # a search encodes the same archs again
+        self.width = int(sum(len(d.options) for d in space.dimensions))
+        self._rows: dict[Arch, np.ndarray] = {}
 
     def __call__(self, archs: Sequence[Arch]) -> np.ndarray:
         """The encodings, one row per arch; a PredictorError for an arch of another space."""
         out = np.zeros((len(archs), self.width))
         for row, arch in enumerate(archs):
-            columns = self._columns.get(arch)
-            if columns is None:
+            vector = self._rows.get(arch)
+            if vector is None:
                 if not self.space.contains(arch):
                     raise PredictorError(f"{arch} is not an architecture of space "
                                          f"{self.space.name!r}")
-                columns = [int(self.offsets[d]) + self._index[d][value]
-                           for d, (_, value) in enumerate(arch.genes) if value is not None]
-                self._columns[arch] = columns
-            out[row, columns] = 1.0
+                vector = self._rows[arch] = self.space.to_vector(arch)
+            out[row] = vector
         return out
 
 
