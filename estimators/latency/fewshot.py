@@ -109,14 +109,30 @@ def reference_blocks(reference: np.ndarray,
     return out
 
 
-def loo_ridge(x: np.ndarray, t: np.ndarray, penalty: np.ndarray) -> tuple[np.ndarray, float]:
-    """Ridge weights and exact leave-one-out mean squared error (intercept column 0 free)."""
+def loo_ridge(x: np.ndarray, t: np.ndarray,
+              penalty: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
+    """Ridge weights and exact leave-one-out mean squared error (a zero penalty leaves its
+    column free). `t` is one target (a float error) or one per column (an error each)."""
     a = x.T @ x + np.diag(penalty)
     inv = np.linalg.pinv(a)
     w = inv @ (x.T @ t)
     hat = np.einsum("ij,jk,ik->i", x, inv, x)
-    res = (t - x @ w) / np.clip(1.0 - hat, 1e-6, None)
-    return w, float(np.mean(res ** 2))
+    leverage = np.clip(1.0 - hat, 1e-6, None).reshape((-1,) + (1,) * (t.ndim - 1))
+    err = np.mean(((t - x @ w) / leverage) ** 2, axis=0)
+    return w, float(err) if t.ndim == 1 else err
+
+
+def best_ridge(x: np.ndarray, t: np.ndarray, penalty: np.ndarray,
+               grid: tuple[float, ...] = GRID) -> tuple[float, float, np.ndarray]:
+    """(leave-one-out error, strength, weights) of the ridge whose penalty, `penalty` times a
+    strength of `grid`, has the least leave-one-out error."""
+    best: tuple[float, float, np.ndarray] | None = None
+    for g in grid:
+        w, loo = loo_ridge(x, t, penalty * g)
+        if best is None or loo < best[0]:
+            best = (float(loo), g, w)
+    assert best is not None
+    return best
 
 
 def fit_fewshot(reference: np.ndarray, rows: np.ndarray, latencies: np.ndarray,
@@ -155,11 +171,9 @@ def fit_fewshot(reference: np.ndarray, rows: np.ndarray, latencies: np.ndarray,
         x = np.column_stack([np.ones(n_archs)] + [blocks[b] for b in names])
         base = np.concatenate([[0.0]] + [
             np.full(blocks[b].shape[1], feature_penalty if b == "F" else 1.0) for b in names])
-        xt = x[rows]
-        for g in grid:
-            w, loo = loo_ridge(xt, t, base * g)
-            if best is None or loo < best[0]:
-                best = (loo, names, g, w, x)
+        loo, g, w = best_ridge(x[rows], t, base, grid)
+        if best is None or loo < best[0]:
+            best = (loo, names, g, w, x)
     assert best is not None
     loo, names, g, w, x = best
     return FewShotFit(predictions=np.exp(x @ w), blocks=names, strength=g,

@@ -29,7 +29,7 @@ import numpy as np
 from estimators.files import atomic_write_text
 from estimators.latency.cache import cache_dir as _cache_dir
 from estimators.latency.errors import LatencyError
-from estimators.latency.fewshot import FEATURE_PENALTY, GRID, loo_ridge, standardise
+from estimators.latency.fewshot import FEATURE_PENALTY, GRID, best_ridge, loo_ridge, standardise
 from search_spaces import Arch, InvalidArchError, SearchSpace, first_line
 
 PREFIX = "latency_ms_"
@@ -44,16 +44,11 @@ def layout_of(space: SearchSpace) -> Layout:
     return [(d.name, tuple(d.options)) for d in space.dimensions]
 
 
-def one_hot(layout: Layout, archs: list[Arch]) -> np.ndarray:
-    """(archs, sum of options) one-hot of every dimension's option."""
-    index, start = {}, 0
-    for name, options in layout:
-        index.update({(name, o): start + i for i, o in enumerate(options)})
-        start += len(options)
-    out = np.zeros((len(archs), start))
-    for row, arch in enumerate(archs):
-        out[row, [index[g] for g in arch.genes]] = 1.0
-    return out
+def one_hot(space: SearchSpace, archs: list[Arch]) -> np.ndarray:
+    """(archs, sum of options): the space's one-hot of every dimension's option
+    (`SearchSpace.to_vector`; an inactive gene is all zeros)."""
+    width = sum(len(options) for _, options in layout_of(space))
+    return np.array([space.to_vector(a) for a in archs], dtype=float).reshape(len(archs), width)
 
 
 @dataclass
@@ -176,10 +171,7 @@ def _multi_loo_ridge(x: np.ndarray, t: np.ndarray, grid: tuple[float, ...]) -> n
     best_w = np.zeros((x.shape[1], t.shape[1]))
     penalty = np.r_[0.0, np.ones(x.shape[1] - 1)]
     for g in grid:
-        inv = np.linalg.pinv(x.T @ x + np.diag(penalty * g))
-        w = inv @ (x.T @ t)
-        hat = np.einsum("ij,jk,ik->i", x, inv, x)
-        err = np.mean(((t - x @ w) / np.clip(1.0 - hat, 1e-6, None)[:, None]) ** 2, axis=0)
+        w, err = loo_ridge(x, t, penalty * g)
         better = err < best_err
         best_err[better], best_w[:, better] = err[better], w[:, better]
     return best_w
@@ -188,7 +180,7 @@ def _multi_loo_ridge(x: np.ndarray, t: np.ndarray, grid: tuple[float, ...]) -> n
 def reference_models(space: SearchSpace, refs: ReferenceSet,
                      grid: tuple[float, ...] = GRID) -> ReferenceModels:
     layout = layout_of(space)
-    pop = one_hot(layout, refs.population)
+    pop = one_hot(space, refs.population)
     names, coefs = [], []
     groups: dict[int, list[str]] = {}  # devices measured on the same arch list share a design
     for name, (archs, _) in refs.devices.items():
@@ -199,7 +191,7 @@ def reference_models(space: SearchSpace, refs: ReferenceSet,
         if not np.all(np.isfinite(ys)) or np.any(ys <= 0):
             raise LatencyError(f"reference devices {', '.join(members)} of {space.name}: "
                                f"latencies must be finite and positive")
-        x = np.column_stack([np.ones(len(archs)), one_hot(layout, archs)])
+        x = np.column_stack([np.ones(len(archs)), one_hot(space, archs)])
         coefs.append(_multi_loo_ridge(x, standardise(np.log(ys)), grid))
         names.extend(members)
     coef = np.column_stack(coefs)
@@ -227,7 +219,7 @@ class FewShotModel:
         if self._index is None:
             self._index = {(name, o): w for (name, options), ws in zip(self.layout, self.weights)
                            for o, w in zip(options, ws)}
-        return self.intercept + sum(self._index[g] for g in arch.genes)
+        return self.intercept + sum(self._index[g] for g in arch.genes if g[1] is not None)
 
     def latency_ms(self, arch: Arch) -> float:
         return float(np.exp(self.log_latency(arch)))
@@ -262,17 +254,10 @@ def fit_fewshot_device(space: SearchSpace, archs: list[Arch], latencies, models:
                            f"got {len(y)}")
     if not np.all(np.isfinite(y)) or np.any(y <= 0):
         raise LatencyError("measured latencies must be finite and positive")
-    x = models.design(one_hot(models.layout, archs))
+    x = models.design(one_hot(space, archs))
     m, k = len(models.devices), len(models.feature_mean)
     base = np.r_[0.0, np.ones(m), np.full(k, feature_penalty)]
-    t = np.log(y)
-    best = None
-    for g in grid:
-        w, loo = loo_ridge(x, t, base * g)
-        if best is None or loo < best[0]:
-            best = (loo, g, w)
-    assert best is not None
-    loo, g, w = best
+    loo, g, w = best_ridge(x, np.log(y), base, grid)
     wd, wf = w[1:1 + m], w[1 + m:]
     beta = models.coef[1:] @ (wd / models.scale) + wf
     intercept = float(w[0] + (models.coef[0] - models.mean) @ (wd / models.scale)

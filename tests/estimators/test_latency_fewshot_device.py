@@ -13,8 +13,8 @@ from estimators.latency.devices import open_predictor
 from estimators.latency.errors import LatencyError
 from estimators.latency.fewshot_device import (
     FewShotModel,
+    add_reference,
     fit_fewshot_device,
-    layout_of,
     load_references,
     one_hot,
     reference_models,
@@ -48,7 +48,7 @@ def test_shipped_reference_sets_load(tmp_path):
 
 def _synthetic(space, archs, seed=0):
     """A new device mixing two shipped-like cost profiles plus a device-specific op cost."""
-    x = one_hot(layout_of(space), archs)
+    x = one_hot(space, archs)
     rng = np.random.default_rng(seed)
     return np.exp(0.5 + x @ rng.uniform(0.0, 0.3, x.shape[1]))
 
@@ -143,3 +143,16 @@ def test_fewshot_bad_inputs_are_one_line(shipped, tmp_path, capsys):
                  "--column", "lat", "--train", "4", "--method", "fewshot", "--cache-dir",
                  str(tmp_path)]) == 2
     assert "ships none" in capsys.readouterr().err
+
+
+def test_a_space_with_inactive_genes_uses_its_users_references(tmp_path):
+    """`mobile` ships no references and its deeper layers' genes may be inactive: a user's
+    reference device and a few-shot fit on top of it both handle them."""
+    space = get_space("mobile")
+    archs = [space.sample(np.random.default_rng(s)) for s in range(30)]
+    assert any(value is None for arch in archs for _, value in arch.genes)
+    y = _synthetic(space, archs)
+    add_reference(space, "phone_a", archs[:20], y[:20], tmp_path)
+    models = reference_models(space, load_references(space, tmp_path))
+    model = fit_fewshot_device(space, archs[20:], y[20:], models)
+    assert np.all(np.isfinite([model.latency_ms(a) for a in archs]))
