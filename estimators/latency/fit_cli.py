@@ -114,26 +114,29 @@ def fit_from_csv(space: SearchSpace, measurements: str, column: str, train: int,
     archs, latencies, dropped = read_measurements(space, measurements, column, arch_column)
     if method == "fewshot":
         model, summary = _fit_fewshot(space, archs, latencies, train, seed, name, cache_dir)
-        reference = (str(few.add_reference(space, name, archs, latencies, cache_dir))
-                     if save_as_reference else None)
-        path = _save(name, space, model, summary, measurements, column, len(archs), dropped,
-                     seed, cache_dir)
-        return {"device": name, "space": space.name, "column": column, "path": str(path),
-                "dropped_rows": dropped, "reference": reference, **summary}
-    store = LatencyStore(cache_dir=cache_dir)
-    table, table_fp = local_table(space, store)
+    else:
+        model, summary = _fit_network(space, archs, latencies, train, seed, num_classes,
+                                      cache_dir)
+    reference = (str(few.add_reference(space, name, archs, latencies, cache_dir))
+                 if save_as_reference else None)
+    path = _save(name, space, model, summary, measurements, column, len(archs), dropped, seed,
+                 cache_dir)
+    return {"device": name, "space": space.name, "column": column, "path": str(path),
+            "dropped_rows": dropped, "reference": reference, **summary}
+
+
+def _fit_network(space: SearchSpace, archs: list[Arch], y: np.ndarray, train: int, seed: int,
+                 num_classes: int | None,
+                 cache_dir: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model dict, report) of the whole-network fit (this machine's block table as a feature
+    where it covers the file's networks)."""
+    table, table_fp = local_table(space, LatencyStore(cache_dir=cache_dir))
     if table is not None:
         needed = {s.signature for a in archs for s in space.blocks(a, num_classes)}
         if not needed <= table.keys():
             table, table_fp = None, ""  # the local table does not cover the file's networks
-    report, _ = fit_device(space, archs, latencies, train, seed, table, table_fp, num_classes)
-    summary = {"method": "network", **report.as_dict()}
-    reference = (str(few.add_reference(space, name, archs, latencies, cache_dir))
-                 if save_as_reference else None)
-    path = _save(name, space, report.model.as_dict(), summary, measurements, column, len(archs),
-                 dropped, seed, cache_dir)
-    return {"device": name, "space": space.name, "column": column, "path": str(path),
-            "dropped_rows": dropped, "reference": reference, **summary}
+    report, _ = fit_device(space, archs, y, train, seed, table, table_fp, num_classes)
+    return report.model.as_dict(), {"method": "network", **report.as_dict()}
 
 
 def _save(name: str, space: SearchSpace, model: dict[str, Any], summary: dict[str, Any],
