@@ -101,8 +101,7 @@ class Bananas(Strategy):
         if len(self.objectives) == 1:
             parents = sorted(ok, key=self.score, reverse=True)[: self.options["parents"]]
         else:
-            points = np.array([self._minimised(t) for t in ok])
-            front = [t for t, keep in zip(ok, pareto_mask(points)) if keep]
+            front = self.pareto_front()
             parents = front if len(front) <= self.options["parents"] else \
                 [front[int(i)] for i in rng.choice(len(front), self.options["parents"],
                                                    replace=False)]
@@ -135,7 +134,7 @@ class Bananas(Strategy):
         points = np.column_stack(values)
         if len(self.objectives) == 1:
             return -points[:, 0]
-        found = np.array([self._minimised(t) for t in ok])
+        found = np.array([self.minimised(t) for t in ok])
         front = found[pareto_mask(found)]
         span = np.ptp(found, axis=0)
         reference = front.max(axis=0) + MARGIN * np.where(span > 0, span, 1.0)
@@ -162,9 +161,6 @@ class Bananas(Strategy):
             return None
         rows = [[self.cost(a).get(n, math.nan) for n in names] for a in archs]
         return np.array(rows, dtype=float).reshape(len(archs), len(names))
-
-    def _minimised(self, trial: Trial) -> np.ndarray:
-        return np.array([-o.sign() * trial.metrics[o.metric] for o in self.objectives])
 
     # --- checkpoints ---------------------------------------------------------------------------
     def _extra_state(self) -> dict[str, Any]:

@@ -215,8 +215,7 @@ class Strategy(ABC):
         ok = [t for t in self.trials if t.ok]
         if not ok:
             return []
-        points = np.array([[-o.sign() * t.metrics[o.metric] for o in self.objectives]
-                           for t in ok])
+        points = np.array([self.minimised(t) for t in ok])
         return [t for t, keep in zip(ok, pareto_mask(points)) if keep]
 
     # --- checkpoints ---------------------------------------------------------------------------
@@ -295,6 +294,10 @@ class Strategy(ABC):
         if not self.constraints:
             return arch
         return repair(self.space, arch, self.constraints, self.cost, rng)
+
+    def minimised(self, trial: Trial) -> np.ndarray:
+        """The trial's objectives as a minimisation problem (a maximised one negated)."""
+        return np.array([-o.sign() * trial.metrics[o.metric] for o in self.objectives])
 
     def score(self, trial: Trial) -> float:
         """The first objective, larger is better; -inf for a failed or infeasible trial."""

@@ -105,9 +105,6 @@ class NSGA2(Strategy):
         return None
 
     # --- learning and selection ----------------------------------------------------------------
-    def _minimised(self, trial: Trial) -> np.ndarray:
-        return np.array([-o.sign() * trial.metrics[o.metric] for o in self.objectives])
-
     def _observe(self, trial: Trial) -> None:
         if not trial.ok:
             return
@@ -119,7 +116,7 @@ class NSGA2(Strategy):
     def _remember(self, index: int) -> None:
         trial = self.trials[index]
         self._ok.append(index)
-        self._points = np.vstack([self._points, self._minimised(trial)])
+        self._points = np.vstack([self._points, self.minimised(trial)])
         self._ranks.add(trial.arch, 0.0)  # rescored by level before each use
 
     def _select(self) -> None:
@@ -130,7 +127,7 @@ class NSGA2(Strategy):
         self._rank = rank if len(keep) == len(rank) else self._rank_of(self.population)
 
     def _rank_of(self, members: list[int]) -> dict[int, tuple[int, float]]:
-        points = np.array([self._minimised(self.trials[i]) for i in members])
+        points = np.array([self.minimised(self.trials[i]) for i in members])
         rank: dict[int, tuple[int, float]] = {}
         for level, front in enumerate(non_dominated_sort(points)):
             for k, c in zip(front, crowding_distance(points[front])):
