@@ -2,9 +2,7 @@
 search never imports the supernet code). Each class describes itself (`estimators.base`)."""
 from __future__ import annotations
 
-import importlib
-
-from search_spaces import NasError
+from search_spaces.plugins import load_registered
 
 # name -> "module:Class"; the first is the default of a search
 REGISTRY: dict[str, str] = {
@@ -21,10 +19,7 @@ def list_estimators() -> tuple[str, ...]:
 
 def get_estimator(name: str):
     """The estimator class registered as `name` (a one-line NasError names the known ones)."""
-    if name not in REGISTRY:
-        raise NasError(f"unknown estimator {name!r}; known: {', '.join(REGISTRY)}")
-    module, _, attr = REGISTRY[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return load_registered(REGISTRY, name, "estimator")
 
 
 __all__ = ["REGISTRY", "get_estimator", "list_estimators"]

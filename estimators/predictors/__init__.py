@@ -12,11 +12,11 @@ module (a `Predictor` subclass with `name`, `summary`, `Options`) and one line h
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from estimators.predictors.base import GeneEncoder, Prediction, Predictor, PredictorError
 from search_spaces import SearchSpace
+from search_spaces.plugins import load_registered
 
 PREDICTORS: dict[str, str] = {
     "mlp": "estimators.predictors.mlp:MLPEnsemble",
@@ -30,10 +30,7 @@ def list_predictors() -> tuple[str, ...]:
 
 def get_predictor(name: str) -> type[Predictor]:
     """The predictor class registered as `name` (a one-line error names the known ones)."""
-    if name not in PREDICTORS:
-        raise PredictorError(f"unknown predictor {name!r}; known: {', '.join(PREDICTORS)}")
-    module, _, attr = PREDICTORS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return load_registered(PREDICTORS, name, "predictor", PredictorError)
 
 
 def make_predictor(name: str, space: SearchSpace, seed: int = 0, **options: Any) -> Predictor:

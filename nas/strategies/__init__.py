@@ -8,7 +8,6 @@ and one line here.
 """
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ from nas.sampling import CostFn
 from nas.strategies.base import Strategy, StrategyContext, StrategyError, Trial
 from nas.strategies.options import option_help
 from search_spaces import SearchSpace
+from search_spaces.plugins import load_registered
 
 STRATEGIES: dict[str, str] = {
     "random": "nas.strategies.random:RandomSearch",
@@ -38,10 +38,7 @@ def list_strategies() -> list[str]:
 
 def get_strategy(name: str) -> type[Strategy]:
     """The strategy class registered under `name`."""
-    if name not in STRATEGIES:
-        raise StrategyError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
-    module, _, cls = STRATEGIES[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return load_registered(STRATEGIES, name, "strategy", StrategyError)
 
 
 def is_multi_objective(name: str) -> bool:
