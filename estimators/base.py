@@ -96,6 +96,23 @@ class EstimatorOptions:
         return asdict(self)
 
 
+def build_options(options_type: type[EstimatorOptions], given: Mapping[str, Any], owner: str,
+                  error: type[NasError] = NasError) -> EstimatorOptions:
+    """`options_type` from user values (None: the default); an unknown name or a bad value is
+    a one-line `error` that starts with `owner` (e.g. "estimator 'proxy'")."""
+    given = {k: v for k, v in dict(given).items() if v is not None}
+    accepted = [spec.name for spec in fields(options_type)]
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise error(f"{owner}: unknown options {unknown}; accepted: "
+                    f"{', '.join(accepted) or 'none'}")
+    try:
+        return options_type(**given)
+    except NasError as exc:
+        text = first_line(exc)
+        raise error(text if text.startswith(owner) else f"{owner}: {text}") from None
+
+
 class AccuracyEstimator(ABC):
     """Base: the plugin's declarations, caching by key and the `acc_estimator` label."""
 
@@ -119,19 +136,7 @@ class AccuracyEstimator(ABC):
     def parse_options(cls, given: Mapping[str, Any]) -> EstimatorOptions:
         """The options from user values (None: the default); an unknown name or a bad value
         is a one-line NasError naming the estimator."""
-        given = {k: v for k, v in dict(given).items() if v is not None}
-        accepted = cls.option_defaults()
-        unknown = sorted(set(given) - set(accepted))
-        if unknown:
-            raise NasError(f"estimator {cls.name!r}: unknown options {unknown}; "
-                           f"accepted: {', '.join(accepted)}")
-        try:
-            return cls.Options(**given)
-        except NasError as exc:
-            text = first_line(exc)
-            named = text.startswith(f"estimator {cls.name!r}")
-            prefix = "" if named else f"estimator {cls.name!r}: "
-            raise NasError(prefix + text) from None
+        return build_options(cls.Options, given, f"estimator {cls.name!r}")
 
     @classmethod
     def metrics(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
@@ -171,5 +176,5 @@ class AccuracyEstimator(ABC):
         """The metrics of one arch, uncached."""
 
 
-__all__ = ["AccuracyEstimator", "CHECKS", "ESTIMATOR_KEY", "EstimatorOptions", "Metrics",
+__all__ = ["AccuracyEstimator", "CHECKS", "build_options", "ESTIMATOR_KEY", "EstimatorOptions", "Metrics",
            "Resolution", "Shared", "UNITS", "option"]

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from estimators.base import EstimatorOptions
-from search_spaces import Arch, NasError, SearchSpace, first_line
+from estimators.base import EstimatorOptions, build_options
+from search_spaces import Arch, NasError, SearchSpace
 
 MIN_TRAIN = 2  # archs a fit needs (a spread to standardise by)
 
@@ -80,19 +80,9 @@ class Predictor(ABC):
         self._features = 0
 
     @classmethod
-    def option_defaults(cls) -> dict[str, Any]:
-        return cls.Options().as_dict()
-
-    @classmethod
     def parse_options(cls, given: Mapping[str, Any]) -> EstimatorOptions:
-        unknown = sorted(set(given) - set(cls.option_defaults()))
-        if unknown:
-            raise PredictorError(f"predictor {cls.name!r}: unknown options {unknown}; "
-                                 f"accepted: {', '.join(cls.option_defaults()) or 'none'}")
-        try:
-            return cls.Options(**given)
-        except NasError as exc:
-            raise PredictorError(f"predictor {cls.name!r}: {first_line(exc)}") from None
+        """The options from user values; a one-line PredictorError naming the predictor."""
+        return build_options(cls.Options, given, f"predictor {cls.name!r}", PredictorError)
 
     # --- the interface -------------------------------------------------------------------------
     def fit(self, archs: Sequence[Arch], values: Sequence[float],
