@@ -6,6 +6,11 @@ same family scored right after initialisation, least squares against random stit
     python bench/stitch.py --part runs      # default run, then --epochs 0 lstsq and random
     python bench/stitch.py --part report    # results/bench/stitch/report.json (+ .md)
 
+`--family cifar-stem` does the same for a second family (`bench/spaces/stitch_resnet.yaml`:
+three stages of two basic blocks behind a 3x3 stem without the max pool, so that FLOPs grow
+with width as in SN-Net's equal-depth DeiT anchors), in results/bench/stitch/cifar-stem/;
+`--anchors NAME...` trains only those anchors (two processes can share the work).
+
 Anchor checkpoints (.pt) and `stitched.pt` are not committed; the run folders' tables are.
 Every run folder that holds a finished run is kept (a run is short: an interrupted one is
 started again from scratch, as `nas stitch` has no --resume).
@@ -23,14 +28,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-OUT = ROOT / "results" / "bench" / "stitch"
-SPACE = str(ROOT / "bench" / "spaces" / "n2n_resnet.yaml")
 DATA_DIR = ROOT.parent / "shared" / "data" / "fashion-mnist"
-# one and two basic blocks per stage at quarter, half and full width (the last is the N2N
-# teacher's shape, ResNet-18 at a quarter of its channels)
-ANCHORS = {"small": "basic-d1.1.1.1-w0.25.0.25.0.25.0.25-r32",
-           "medium": "basic-d1.1.1.1-w0.5.0.5.0.5.0.5-r32",
-           "large": "basic-d2.2.2.2-w1.0.1.0.1.0.1.0-r32"}
+FAMILIES = {  # name: (space file, output folder, anchors by name)
+    # one and two basic blocks per stage at quarter, half and full width (the last is the N2N
+    # teacher's shape, ResNet-18 at a quarter of its channels)
+    "imagenet-stem": ("n2n_resnet.yaml", "stitch",
+                      {"small": "basic-d1.1.1.1-w0.25.0.25.0.25.0.25-r32",
+                       "medium": "basic-d1.1.1.1-w0.5.0.5.0.5.0.5-r32",
+                       "large": "basic-d2.2.2.2-w1.0.1.0.1.0.1.0-r32"}),
+    # equal depth, three widths (SN-Net's DeiT-Ti/S/B pattern)
+    "cifar-stem": ("stitch_resnet.yaml", "stitch/cifar-stem",
+                   {"small": "basic-d2.2.2-w0.25.0.25.0.25-r32",
+                    "medium": "basic-d2.2.2-w0.5.0.5.0.5-r32",
+                    "large": "basic-d2.2.2-w0.75.0.75.0.75-r32"}),
+}
+SPACE, OUT, ANCHORS = "", Path(), {}  # the chosen family's, set by main()
+
+
+def choose_family(name: str) -> None:
+    global SPACE, OUT, ANCHORS
+    space_file, folder, ANCHORS = FAMILIES[name]
+    SPACE = str(ROOT / "bench" / "spaces" / space_file)
+    OUT = ROOT / "results" / "bench" / folder
 # name -> StitchSettings changes from the defaults
 RUNS = {"default": {}, "lstsq-e0": {"epochs": 0}, "random-e0": {"epochs": 0, "init": "random"},
         "e10": {"epochs": 10}, "e10-distill": {"epochs": 10, "distill": True}}
@@ -40,7 +59,7 @@ def anchor_path(name: str) -> Path:
     return OUT / "anchors" / f"{name}.pt"
 
 
-def train_anchors(threads: int) -> dict:
+def train_anchors(threads: int, names: list[str]) -> dict:
     """Each anchor with `nas train`'s defaults (10 epochs of the train split, crops and
     flips), seed 0; an interrupted training continues."""
     from estimators.checkpoints import read_model_file
@@ -51,8 +70,7 @@ def train_anchors(threads: int) -> dict:
 
     data = load_data("fashion-mnist", DATA_DIR, seed=0)
     space = get_space(SPACE)
-    info = {}
-    for name, key in ANCHORS.items():
+    for name in names:
         path = anchor_path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         with torch_threads(threads):
@@ -60,13 +78,16 @@ def train_anchors(threads: int) -> dict:
                 resume_training(path, data, log=print)
             elif not path.is_file():
                 began = time.perf_counter()
-                train_to_checkpoint(path, data, space.parse(key), recipe=TRAIN_DEFAULTS,
-                                    seed=0, log=print)
+                train_to_checkpoint(path, data, space.parse(ANCHORS[name]),
+                                    recipe=TRAIN_DEFAULTS, seed=0, log=print)
                 print(f"{name}: {time.perf_counter() - began:.0f} s", flush=True)
-        payload = read_model_file(path)
-        info[name] = {"key": payload["key"], "val_acc": payload["val_acc"],
-                      "test_acc": payload["test_acc"],
-                      "train_seconds": sum(h["seconds"] for h in payload["history"])}
+    info = {}  # every finished anchor, whichever process trained it
+    for name in ANCHORS:
+        path = anchor_path(name)
+        if path.is_file() and (payload := read_model_file(path))["complete"]:
+            info[name] = {"key": payload["key"], "val_acc": payload["val_acc"],
+                          "test_acc": payload["test_acc"],
+                          "train_seconds": sum(h["seconds"] for h in payload["history"])}
     (OUT / "anchors.json").write_text(json.dumps(info, indent=1))
     return info
 
@@ -113,11 +134,14 @@ def main() -> None:
     parser.add_argument("--part", choices=("anchors", "runs", "report"), required=True)
     parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--family", choices=list(FAMILIES), default="imagenet-stem")
+    parser.add_argument("--anchors", nargs="+", help="train only these anchors")
     args = parser.parse_args()
+    choose_family(args.family)
     if not DATA_DIR.is_dir():
         parser.error(f"Fashion-MNIST is not at {DATA_DIR} (../shared beside the checkout)")
     if args.part == "anchors":
-        print(json.dumps(train_anchors(args.threads), indent=1))
+        print(json.dumps(train_anchors(args.threads, args.anchors or list(ANCHORS)), indent=1))
     elif args.part == "runs":
         run_all(args.runs, args.threads)
     else:

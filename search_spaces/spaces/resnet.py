@@ -1,6 +1,7 @@
 """ResNet family: block type, per-stage depth and width, bottleneck expansion, resolution.
 
-Network: stem (Conv7x7 s2 - BN - ReLU, MaxPool 3x3 s2), four stages of `basic` or
+Network: stem (Conv7x7 s2 - BN - ReLU, MaxPool 3x3 s2; space files may choose CIFAR's
+Conv3x3 s1 without the pool instead: `stem_kernel`, `stem_stride`, `stem_pool`), four stages of `basic` or
 `bottleneck` blocks (stride 2 on the first block of stages 2-4; stage i has
 `round8(base_i * w_i)` planes, a bottleneck's output is `planes * expansion`), global average
 pool and a linear classifier. ResNet-18/34/50 are points of the space. Space files may also
@@ -114,6 +115,9 @@ class ResNetConfig:
     stage_channels: tuple[int, ...] = (64, 128, 256, 512)
     resolutions: tuple[int, ...] = (128, 160, 192, 224)
     stem: int = 64
+    stem_kernel: int = 7  # 3, stride 1 and no pool: the CIFAR ResNets' stem, whose FLOPs do not
+    stem_stride: int = 2  # dwarf a narrow network's at small resolutions
+    stem_pool: bool = True
     densities: tuple[float, ...] = DENSITIES
     norms: tuple[str, ...] = (DEFAULT_NORM,)  # normalization-activation kinds (ops.norm.NORMS)
 
@@ -128,9 +132,14 @@ class ResNetConfig:
             "resolutions": int_options("resolutions", self.resolutions, 32,
                                        settings.MAX_RESOLUTION),
             "stem": settings.int_value("stem", self.stem),
+            "stem_kernel": settings.int_value("stem_kernel", self.stem_kernel, 1, 11),
+            "stem_stride": settings.int_value("stem_stride", self.stem_stride, 1, 4),
+            "stem_pool": settings.bool_value("stem_pool", self.stem_pool),
             "densities": float_options("densities", self.densities, 0.0, 1.0),
             "norms": norm_options(self.norms),
         }
+        if fields["stem_kernel"] % 2 == 0:
+            raise ValueError(f"stem_kernel must be odd, got {fields['stem_kernel']}")
         for name, value in fields.items():
             object.__setattr__(self, name, value)
 
@@ -206,8 +215,10 @@ class ResNetSpace(SearchSpace):
     def reference_archs(self) -> dict[str, Arch]:
         refs: dict[str, Arch] = {}
         norm = reference_genes(self)
-        if norm is None:
-            return refs  # the references are BatchNorm networks
+        imagenet_stem = (self.config.stem, self.config.stem_kernel, self.config.stem_stride,
+                         self.config.stem_pool) == (64, 7, 2, True)
+        if norm is None or not imagenet_stem:
+            return refs  # the references are BatchNorm networks with ImageNet's stem
         for name, (block, expansion, depths) in REFERENCES.items():
             genes: dict[str, Gene] = {"block": block, "expansion": expansion, "r": 224, **norm}
             for i in range(self.num_stages):
@@ -239,8 +250,11 @@ class ResNetSpace(SearchSpace):
         size = self.input_size(arch)
         chain = Chain((in_channels or self.default_channels, size, size))
         norm = norm_args(network_norm(self, arch))
-        chain.add("conv_bn_act", "stem", out=self.config.stem, k=7, stride=2, **norm)
-        chain.add("pool", "stem.pool", kind="max", k=3, stride=2, padding=1)
+        config = self.config
+        chain.add("conv_bn_act", "stem", out=config.stem, k=config.stem_kernel,
+                  stride=config.stem_stride, **norm)
+        if config.stem_pool:
+            chain.add("pool", "stem.pool", kind="max", k=3, stride=2, padding=1)
         block = str(arch["block"])
         for i, planes in enumerate(self.stage_planes(arch)):
             args: dict[str, Any] = {"out": planes, **norm}

@@ -142,6 +142,7 @@ def test_bad_sparse_key(sparse) -> None:
     {"bogus": 1}, {"depths": [[1, 2]]}, {"blocks": ["wide"]}, {"widths": []},
     {"densities": [0.5, 2.0]}, {"resolutions": ["big"]}, {"widths": [1e-7]},
     {"norms": ["evonorm"]}, {"norms": []}, {"norms": ["gn_relu", "gn_relu"]},
+    {"stem_kernel": 4}, {"stem_stride": 0}, {"stem_pool": "no"},
 ])
 def test_bad_config(config: dict) -> None:
     with pytest.raises(NasError):
@@ -155,3 +156,25 @@ def test_user_config_space() -> None:
     arch = space.sample(0)
     assert arch["expansion"] is None and Arch.decode(arch.key) == arch
     assert math.isclose(space.log10_size(), math.log10(3 * 4 * 6 * 3 * 3 ** 4))
+
+
+def test_cifar_stem() -> None:
+    """A 3x3 stride-1 stem without the pool: stage 1 runs at the input resolution, the costs
+    still equal fvcore's, and the ImageNet references are not offered."""
+    config = {"blocks": ["basic"], "depths": [[1, 2]] * 3, "stage_channels": [16, 32, 64],
+              "widths": [0.5, 1.0], "resolutions": [32], "stem": 16, "stem_kernel": 3,
+              "stem_stride": 1, "stem_pool": False}
+    space = register_space(resnet.create("resnet-cifar-stem", config, False))
+    assert space.reference_archs() == {}
+    arch = space.parse("basic-d1.1.1-w1.0.1.0.1.0-r32")
+    specs = space.blocks(arch)
+    assert [s.name for s in specs[:2]] == ["stem", "stage1.0"]
+    assert specs[1].in_shape == (16, 32, 32)
+    imagenet = resnet.create("resnet-imagenet-stem", {k: v for k, v in config.items()
+                                                      if not k.startswith("stem_")}, False)
+    body = "basic-d1.1.1-w1.0.1.0.1.0-r32"
+    assert imagenet.blocks(imagenet.parse(body))[2].in_shape == (16, 8, 8)
+    for sample in (arch, space.sample(0), space.sample(1)):
+        model = space.build(sample, num_classes=10)
+        assert analytical_cost(sample, num_classes=10) == fvcore_cost(model,
+                                                                      model.example_input())
