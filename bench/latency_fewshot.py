@@ -9,10 +9,13 @@ within +-10% of the measured latency, averaged over the draws. Methods: the engi
 copy and the per-layer op one-hot, leave-one-out prior strength) and the issue's baseline, a
 plain ridge (alpha 1) of the new device's log latency on the reference log latencies.
 `--ofa` adds OFA MobileNetV3 leave-one-device-out over its 12 GPU columns (Kendall tau).
-Writes results/bench/latency-fewshot/report.json.
+Writes results/bench/latency-fewshot/report.json. `--ceiling` instead measures what the data
+allow at all (ceiling.json): per test device, a gradient-boosted tree ensemble on the reference
+log latencies and the op one-hot, fitted on half of all architectures (three random halves),
+scored on the other half; and how many distinct latencies the device's column holds.
 
     python bench/latency_fewshot.py [--data ../shared/data] [--rows 5,10,20,50] [--draws 20]
-                                    [--sets nb201,fbnet] [--ofa]
+                                    [--sets nb201,fbnet] [--ofa] [--ceiling]
 """
 from __future__ import annotations
 
@@ -166,6 +169,35 @@ def run_ofa(data: Path, rows: int, count: int) -> dict:
     return {"rows": rows, "columns": per}
 
 
+def ceiling(name: str, data: Path, splits: int = 3) -> dict:
+    """Spearman and within +-10% of a nonlinear model given half of all rows of the device."""
+    import pandas as pd
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    rel, refs, tests = SETS[name]
+    frame = pd.read_csv(data / rel)
+    archs = list(frame["arch"])
+    features = nb201_features(archs) if name == "nb201" else fbnet_features(archs)
+    x = np.column_stack([np.log(frame[[f"latency_ms_{d}" for d in refs]].to_numpy(float)),
+                         features])
+    out = {}
+    for dev in tests:
+        y = frame[f"latency_ms_{dev}"].to_numpy(float)
+        per = []
+        for seed in range(splits):
+            order = np.random.default_rng(seed).permutation(len(y))
+            train, test = order[: len(y) // 2], order[len(y) // 2:]
+            model = HistGradientBoostingRegressor(max_iter=300, random_state=seed)
+            pred = np.exp(model.fit(x[train], np.log(y[train])).predict(x[test]))
+            per.append((spearmanr(pred, y[test])[0], np.mean(np.abs(pred / y[test] - 1) <= 0.1)))
+        out[dev] = {"distinct_latencies": int(len(np.unique(y))), "train_rows": len(y) // 2,
+                    "spearman": float(np.mean([p[0] for p in per])),
+                    "within_10pct": float(np.mean([p[1] for p in per]))}
+        print(f"{name} {dev:15s} {out[dev]['distinct_latencies']:6d} distinct  Spearman "
+              f"{out[dev]['spearman']:.3f}  within +-10% {out[dev]['within_10pct']:.1%}")
+    return out
+
+
 def print_table(name: str, rows: int, per: dict) -> None:
     print(f"\n{name}, {rows} rows (Spearman / within +-10%, mean of draws)")
     print(f"{'device':15s} {'fewshot':>16s} {'ridge':>16s} {'HELP':>6s} {'fit s':>6s}")
@@ -190,8 +222,15 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=20)
     parser.add_argument("--sets", default="nb201,fbnet")
     parser.add_argument("--ofa", action="store_true", help="also OFA leave-one-device-out")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="only the half-of-all-rows nonlinear ceiling (ceiling.json)")
     args = parser.parse_args()
     data = Path(args.data)
+    if args.ceiling:
+        result = {name: ceiling(name, data) for name in args.sets.split(",")}
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "ceiling.json").write_text(json.dumps(result, indent=1))
+        return
     row_counts = [int(r) for r in args.rows.split(",")]
     report: dict = {"draws": args.draws, "seeds": list(range(args.draws)), "sets": {}}
     for name in args.sets.split(","):
