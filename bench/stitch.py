@@ -52,7 +52,8 @@ def choose_family(name: str) -> None:
     OUT = ROOT / "results" / "bench" / folder
 # name -> StitchSettings changes from the defaults
 RUNS = {"default": {}, "lstsq-e0": {"epochs": 0}, "random-e0": {"epochs": 0, "init": "random"},
-        "e10": {"epochs": 10}, "e10-distill": {"epochs": 10, "distill": True}}
+        "e10": {"epochs": 10}, "e10-distill": {"epochs": 10, "distill": True},
+        "e30": {"epochs": 30}, "e10-lr0.005": {"epochs": 10, "lr": 0.005}}
 
 
 def anchor_path(name: str) -> Path:
