@@ -25,6 +25,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -116,6 +118,21 @@ FIGURES = ("stitched", "above_line", "above_line_share", "hypervolume", "anchors
            "median_acc_init", "median_acc", "train_steps", "train_seconds", "seconds")
 
 
+def line_gaps(folder: Path) -> dict:
+    """Each stitch's accuracy minus the anchors' line at its FLOPs (trials.csv): the median,
+    and the share within one binomial standard error (0.33 points on 10,000 images) of it."""
+    import csv
+
+    rows = list(csv.DictReader((folder / "trials.csv").open()))
+    anchors = sorted((r for r in rows if not r["cut"]), key=lambda r: float(r["flops"]))
+    flops = [float(r["flops"]) for r in anchors]
+    accs = [float(r["acc"]) for r in anchors]
+    gaps = [float(r["acc"]) - float(np.interp(float(r["flops"]), flops, accs))
+            for r in rows if r["cut"]]
+    return {"median_gap_to_line": round(float(np.median(gaps)), 3),
+            "within_1se_of_line": round(float(np.mean(np.array(gaps) >= -0.33)), 3)}
+
+
 def report() -> dict:
     out: dict = {"anchors": json.loads((OUT / "anchors.json").read_text()), "runs": {}}
     for name in RUNS:
@@ -124,7 +141,8 @@ def report() -> dict:
             continue
         summary = json.loads((folder / "summary.json").read_text())
         wall = json.loads((folder / "wall_seconds.json").read_text())["seconds"]
-        out["runs"][name] = {**{k: summary[k] for k in FIGURES}, "wall_seconds": wall}
+        out["runs"][name] = {**{k: summary[k] for k in FIGURES}, **line_gaps(folder),
+                             "wall_seconds": wall}
     (OUT / "report.json").write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
     return out
