@@ -124,13 +124,18 @@ def evaluate(reference: np.ndarray, features: np.ndarray | None, y: np.ndarray,
     return result
 
 
-def run_set(name: str, data: Path, row_counts: list[int], count: int) -> dict:
+def load_set(name: str, data: Path):
+    """The set's table and its per-architecture op one-hot."""
     import pandas as pd
 
-    rel, refs, tests = SETS[name]
-    frame = pd.read_csv(data / rel)
+    frame = pd.read_csv(data / SETS[name][0])
     archs = list(frame["arch"])
-    features = nb201_features(archs) if name == "nb201" else fbnet_features(archs)
+    return frame, nb201_features(archs) if name == "nb201" else fbnet_features(archs)
+
+
+def run_set(name: str, data: Path, row_counts: list[int], count: int) -> dict:
+    _, refs, tests = SETS[name]
+    frame, features = load_set(name, data)
     reference = frame[[f"latency_ms_{d}" for d in refs]].to_numpy(dtype=float)
     start = time.perf_counter()
     reference_blocks(reference, features)
@@ -171,13 +176,10 @@ def run_ofa(data: Path, rows: int, count: int) -> dict:
 
 def ceiling(name: str, data: Path, splits: int = 3) -> dict:
     """Spearman and within +-10% of a nonlinear model given half of all rows of the device."""
-    import pandas as pd
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    rel, refs, tests = SETS[name]
-    frame = pd.read_csv(data / rel)
-    archs = list(frame["arch"])
-    features = nb201_features(archs) if name == "nb201" else fbnet_features(archs)
+    _, refs, tests = SETS[name]
+    frame, features = load_set(name, data)
     x = np.column_stack([np.log(frame[[f"latency_ms_{d}" for d in refs]].to_numpy(float)),
                          features])
     out = {}

@@ -1,7 +1,7 @@
 """ResNet family: block type, per-stage depth and width, bottleneck expansion, resolution.
 
-Network: stem (Conv7x7 s2 - BN - ReLU, MaxPool 3x3 s2; space files may choose CIFAR's
-Conv3x3 s1 without the pool instead: `stem_kernel`, `stem_stride`, `stem_pool`), four stages of `basic` or
+Network: stem (Conv7x7 s2 - BN - ReLU, MaxPool 3x3 s2; space files may choose CIFAR's Conv3x3
+s1 without the pool instead: `stem_kernel`, `stem_stride`, `stem_pool`), four stages of `basic` or
 `bottleneck` blocks (stride 2 on the first block of stages 2-4; stage i has
 `round8(base_i * w_i)` planes, a bottleneck's output is `planes * expansion`), global average
 pool and a linear classifier. ResNet-18/34/50 are points of the space. Space files may also
@@ -115,8 +115,10 @@ class ResNetConfig:
     stage_channels: tuple[int, ...] = (64, 128, 256, 512)
     resolutions: tuple[int, ...] = (128, 160, 192, 224)
     stem: int = 64
-    stem_kernel: int = 7  # 3, stride 1 and no pool: the CIFAR ResNets' stem, whose FLOPs do not
-    stem_stride: int = 2  # dwarf a narrow network's at small resolutions
+    # ImageNet's stem; 3, 1 and no pool is CIFAR's, whose FLOPs do not dwarf a narrow
+    # network's at small resolutions
+    stem_kernel: int = 7
+    stem_stride: int = 2
     stem_pool: bool = True
     densities: tuple[float, ...] = DENSITIES
     norms: tuple[str, ...] = (DEFAULT_NORM,)  # normalization-activation kinds (ops.norm.NORMS)
@@ -215,8 +217,8 @@ class ResNetSpace(SearchSpace):
     def reference_archs(self) -> dict[str, Arch]:
         refs: dict[str, Arch] = {}
         norm = reference_genes(self)
-        imagenet_stem = (self.config.stem, self.config.stem_kernel, self.config.stem_stride,
-                         self.config.stem_pool) == (64, 7, 2, True)
+        imagenet_stem = all(getattr(self.config, f) == getattr(ResNetConfig, f)
+                            for f in ("stem_kernel", "stem_stride", "stem_pool"))
         if norm is None or not imagenet_stem:
             return refs  # the references are BatchNorm networks with ImageNet's stem
         for name, (block, expansion, depths) in REFERENCES.items():

@@ -166,13 +166,13 @@ def test_cifar_stem() -> None:
               "stem_stride": 1, "stem_pool": False}
     space = register_space(resnet.create("resnet-cifar-stem", config, False))
     assert space.reference_archs() == {}
-    arch = space.parse("basic-d1.1.1-w1.0.1.0.1.0-r32")
+    body = "basic-d1.1.1-w1.0.1.0.1.0-r32"
+    arch = space.parse(body)
     specs = space.blocks(arch)
     assert [s.name for s in specs[:2]] == ["stem", "stage1.0"]
     assert specs[1].in_shape == (16, 32, 32)
     imagenet = resnet.create("resnet-imagenet-stem", {k: v for k, v in config.items()
                                                       if not k.startswith("stem_")}, False)
-    body = "basic-d1.1.1-w1.0.1.0.1.0-r32"
     assert imagenet.blocks(imagenet.parse(body))[2].in_shape == (16, 8, 8)
     for sample in (arch, space.sample(0), space.sample(1)):
         model = space.build(sample, num_classes=10)
