@@ -34,7 +34,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _samplings() -> tuple[str, ...]:
-    from estimators.supernet.trainer import SAMPLINGS
+    from estimators.supernet.recipe import SAMPLINGS
 
     return SAMPLINGS
 

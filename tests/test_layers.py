@@ -125,3 +125,12 @@ def test_graph_sees_lazy_and_relative_imports():
     edges = graph()
     assert "search_spaces.errors" in edges["search_spaces"]
     assert any(b.startswith("estimators") for b in edges["nas.search"])
+
+
+MAX_MODULE_LINES = 400  # a module past this is split along a real seam, not allowed to grow
+
+
+def test_modules_stay_small():
+    long = sorted(f"{name}: {lines} lines" for name, path in modules().items()
+                  if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES)
+    assert not long, f"modules over {MAX_MODULE_LINES} lines:\n" + "\n".join(long)

@@ -1,14 +1,13 @@
 """Supernets trained once and shared by every subnet: `cache` (where trained supernets live),
-`trainer` (the recipe, its per-style defaults and the sampling rules), `training` (train or
-reuse, resume), `parallel` (Ray Train workers) and `estimator` (the `supernet` accuracy
-estimator)."""
+`recipe` (how one is trained, per-style defaults), `trainer` (the sampling rules, one step,
+one epoch), `training` (train or reuse, resume), `parallel` (Ray Train workers) and
+`estimator` (the `supernet` accuracy estimator)."""
 from estimators.supernet.cache import CheckpointError, SupernetCacheWarning
 from estimators.supernet.estimator import SupernetEstimator, top1
+from estimators.supernet.recipe import SupernetRecipe, default_recipe
 from estimators.supernet.trainer import (
     SandwichTrainer,
-    SupernetRecipe,
     TrainedSupernet,
-    default_recipe,
     supernet_for,
 )
 from estimators.supernet.training import load_trained, locate, train_supernet

@@ -22,10 +22,9 @@ from estimators.base import AccuracyEstimator, EstimatorOptions, Resolution, Sha
 from estimators.batchnorm import fold_batchnorm, recalibrate_batchnorm
 from estimators.data import DataSplits
 from estimators.progress import StepProgress
+from estimators.supernet.recipe import SupernetRecipe, default_recipe
 from estimators.supernet.trainer import (
-    SupernetRecipe,
     TrainedSupernet,
-    default_recipe,
     input_size,
     supernet_for,
 )

@@ -19,9 +19,9 @@ from typing import Any
 from estimators.data import DataSplits
 from estimators.ray_local import ensure_ray
 from estimators.supernet.cache import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from estimators.supernet.recipe import SupernetRecipe
 from estimators.supernet.trainer import (
     SandwichTrainer,
-    SupernetRecipe,
     checkpoint_meta,
     restore,
     supernet_for,

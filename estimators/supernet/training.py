@@ -23,13 +23,12 @@ from estimators.supernet.cache import (
     save_checkpoint,
     space_signature,
 )
+from estimators.supernet.recipe import SupernetRecipe, default_recipe
 from estimators.supernet.trainer import (
     SandwichTrainer,
-    SupernetRecipe,
     TrainedSupernet,
     check_runs,
     checkpoint_meta,
-    default_recipe,
     restore,
     supernet_for,
 )
@@ -81,10 +80,11 @@ def train_supernet(space: SearchSpace | str, data: DataSplits,
                    cache_dir: str | Path | None = None, reuse: bool = True,
                    progress: StepProgress | None = None, log: Log | None = None) -> TrainedSupernet:
     """Train the supernet of `space` on `data` with `recipe` (default: the space's
-    `default_recipe`), or reuse the cached one for the same space, data and recipe. `resume` continues an interrupted run from its last checkpoint;
-    without it an incomplete checkpoint is started over. `workers` > 1 trains data-parallel
-    with Ray Train (gloo, CPU). A tqdm bar shows progress unless `quiet` (or pass
-    `progress`); `log` receives one line per event (reuse, resume, epoch)."""
+    `default_recipe`), or reuse the cached one for the same space, data and recipe. `resume`
+    continues an interrupted run from its last checkpoint; without it an incomplete checkpoint
+    is started over. `workers` > 1 trains data-parallel with Ray Train (gloo, CPU). A tqdm bar
+    shows progress unless `quiet` (or pass `progress`); `log` receives one line per event
+    (reuse, resume, epoch)."""
     if workers < 1:
         raise NasError(f"workers must be at least 1, got {workers}")
     resolved = get_space(space) if isinstance(space, str) else space

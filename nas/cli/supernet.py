@@ -82,7 +82,7 @@ def register(command: CommandAdder) -> None:
     from estimators.data import DATASETS
     from estimators.supernet import SupernetRecipe
     from estimators.supernet.estimator import SupernetOptions
-    from estimators.supernet.trainer import SAMPLINGS, STYLE_RECIPE
+    from estimators.supernet.recipe import SAMPLINGS, STYLE_RECIPE
 
     def option_help(name: str) -> str:
         """The supernet estimator's help text of a recipe option (`--option NAME=VALUE`)."""
