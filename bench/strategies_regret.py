@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from search_spaces import get_space
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "bench" / "strategies-regret"
+PROXIES = ROOT / "results" / "bench" / "proxies-nb201" / "nb201_cells_fmnist.csv"
 OBJECTIVE, REPORT = "acc12_cifar10_val", "acc12_cifar10_test"
 CHECKPOINTS = (25, 50, 100, 150, 300)
 # name shown -> (strategy, options)
@@ -46,7 +48,29 @@ RUNS: dict[str, tuple[str, dict]] = {
     "local-initial50": ("local", {"initial": 50}),
     # White et al.'s form: random restarts.
     "local-random-restarts": ("local", {"restart": "random"}),
+    # Zero-cost warm start: the initial archs are the best of a random pool under a proxy
+    # score (our synflow, results/bench/proxies-nb201), known without a query.
+    "local-synflow-pool1000": ("local", {"warm_start": "synflow", "warm_start_pool": 1000}),
+    "local-synflow-pool3000": ("local", {"warm_start": "synflow", "warm_start_pool": 3000}),
+    "local-jacov-pool1000": ("local", {"warm_start": "jacov", "warm_start_pool": 1000}),
+    "local-params-pool1000": ("local", {"warm_start": "params", "warm_start_pool": 1000}),
+    "bananas-synflow-pool1000": ("bananas", {"warm_start": "synflow", "warm_start_pool": 1000}),
+    "evolution-synflow-pool1000": ("evolution", {"warm_start": "synflow",
+                                                 "warm_start_pool": 1000}),
 }
+PROXY_COLUMNS = ("synflow", "jacov", "naswot", "params")
+
+
+def load_table(path: Path, proxies: Path):
+    """The NB201 table with our proxy scores of each cell beside its accuracies."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, usecols=["arch", OBJECTIVE, REPORT]).merge(
+        pd.read_csv(proxies, usecols=["arch", *PROXY_COLUMNS]), on="arch", how="left")
+    with tempfile.TemporaryDirectory() as tmp:
+        merged = Path(tmp) / "nb201_with_proxies.csv"
+        frame.to_csv(merged, index=False)
+        return read_table(merged, get_space("nb201"), [OBJECTIVE, REPORT, *PROXY_COLUMNS])
 
 
 def run(name: str, table, seeds: int, queries: int, workers: int) -> dict:
@@ -57,9 +81,10 @@ def run(name: str, table, seeds: int, queries: int, workers: int) -> dict:
         saved = json.loads(path.read_text())
         if (saved["seeds"], saved["queries"], saved["options"]) == (seeds, queries, options):
             return saved
+    warm = options.get("warm_start")
     result: BenchmarkResult = run_benchmark(
         table, strategy, OBJECTIVE, REPORT, queries=queries, seeds=seeds, options=options,
-        workers=workers)
+        workers=workers, cheap=[warm] if warm else [])
     per_seed = np.array(result.per_seed_curves)
     figures = {
         "name": name, "strategy": strategy, "options": options, "seeds": seeds,
@@ -103,10 +128,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", default=",".join(RUNS), help="comma-separated names of RUNS")
+    parser.add_argument("--proxies", type=Path, default=PROXIES,
+                        help="zero-cost proxy scores of every cell (bench/proxies_nb201.py)")
     parser.add_argument("--plot", action="store_true")
     args = parser.parse_args()
-    table = read_table(args.data / "nb201" / "nb201.csv", get_space("nb201"),
-                       [OBJECTIVE, REPORT])
+    table = load_table(args.data / "nb201" / "nb201.csv", args.proxies)
     val, test = table.columns[OBJECTIVE], table.columns[REPORT]
     print(f"table: {len(table)} cells; best test {test.max():.2f}; the best validation cell "
           f"tests at {test[np.argmax(val)]:.2f} (regret {test.max() - test[np.argmax(val)]:.2f})")

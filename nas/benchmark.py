@@ -4,7 +4,8 @@ A query is one table lookup. For every seed the strategy searches on the `object
 incumbent (best objective so far) is scored on the `report` column as regret against the table's
 optimum of that column. With `cost` columns, the found Pareto front (objective vs each cost) is
 compared with the table's true front by hypervolume, both measured from the same reference point:
-the nadir of the true front.
+the nadir of the true front. `cheap` columns are given to the strategy as its cost_fn: metrics
+known without a query (zero-cost proxy scores, params), e.g. for a warm start or early rejection.
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ import numpy as np
 from estimators.table import AccuracyTable
 from nas.objectives import Objective
 from nas.pareto import hypervolume, nadir, pareto_mask
+from nas.sampling import CostFn
 from nas.strategies import get_strategy
-from search_spaces import NasError, SearchSpace
+from search_spaces import Arch, NasError, SearchSpace
 
 
 class BenchmarkError(NasError):
@@ -102,13 +104,13 @@ def run_benchmark(table: AccuracyTable, strategy: str, objective: str, report: s
                   costs: Sequence[str] = (), queries: int = 150, seeds: int | Sequence[int] = 10,
                   direction: Literal["maximize", "minimize"] = "maximize",
                   options: Mapping[str, Any] | None = None, batch: int = 1,
-                  workers: int = 1) -> BenchmarkResult:
+                  workers: int = 1, cheap: Sequence[str] = ()) -> BenchmarkResult:
     """Run `strategy` for `queries` lookups per seed. Multi-objective strategies search the
     objective and the costs together; the others search the objective alone (their fronts are
     still measured). `workers` > 1 runs seeds in parallel processes (same figures)."""
     report = report or objective
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    for column in (objective, report, *costs):
+    for column in (objective, report, *costs, *cheap):
         if column not in table.columns:
             raise BenchmarkError(f"column {column!r} was not loaded; loaded: {list(table.columns)}")
     if queries < 1 or not seed_list or batch < 1 or workers < 1:
@@ -119,10 +121,11 @@ def run_benchmark(table: AccuracyTable, strategy: str, objective: str, report: s
     objectives = [Objective(objective, direction)]
     if costs and cls.multi_objective:
         objectives += [Objective(c, "minimize") for c in costs]
-    cls(table.space, objectives, seed=0, **options)  # fail fast on bad options, in this process
+    job = _Job(table, strategy, tuple(objectives), report, tuple(costs), queries, options, batch,
+               tuple(cheap))
+    cls(table.space, objectives, seed=0, cost_fn=job.cost_fn, **options)  # fail fast, here
     for cost in costs:  # once here, not once per seed (or per forked worker)
         _true_front(table, objectives[0], cost)
-    job = _Job(table, strategy, tuple(objectives), report, tuple(costs), queries, options, batch)
     start = time.perf_counter()
     if workers > 1 and len(seed_list) > 1:
         runs = _run_forked(job, seed_list, workers)
@@ -149,6 +152,18 @@ class _Job:
     queries: int
     options: Mapping[str, Any]
     batch: int
+    cheap: tuple[str, ...] = ()
+
+    @property
+    def cost_fn(self) -> CostFn | None:
+        if not self.cheap:
+            return None
+        columns, rows = self.table.columns, self.table.row_of
+
+        def lookup(arch: Arch) -> dict[str, float]:
+            row = rows.get(arch)
+            return {c: math.nan if row is None else float(columns[c][row]) for c in self.cheap}
+        return lookup
 
     def run(self, seed: int) -> SeedRun:
         """Regret after each query, the hypervolume ratio of each cost, and the processor
@@ -161,7 +176,7 @@ class _Job:
         optimum = np.nanmax(shown)
         worst = optimum - np.nanmin(shown)
         strategy = get_strategy(self.strategy)(table.space, self.objectives, seed=seed,
-                                               **self.options)
+                                               cost_fn=self.cost_fn, **self.options)
         regret = np.empty(self.queries)
         rows: list[int] = []
         best, current = -math.inf, worst

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from estimators.registry import get_estimator, list_estimators
@@ -48,13 +48,15 @@ class EvaluationError(NasError):
 def evaluation_config(space: str, estimator: str = "supernet",
                       options: Mapping[str, Any] | None = None,
                       data: Mapping[str, Any] | None = None, device: str | None = None,
-                      seed: int = 0, threads: int = 1,
-                      cost_classes: int | None = None) -> dict[str, Any]:
+                      seed: int = 0, threads: int = 1, cost_classes: int | None = None,
+                      cheap_proxies: Sequence[str] = ()) -> dict[str, Any]:
     """A validated, complete evaluator config (plain JSON data).
 
     `cost_classes`: classifier outputs that FLOPs/params/latency are counted with (None: the
     space's own head, e.g. ImageNet's 1000, so budgets read like published figures; the
-    accuracy estimators always build the network for the data set's classes)."""
+    accuracy estimators always build the network for the data set's classes).
+    `cheap_proxies`: zero-cost proxies computed with the costs, as cheap metrics a strategy may
+    use before evaluating (e.g. a warm start); see `proxy_costs`."""
     if estimator not in list_estimators():
         raise EvaluationError(f"unknown estimator {estimator!r}; "
                               f"known: {', '.join(list_estimators())}")
@@ -75,6 +77,14 @@ def evaluation_config(space: str, estimator: str = "supernet",
     if not (_is_number(val_fraction) and 0.0 < val_fraction < 1.0):
         raise EvaluationError(f"val_fraction must be between 0 and 1 (exclusive), "
                               f"got {val_fraction!r}")
+    cheap_proxies = list(dict.fromkeys(cheap_proxies))
+    if cheap_proxies:
+        from estimators.proxies import PROXY_NAMES
+
+        unknown = [p for p in cheap_proxies if p not in PROXY_NAMES]
+        if unknown:
+            raise EvaluationError(f"unknown proxy {unknown[0]!r}; known: "
+                                  f"{', '.join(PROXY_NAMES)}")
     get_space(space)  # an unknown space fails here, in the driver, with the list of names
     try:  # every value the user gave, and the recipe they make, without data
         plugin.parse_options(options)
@@ -82,7 +92,7 @@ def evaluation_config(space: str, estimator: str = "supernet",
         raise EvaluationError(str(exc)) from None
     return {"space": space, "estimator": estimator, "options": {**accepted, **options},
             "data": data_config, "device": device, "seed": int(seed), "threads": threads,
-            "cost_classes": cost_classes}
+            "cost_classes": cost_classes, "cheap_proxies": cheap_proxies}
 
 
 def _is_number(value: Any) -> bool:
@@ -95,10 +105,22 @@ def accuracy_metrics(config: Mapping[str, Any]) -> tuple[str, ...]:
     return get_estimator(config["estimator"]).metrics(config["options"])
 
 
+def cost_metrics(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The cheap metrics of `config`: known before an evaluation."""
+    return (("flops", "flops_sparse", "params") + (("latency_ms",) if config["device"] else ())
+            + tuple(config.get("cheap_proxies", ())))
+
+
+def proxy_costs(names: Sequence[str]) -> list[str]:
+    """The zero-cost proxies among `names` that are not costs already (`params` is one)."""
+    from estimators.proxies import PROXY_NAMES
+
+    return [n for n in names if n in PROXY_NAMES and n not in ("flops", "params")]
+
+
 def available_metrics(config: Mapping[str, Any]) -> tuple[str, ...]:
     """Every metric an evaluation under `config` reports: accuracy, then costs."""
-    costs = ("flops", "flops_sparse", "params") + (("latency_ms",) if config["device"] else ())
-    return tuple(dict.fromkeys(accuracy_metrics(config) + costs))
+    return tuple(dict.fromkeys(accuracy_metrics(config) + cost_metrics(config)))
 
 
 def check_accuracy_estimator(config: Mapping[str, Any]) -> None:
@@ -144,6 +166,7 @@ class Evaluator:
         self._flops = FlopsEstimator(num_classes=config["cost_classes"])
         self._latency = _latency_predictor(config["device"], self.space, config["cost_classes"])
         self._accuracy: Callable[[Arch], Mapping[str, Any]] | None = None
+        self._proxies: Any = None  # the ProxyEstimator of `cheap_proxies`, built on first use
         self._cost_cache: dict[str, dict[str, float]] = {}
         self._cache: dict[str, Metrics] = {}
 
@@ -155,14 +178,33 @@ class Evaluator:
         return self._accuracy
 
     def cost(self, arch: Arch) -> dict[str, float]:
-        """The cheap metrics: flops, flops_sparse, params and, with a device, latency_ms."""
+        """The cheap metrics: flops, flops_sparse, params, with a device latency_ms, and the
+        config's `cheap_proxies` (NaN for an arch a proxy cannot score)."""
         key = arch.key
         if key not in self._cost_cache:
             metrics = self._flops(arch)
             if self._latency is not None:
                 metrics["latency_ms"] = float(self._latency.latency_ms(arch))
+            if self.config.get("cheap_proxies"):
+                metrics.update(self._proxy_scores(arch))
             self._cost_cache[key] = metrics
         return dict(self._cost_cache[key])
+
+    def _proxy_scores(self, arch: Arch) -> dict[str, float]:
+        names = list(self.config["cheap_proxies"])
+        if self._proxies is None:
+            from estimators.accuracy import ProxyEstimator
+
+            data = self.shared.get("data") or load_config_data(self.config)
+            self._proxies = ProxyEstimator(data, names[0], proxies=names,
+                                           seed=self.config["seed"])
+        try:
+            with torch_threads(self.config["threads"]), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                scores = self._proxies.estimate(arch)
+        except Exception:  # an arch a proxy cannot score ranks last, never stops the search
+            return dict.fromkeys(names, math.nan)
+        return {n: float(scores[n]) for n in names}
 
     def __call__(self, arch: Arch) -> Metrics:
         """Cost and accuracy metrics, plus `eval_seconds`; `error` (and no `acc`) if the

@@ -34,6 +34,7 @@ from nas.evaluation import (
     needs_data,
     numeric_metrics,
     prepare,
+    proxy_costs,
     torch_threads,
 )
 from nas.objectives import Constraint, all_satisfied
@@ -117,11 +118,16 @@ class SearchJob:
                         "val_fraction": settings.val_fraction}
             self.settings = settings = replace(
                 settings, strategy_options={**defaults, **settings.strategy_options})
+        from nas.strategies import get_strategy
+        from nas.strategies.options import cost_metric_names
+
         self.eval_config = evaluation_config(
             settings.space, settings.estimator, settings.estimator_options,
             {"name": settings.data, "dir": settings.data_dir,
              "val_fraction": settings.val_fraction},
-            settings.device, settings.seed, settings.threads, settings.cost_classes)
+            settings.device, settings.seed, settings.threads, settings.cost_classes,
+            proxy_costs(cost_metric_names(get_strategy(settings.strategy).options_type,
+                                          settings.strategy_options)))
         available = available_metrics(self.eval_config)
         check_metrics(self.objectives, self.constraints, available, settings.estimator)
         # Costs need nothing heavy: a bad device or an impossible budget fails here.

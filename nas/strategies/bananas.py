@@ -32,12 +32,12 @@ from nas.pareto import hypervolume_improvements, pareto_mask
 from nas.strategies.base import Strategy, StrategyError, Trial
 from nas.strategies.options import (
     Check,
-    StrategyOptions,
     at_least,
     integer,
     one_of,
     option,
 )
+from nas.strategies.warmstart import WarmStartOptions
 from search_spaces import Arch
 
 MARGIN = 0.1  # reference point beyond the front's nadir, as a fraction of the front's span
@@ -54,7 +54,7 @@ def _metric_names() -> Check:
 
 
 @dataclass(frozen=True)
-class BananasOptions(StrategyOptions):
+class BananasOptions(WarmStartOptions):
     predictor: str = option("gp", "performance predictor (estimators.predictors)",
                             _predictor_names())
     initial: int = option(20, "random archs before the predictor takes over", integer(2))
@@ -88,7 +88,7 @@ class Bananas(Strategy):
         ok = [t for t in self.trials if t.ok]
         started = len(self.trials) + len(self._pending)
         if started < self.options["initial"] or len(ok) < self.options["initial"] // 2 + 1:
-            return self._fresh(self.space.sample, rng)
+            return self.initial_arch(rng)
         if not self.models or len(self.trials) - self.fitted_on >= self.options["refit_every"]:
             self._fit(len(self.trials))
         pool = self._candidates(ok, rng)

@@ -36,6 +36,7 @@ from nas.sampling import CostFn, repair
 from nas.strategies.errors import StrategyError
 from nas.strategies.neighbourhood import neighbours
 from nas.strategies.options import OptionError, StrategyOptions, option_defaults
+from nas.strategies.warmstart import WarmStartOptions, ranked_pool
 from search_spaces import Arch, SearchSpace
 
 STATE_FORMAT = 1
@@ -121,6 +122,10 @@ class Strategy(ABC):
         self._neighbour_cache: dict[Arch, list[Arch]] = {}
         self._asks = 0
         self._exhausted = False
+        self._warm_ranked: list[Arch] | None = None  # the warm start's pool, best first
+        if getattr(self.opts, "warm_start", None) is not None and cost_fn is None:
+            raise StrategyError(f"{self.name}: warm_start {self.opts.warm_start!r} needs a "
+                                f"cost_fn that gives it")
         self._setup()
 
     @classmethod
@@ -305,6 +310,19 @@ class Strategy(ABC):
             return -math.inf
         objective = self.objectives[0]
         return objective.sign() * trial.metrics[objective.metric]
+
+    def initial_arch(self, rng: np.random.Generator) -> Arch | None:
+        """A new arch for the initial sample: with `WarmStartOptions.warm_start`, the best
+        untried arch of the ranked pool; otherwise, or once the pool is used up, a random one."""
+        if isinstance(self.opts, WarmStartOptions) and self.opts.warm_start is not None:
+            if self._warm_ranked is None:
+                self._warm_ranked = ranked_pool(
+                    self.space, self.seed, self.opts,
+                    lambda r: self.feasible(self.space.sample(r), r), self.cost)
+            for arch in self._warm_ranked:
+                if self.is_new(arch):
+                    return arch
+        return self._fresh(self.space.sample, rng)
 
     def _fresh(self, candidate: Callable[[np.random.Generator], Arch],
                rng: np.random.Generator, tries: int = 10) -> Arch | None:

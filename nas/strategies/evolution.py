@@ -38,7 +38,6 @@ import numpy as np
 from nas.strategies.base import Strategy, StrategyError, Trial
 from nas.strategies.marginals import GeneRanks
 from nas.strategies.options import (
-    StrategyOptions,
     at_least,
     between,
     integer,
@@ -47,6 +46,7 @@ from nas.strategies.options import (
     optional,
     text,
 )
+from nas.strategies.warmstart import WarmStartOptions
 from search_spaces import Arch
 
 MIN_PROXY_HISTORY = 5  # proxy scores needed before a quantile threshold means anything
@@ -54,7 +54,7 @@ MAX_REJECTIONS = 20  # per proposal: past this, the child is proposed anyway
 
 
 @dataclass(frozen=True)
-class EvolutionOptions(StrategyOptions):
+class EvolutionOptions(WarmStartOptions):
     population: int = option(50, "archs in the population (the most recent evaluations); the "
                                  "first run starts from this many random archs", integer(2))
     sample_size: int = option(10, "archs per tournament", integer(
@@ -107,7 +107,8 @@ class RegularizedEvolution(Strategy):
         started = len(self.trials) + len(self._pending)
         fresh = self.options["population"] if self.run_start == 0 else self.options["restart"]
         if started < self.run_start + fresh or not self.population:
-            return self._fresh(self.space.sample, rng)
+            return self.initial_arch(rng) if self.run_start == 0 else \
+                self._fresh(self.space.sample, rng)
         if rng.random() < self.options["exploit"]:
             child = self._best_first_neighbour(rng)
             if child is not None or not self.population:  # found, restarted or exhausted

@@ -28,12 +28,13 @@ from typing import Any
 import numpy as np
 
 from nas.strategies.base import Strategy, Trial
-from nas.strategies.options import StrategyOptions, integer, one_of, option
+from nas.strategies.options import integer, one_of, option
+from nas.strategies.warmstart import WarmStartOptions
 from search_spaces import Arch
 
 
 @dataclass(frozen=True)
-class LocalOptions(StrategyOptions):
+class LocalOptions(WarmStartOptions):
     initial: int = option(20, "random archs evaluated first; the best is the first centre",
                           integer(1))
     restart: str = option("far", "where a new run starts once the centre is a local optimum: "
@@ -56,7 +57,9 @@ class LocalSearch(Strategy):
 
     def _propose(self, rng: np.random.Generator) -> Arch | None:
         started = len(self.trials) + len(self._pending)
-        if started < self.options["initial"] or (self.centre is None and self.starts):
+        if started < self.options["initial"]:
+            return self.initial_arch(rng)
+        if self.centre is None and self.starts:
             return self._fresh(self.space.sample, rng)
         while self.centre is not None:
             arch = self.trials[self.centre].arch

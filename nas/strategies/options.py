@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
@@ -78,6 +78,16 @@ def metric_options(options_type: type) -> dict[str, str]:
     """The options that name metrics: {option: "cost" or "reported"}."""
     return {f.name: f.metadata["metric"] for f in fields(options_type)
             if f.metadata.get("metric")}
+
+
+def cost_metric_names(options_type: type, values: Mapping[str, Any]) -> list[str]:
+    """The cheap metrics that the `cost` options among `values` name (e.g. a warm start's)."""
+    names: list[str] = []
+    for name, kind in metric_options(options_type).items():
+        value = values.get(name)
+        if kind == "cost" and value is not None:
+            names += [value] if isinstance(value, str) else list(value)
+    return list(dict.fromkeys(names))
 
 
 def option_help(options_type: type) -> dict[str, str]:

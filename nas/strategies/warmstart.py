@@ -1,0 +1,60 @@
+"""Zero-cost warm start (Abdelfattah et al., "Zero-Cost Proxies for Lightweight NAS", ICLR 2021).
+
+A strategy's initial archs are usually random. With `warm_start` naming a cheap metric of the
+cost_fn (a zero-cost proxy score, params, FLOPs: known without an evaluation) they are instead
+the best of a larger random pool of `warm_start_pool` archs under that metric, best first. Scoring the pool
+costs `warm_start_pool` cost_fn calls (a proxy: one forward-backward pass each, well under a second)
+against minutes per evaluation.
+
+A strategy that supports it puts `WarmStartOptions` among its options' bases and draws its
+initial archs with `Strategy.initial_arch`. The pool is drawn from its own generator seeded by
+the strategy's seed, so a restored strategy ranks the same pool and continues identically.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from nas.strategies.errors import StrategyError
+from nas.strategies.options import StrategyOptions, integer, one_of, option, optional, text
+from search_spaces import Arch, SearchSpace
+
+POOL_STREAM = 7_919  # the pool's generator: (seed, POOL_STREAM), apart from the asks' streams
+
+
+@dataclass(frozen=True)
+class WarmStartOptions(StrategyOptions):
+    warm_start: str | None = option(None, "a cheap metric of cost_fn (a zero-cost proxy, "
+                                          "params...) ranking a random pool; the initial archs "
+                                          "are its best; None: random initial archs",
+                                    optional(text()), metric="cost")
+    warm_start_pool: int = option(1000, "random archs scored by warm_start", integer(1))
+    warm_start_direction: str = option("maximize", "whether a larger or a smaller warm_start "
+                                                   "metric is better",
+                                       one_of("maximize", "minimize"))
+
+
+def ranked_pool(space: SearchSpace, seed: int, options: WarmStartOptions,
+                draw: Callable[[np.random.Generator], Arch],
+                cost: Callable[[Arch], Mapping[str, float]]) -> list[Arch]:
+    """`options.warm_start_pool` distinct archs from `draw`, best prior first (ties in the order
+    drawn). An arch whose cost_fn lacks the prior is a StrategyError naming it."""
+    rng = np.random.default_rng([seed, POOL_STREAM])
+    pool: dict[Arch, None] = {}
+    for _ in range(4 * options.warm_start_pool):  # a small space repeats archs: stop trying
+        if len(pool) >= options.warm_start_pool:
+            break
+        pool[draw(rng)] = None
+    sign = 1.0 if options.warm_start_direction == "maximize" else -1.0
+    scored = []
+    for arch in pool:
+        value = cost(arch).get(options.warm_start)
+        if value is None:
+            raise StrategyError(f"warm_start {options.warm_start!r}: the cost_fn gives no such metric for "
+                                f"{space.encode(arch)}")
+        value = float(value)  # a failed score (NaN) ranks last
+        scored.append((-sign * value if math.isfinite(value) else math.inf, len(scored), arch))
+    return [arch for *_, arch in sorted(scored, key=lambda s: s[:2])]
