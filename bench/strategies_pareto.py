@@ -6,11 +6,15 @@ nadir; the gap is 1 - that ratio. Issue 5's target: at 300 queries and 20 seeds 
 at most a third of random search's. Issue 17's: at 150 queries and 100 seeds the
 predictor-guided `bananas` gap is at most half of nsga2's, on raspi4, titan_rtx_1 and pixel3.
 
-Each (strategy, device) run is kept in results/bench/strategies-pareto/ as soon as it
-finishes, and not repeated with the same settings.
+`bananas-synflow` is bananas with a zero-cost warm start: its 40 initial archs are the first
+non-dominated layers of a random pool of 3,000 under (our synflow score, the device's latency),
+both known without a query (in a search the latency comes from the device's latency table).
+
+Each (run, device) is kept in results/bench/strategies-pareto/ as soon as it finishes, and not
+repeated with the same settings.
 
 Usage: python bench/strategies_pareto.py [--data ../shared/data] [--seeds 100] [--queries 150]
-       [--strategies nsga2,bananas,random] [--workers 2]
+       [--strategies nsga2,bananas,bananas-synflow,random] [--workers 2]
 """
 from __future__ import annotations
 
@@ -20,26 +24,35 @@ import math
 from pathlib import Path
 
 import numpy as np
+from strategies_regret import PROXIES, load_table
 
-from nas.benchmark import read_table, run_benchmark
+from nas.benchmark import run_benchmark
 from nas.text_table import format_table
-from search_spaces import get_space
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "bench" / "strategies-pareto"
 OBJECTIVE = "acc12_cifar10_val"
 DEVICES = ("latency_ms_raspi4", "latency_ms_titan_rtx_1", "latency_ms_pixel3")
+# run name -> (strategy, options, with a warm start on synflow and the device's latency)
+RUNS: dict[str, tuple[str, dict, bool]] = {
+    "nsga2": ("nsga2", {}, False), "bananas": ("bananas", {}, False),
+    "random": ("random", {}, False),
+    "bananas-synflow": ("bananas", {"warm_start": "synflow", "warm_start_pool": 3000,
+                                    "initial": 40}, True),
+}
 
 
-def gap(table, strategy: str, device: str, seeds: int, queries: int, workers: int) -> dict:
+def gap(table, name: str, device: str, seeds: int, queries: int, workers: int) -> dict:
     """Mean and standard error of the hypervolume gap (%) over seeds, cached on disk."""
-    path = OUT / f"{strategy}-{device.removeprefix('latency_ms_')}-q{queries}-s{seeds}.json"
+    path = OUT / f"{name}-{device.removeprefix('latency_ms_')}-q{queries}-s{seeds}.json"
     if path.exists():
         return json.loads(path.read_text())
+    strategy, options, warm = RUNS[name]
     result = run_benchmark(table, strategy, OBJECTIVE, costs=[device], queries=queries,
-                           seeds=seeds, workers=workers)
+                           seeds=seeds, workers=workers, options=options,
+                           cheap=[options["warm_start"], device] if warm else [])
     gaps = 100 * (1 - np.array(result.hypervolume_ratios[device]))
-    figures = {"strategy": strategy, "device": device, "seeds": seeds, "queries": queries,
+    figures = {"strategy": strategy, "options": options, "device": device, "seeds": seeds, "queries": queries,
                "gap_percent": float(gaps.mean()),
                "stderr": float(gaps.std(ddof=1) / math.sqrt(seeds)),
                "cpu_seconds": round(result.cpu_seconds, 2)}
@@ -53,12 +66,17 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--queries", type=int, default=150)
-    parser.add_argument("--strategies", default="nsga2,bananas,random")
+    parser.add_argument("--strategies", default="nsga2,bananas,bananas-synflow,random",
+                        help=f"comma-separated runs: {', '.join(RUNS)}")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--proxies", type=Path, default=PROXIES,
+                        help="zero-cost proxy scores of every cell (bench/proxies_nb201.py)")
     args = parser.parse_args()
-    table = read_table(args.data / "nb201" / "nb201.csv", get_space("nb201"),
-                       [OBJECTIVE, *DEVICES])
     strategies = args.strategies.split(",")
+    unknown = [s for s in strategies if s not in RUNS]
+    if unknown:
+        parser.error(f"unknown run {unknown[0]!r}; known: {', '.join(RUNS)}")
+    table = load_table(args.data / "nb201" / "nb201.csv", args.proxies, (OBJECTIVE, *DEVICES))
     rows = []
     for device in DEVICES:
         row: dict = {"device": device.removeprefix("latency_ms_")}

@@ -61,16 +61,16 @@ RUNS: dict[str, tuple[str, dict]] = {
 PROXY_COLUMNS = ("synflow", "jacov", "naswot", "params")
 
 
-def load_table(path: Path, proxies: Path):
-    """The NB201 table with our proxy scores of each cell beside its accuracies."""
+def load_table(path: Path, proxies: Path, columns: tuple[str, ...] = (OBJECTIVE, REPORT)):
+    """`columns` of the NB201 table with our proxy scores of each cell beside them."""
     import pandas as pd
 
-    frame = pd.read_csv(path, usecols=["arch", OBJECTIVE, REPORT]).merge(
+    frame = pd.read_csv(path, usecols=["arch", *columns]).merge(
         pd.read_csv(proxies, usecols=["arch", *PROXY_COLUMNS]), on="arch", how="left")
     with tempfile.TemporaryDirectory() as tmp:
         merged = Path(tmp) / "nb201_with_proxies.csv"
         frame.to_csv(merged, index=False)
-        return read_table(merged, get_space("nb201"), [OBJECTIVE, REPORT, *PROXY_COLUMNS])
+        return read_table(merged, get_space("nb201"), [*columns, *PROXY_COLUMNS])
 
 
 def run(name: str, table, seeds: int, queries: int, workers: int) -> dict:

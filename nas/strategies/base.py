@@ -316,9 +316,11 @@ class Strategy(ABC):
         untried arch of the ranked pool; otherwise, or once the pool is used up, a random one."""
         if isinstance(self.opts, WarmStartOptions) and self.opts.warm_start is not None:
             if self._warm_ranked is None:
+                in_cost = self.cost(self.space.min_arch())
                 self._warm_ranked = ranked_pool(
                     self.space, self.seed, self.opts,
-                    lambda r: self.feasible(self.space.sample(r), r), self.cost)
+                    lambda r: self.feasible(self.space.sample(r), r), self.cost,
+                    [(o.metric, o.sign()) for o in self.objectives if o.metric in in_cost])
             for arch in self._warm_ranked:
                 if self.is_new(arch):
                     return arch

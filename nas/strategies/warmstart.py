@@ -12,12 +12,12 @@ the strategy's seed, so a restored strategy ranks the same pool and continues id
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from nas.pareto import non_dominated_sort
 from nas.strategies.errors import StrategyError
 from nas.strategies.options import StrategyOptions, integer, one_of, option, optional, text
 from search_spaces import Arch, SearchSpace
@@ -39,22 +39,34 @@ class WarmStartOptions(StrategyOptions):
 
 def ranked_pool(space: SearchSpace, seed: int, options: WarmStartOptions,
                 draw: Callable[[np.random.Generator], Arch],
-                cost: Callable[[Arch], Mapping[str, float]]) -> list[Arch]:
-    """`options.warm_start_pool` distinct archs from `draw`, best prior first (ties in the order
-    drawn). An arch whose cost_fn lacks the prior is a StrategyError naming it."""
+                cost: Callable[[Arch], Mapping[str, float]],
+                objectives: Sequence[tuple[str, float]] = ()) -> list[Arch]:
+    """`options.warm_start_pool` distinct archs from `draw`, best first under the
+    `warm_start` metric (ties in the order drawn). `objectives` ((metric, sign), larger signed
+    value better) are those the cost_fn gives too, e.g. a predicted latency: the pool is then
+    ranked by non-dominated layers of the metric and them, the metric ordering each layer, so
+    that a multi-objective search starts along the whole front. An arch whose cost_fn lacks a
+    metric is a StrategyError naming it."""
     rng = np.random.default_rng([seed, POOL_STREAM])
     pool: dict[Arch, None] = {}
     for _ in range(4 * options.warm_start_pool):  # a small space repeats archs: stop trying
         if len(pool) >= options.warm_start_pool:
             break
         pool[draw(rng)] = None
+    archs = list(pool)
     sign = 1.0 if options.warm_start_direction == "maximize" else -1.0
-    scored = []
-    for arch in pool:
-        value = cost(arch).get(options.warm_start)
-        if value is None:
-            raise StrategyError(f"warm_start {options.warm_start!r}: the cost_fn gives no such metric for "
-                                f"{space.encode(arch)}")
-        value = float(value)  # a failed score (NaN) ranks last
-        scored.append((-sign * value if math.isfinite(value) else math.inf, len(scored), arch))
-    return [arch for *_, arch in sorted(scored, key=lambda s: s[:2])]
+    metrics = [(options.warm_start, sign), *objectives]
+    values = np.empty((len(archs), len(metrics)))
+    for i, arch in enumerate(archs):
+        known = cost(arch)
+        for j, (metric, direction) in enumerate(metrics):
+            if metric not in known:
+                raise StrategyError(f"warm_start: the cost_fn gives no {metric!r} for "
+                                    f"{space.encode(arch)}")
+            values[i, j] = -direction * float(known[metric])  # minimised
+    values[~np.isfinite(values)] = np.inf  # a failed score ranks last
+    layers = non_dominated_sort(values) if objectives else [np.arange(len(archs))]
+    order: list[int] = []
+    for layer in layers:
+        order += sorted(layer.tolist(), key=lambda i: (values[i, 0], i))
+    return [archs[i] for i in order]
