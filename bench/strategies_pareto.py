@@ -6,9 +6,10 @@ nadir; the gap is 1 - that ratio. Issue 5's target: at 300 queries and 20 seeds 
 at most a third of random search's. Issue 17's: at 150 queries and 100 seeds the
 predictor-guided `bananas` gap is at most half of nsga2's, on raspi4, titan_rtx_1 and pixel3.
 
-`bananas-synflow` is bananas with a zero-cost warm start: its 40 initial archs are the first
-non-dominated layers of a random pool of 3,000 under (our synflow score, the device's latency),
-both known without a query (in a search the latency comes from the device's latency table).
+`bananas-synflow` is bananas given what a search knows without an evaluation: our synflow score
+and the device's latency (in a search, from the device's latency table). Its 40 initial archs
+are the first non-dominated layers of a random pool of 3,000 under (synflow, latency), and its
+acquisition takes the latency as it is instead of predicting it.
 
 Each (run, device) is kept in results/bench/strategies-pareto/ as soon as it finishes, and not
 repeated with the same settings.

@@ -16,7 +16,9 @@ and the acquisition is the hypervolume a Thompson draw of the candidate would ad
 front (a candidate whose draw is dominated scores minus its additive distance to the front).
 
 Optional extra predictor inputs: `features` names metrics of `cost_fn` (cheap to compute, e.g.
-zero-cost proxy scores or FLOPs) given to the predictor beside the one-hot genes.
+zero-cost proxy scores or FLOPs) given to the predictor beside the one-hot genes. An objective
+that the cost_fn gives (a latency from the device's table) is taken as it is, not predicted.
+The initial archs may come from a zero-cost warm start (`nas.strategies.warmstart`).
 """
 from __future__ import annotations
 
@@ -82,6 +84,7 @@ class Bananas(Strategy):
                                 f"that gives them")
         self.models: list[Predictor] = []
         self.fitted_on = 0  # trials the current models were fitted on
+        self._known: set[str] | None = None  # see known_objectives
 
     # --- proposals -----------------------------------------------------------------------------
     def _propose(self, rng: np.random.Generator) -> Arch | None:
@@ -124,7 +127,9 @@ class Bananas(Strategy):
         rule = self.options["acquisition"]
         values = []
         for objective, model in zip(self.objectives, self.models):
-            if rule == "its":
+            if objective.metric in self.known_objectives():  # given by the cost_fn: exact
+                value = np.array([self.cost(a)[objective.metric] for a in pool], dtype=float)
+            elif rule == "its":
                 value = model.sample(pool, rng, features)
             else:
                 prediction = model.predict(pool, features)
@@ -142,6 +147,14 @@ class Bananas(Strategy):
         scale = np.where(span > 0, span, 1.0)
         distance = np.min(np.max((points[:, None, :] - front[None, :, :]) / scale, axis=2), axis=1)
         return np.where(gain > 0, gain, -np.maximum(distance, 0.0))
+
+    def known_objectives(self) -> set[str]:
+        """Objectives the cost_fn gives (e.g. a latency from the device's table): taken as they
+        are, not predicted."""
+        if self._known is None:
+            cheap = self.cost(self.space.min_arch())
+            self._known = {o.metric for o in self.objectives if o.metric in cheap}
+        return self._known
 
     # --- the model -----------------------------------------------------------------------------
     def _fit(self, upto: int) -> None:

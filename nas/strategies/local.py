@@ -17,7 +17,9 @@ of 20-50 random archs instead of one lowers the mean regret, and far restarts lo
 from a large start sample (best of 50: 0.208 vs 0.250 with random restarts). Ordering the
 neighbours by a model (per-option ranks, a ridge or GP predictor) or ending a run after a number
 of failed neighbours did not help: near the top one neighbour in 24 improves, and no model
-fitted on a few hundred archs tells which.
+fitted on a few hundred archs tells which. What does help is a better start: with a zero-cost
+warm start (`warm_start=synflow`, `nas.strategies.warmstart`) the initial archs are the best of
+a scored random pool, and the mean regret at 50 queries falls from 0.70 to 0.28.
 """
 from __future__ import annotations
 

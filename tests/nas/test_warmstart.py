@@ -169,3 +169,36 @@ def test_nas_search_scores_a_named_proxy_as_a_cost(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "warm_start" in err and "nosuch" in err
     assert not (tmp_path / "bad").exists()
+
+
+class Garbage:
+    """A predictor that predicts nonsense: what an exactly known objective must not consult."""
+
+    def sample(self, archs, rng, features=None):
+        return rng.normal(size=len(archs)) * 1e6
+
+    def predict(self, archs, features=None):
+        raise AssertionError("a known objective was predicted")
+
+
+def test_bananas_takes_an_objective_the_cost_fn_gives_as_it_is(monkeypatch):
+    from nas.strategies.bananas import Bananas
+
+    objectives = [Objective("acc"), Objective("latency", "minimize")]
+    fit = Bananas._fit
+
+    def proposals(garbage: bool) -> list[Arch]:
+        strategy = make_strategy("bananas", SPACE, objectives, cost_fn=cheap, seed=2,
+                                 initial=6, refit_every=1)
+        assert strategy.known_objectives() == {"latency"}
+
+        def fit_then_spoil(self, upto):
+            fit(self, upto)
+            if garbage:
+                self.models[1] = Garbage()
+        monkeypatch.setattr(Bananas, "_fit", fit_then_spoil)
+        return ask_tell(strategy, 14)
+
+    assert proposals(garbage=True) == proposals(garbage=False)
+    without = make_strategy("bananas", SPACE, objectives, seed=2)
+    assert without.known_objectives() == set()
