@@ -8,6 +8,7 @@ from typing import Any
 from nas.benchmark import BenchmarkError, BenchmarkResult, read_table, run_benchmark
 from nas.cli.common import CommandAdder, emit, seed
 from nas.strategies import get_strategy, list_strategies
+from nas.strategies.options import cost_metric_names
 from nas.text_table import format_table
 from search_spaces import get_space
 
@@ -32,13 +33,21 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     get_strategy(args.strategy)  # unknown names fail before the table is read
     space = get_space(args.space)
     costs = [c for group in args.cost or [] for c in group.split(",") if c]
-    columns = list(dict.fromkeys([args.objective, args.report or args.objective, *costs]))
+    cheap = [c for group in args.cheap or [] for c in group.split(",") if c]
+    options = parse_options(args.option)
+    missing = [m for m in cost_metric_names(get_strategy(args.strategy).options_type, options)
+               if m not in cheap]
+    if missing:
+        raise BenchmarkError(f"strategy options name cheap metric {missing[0]!r}: give the table "
+                             f"column with --cheap {missing[0]}")
+    columns = list(dict.fromkeys([args.objective, args.report or args.objective, *costs,
+                                  *cheap]))
     table = read_table(args.table, space, columns, arch_column=args.arch_column)
     seeds = range(args.seed_start, args.seed_start + args.seeds)
     result = run_benchmark(table, args.strategy, args.objective, args.report, costs,
                            queries=args.queries, seeds=seeds, direction=args.direction,
-                           options=parse_options(args.option), batch=args.batch,
-                           workers=args.workers)
+                           options=options, batch=args.batch,
+                           workers=args.workers, cheap=cheap)
     emit(args, result.to_dict(), format_result(result))
     return 0
 
@@ -75,6 +84,10 @@ def register(command: CommandAdder) -> None:
     p.add_argument("--report", help="column the regret is reported on (default: --objective)")
     p.add_argument("--cost", action="append",
                    help="cost column(s) (minimised); adds the hypervolume ratio of the front; "
+                        "repeat or join with commas")
+    p.add_argument("--cheap", action="append", metavar="COLUMN",
+                   help="column(s) known without a query (zero-cost proxy scores, params), given "
+                        "to the strategy as its cost_fn, e.g. for --option warm_start=COLUMN; "
                         "repeat or join with commas")
     p.add_argument("--strategy", required=True, help=f"one of {', '.join(list_strategies())}")
     p.add_argument("--queries", type=int, default=150, help="lookups per seed (default 150)")

@@ -81,12 +81,14 @@ def metric_options(options_type: type) -> dict[str, str]:
 
 
 def cost_metric_names(options_type: type, values: Mapping[str, Any]) -> list[str]:
-    """The cheap metrics that the `cost` options among `values` name (e.g. a warm start's)."""
+    """The cheap metrics that the `cost` options among `values` name (e.g. a warm start's);
+    values that are no names are left to the options' own checks."""
     names: list[str] = []
     for name, kind in metric_options(options_type).items():
         value = values.get(name)
-        if kind == "cost" and value is not None:
-            names += [value] if isinstance(value, str) else list(value)
+        if kind == "cost":
+            listed = value if isinstance(value, (list, tuple)) else [value]
+            names += [v for v in listed if isinstance(v, str)]
     return list(dict.fromkeys(names))
 
 

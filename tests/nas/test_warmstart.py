@@ -134,14 +134,22 @@ def test_errors_name_the_option(cost_fn, options, message):
         strategy.ask(1)
 
 
-def test_benchmark_gives_cheap_columns_to_the_strategy(tmp_path):
+@pytest.fixture(scope="module")
+def oracle_table(tmp_path_factory):
+    """Every NB201 cell with `acc` and `oracle`, a perfect zero-cost score of it."""
     archs = {SPACE.make(dict(zip(SPACE.dimension_names, v)))
              for v in np.stack(np.meshgrid(*[d.options for d in SPACE.dimensions]), -1)
              .reshape(-1, len(SPACE.dimensions)).tolist()}
     frame = pd.DataFrame([{"arch": SPACE.encode(a), "acc": 50 + 10 * score(a)} for a in archs])
-    frame["oracle"] = frame["acc"]  # a perfect zero-cost score
-    frame.to_csv(tmp_path / "t.csv", index=False)
-    table = read_table(tmp_path / "t.csv", SPACE, ["acc", "oracle"])
+    frame["oracle"] = frame["acc"]
+    path = tmp_path_factory.mktemp("oracle") / "t.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_benchmark_gives_cheap_columns_to_the_strategy(oracle_table):
+    table = read_table(oracle_table, SPACE, ["acc", "oracle"])
+    frame = pd.read_csv(oracle_table)
     options = {"warm_start": "oracle", "warm_start_pool": len(frame), "initial": 3}
     warm = run_benchmark(table, "local", "acc", queries=5, seeds=3, options=options,
                          cheap=["oracle"])
@@ -150,6 +158,17 @@ def test_benchmark_gives_cheap_columns_to_the_strategy(tmp_path):
     assert min(c[0] for c in cold.per_seed_curves) > 0
     with pytest.raises(StrategyError, match="needs a cost_fn"):
         run_benchmark(table, "local", "acc", queries=5, seeds=1, options=options)
+
+
+def test_nas_benchmark_cheap_columns(oracle_table, capsys):
+    argv = ["benchmark", "--table", str(oracle_table), "--space", "nb201", "--objective", "acc",
+            "--strategy", "local", "--queries", "3", "--seeds", "2", "--option",
+            "warm_start=oracle", "--option", "warm_start_pool=20000", "--json"]
+    assert main([*argv, "--cheap", "oracle"]) == 0
+    assert json.loads(capsys.readouterr().out)["curve"]["mean_regret"] == [0.0] * 3
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--cheap oracle" in err
 
 
 SEARCH = ["search", "--space", "nb201", "--estimator", "proxy", "--option", 'proxies=["jacov"]',
