@@ -53,7 +53,8 @@ def gap(table, name: str, device: str, seeds: int, queries: int, workers: int) -
                            seeds=seeds, workers=workers, options=options,
                            cheap=[options["warm_start"], device] if warm else [])
     gaps = 100 * (1 - np.array(result.hypervolume_ratios[device]))
-    figures = {"strategy": strategy, "options": options, "device": device, "seeds": seeds, "queries": queries,
+    figures = {"strategy": strategy, "options": options, "device": device, "seeds": seeds,
+               "queries": queries,
                "gap_percent": float(gaps.mean()),
                "stderr": float(gaps.std(ddof=1) / math.sqrt(seeds)),
                "cpu_seconds": round(result.cpu_seconds, 2)}

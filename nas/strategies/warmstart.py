@@ -2,9 +2,10 @@
 
 A strategy's initial archs are usually random. With `warm_start` naming a cheap metric of the
 cost_fn (a zero-cost proxy score, params, FLOPs: known without an evaluation) they are instead
-the best of a larger random pool of `warm_start_pool` archs under that metric, best first. Scoring the pool
-costs `warm_start_pool` cost_fn calls (a proxy: one forward-backward pass each, well under a second)
-against minutes per evaluation.
+the best of a larger random pool of `warm_start_pool` archs under that metric, best first.
+Scoring the pool costs `warm_start_pool` cost_fn calls (a proxy: one forward-backward pass on
+one batch, 0.07-0.6 s on one core for the built-in spaces), against minutes for an evaluation
+that trains or measures.
 
 A strategy that supports it puts `WarmStartOptions` among its options' bases and draws its
 initial archs with `Strategy.initial_arch`. The pool is drawn from its own generator seeded by
