@@ -22,7 +22,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,25 +44,33 @@ FAMILIES = {  # name: (space file, output folder, anchors by name)
                     "medium": "basic-d2.2.2-w0.5.0.5.0.5-r32",
                     "large": "basic-d2.2.2-w0.75.0.75.0.75-r32"}),
 }
-SPACE, OUT, ANCHORS = "", Path(), {}  # the chosen family's, set by main()
 
 
-def choose_family(name: str) -> None:
-    global SPACE, OUT, ANCHORS
-    space_file, folder, ANCHORS = FAMILIES[name]
-    SPACE = str(ROOT / "bench" / "spaces" / space_file)
-    OUT = ROOT / "results" / "bench" / folder
+@dataclass(frozen=True)
+class Family:
+    """One family's space file, output folder and anchors (name -> arch)."""
+
+    space: str
+    out: Path
+    anchors: dict[str, str]
+
+    def anchor_path(self, name: str) -> Path:
+        return self.out / "anchors" / f"{name}.pt"
+
+
+def family(name: str) -> Family:
+    space_file, folder, anchors = FAMILIES[name]
+    return Family(str(ROOT / "bench" / "spaces" / space_file), ROOT / "results" / "bench" / folder,
+                  anchors)
+
+
 # name -> StitchSettings changes from the defaults
 RUNS = {"default": {}, "lstsq-e0": {"epochs": 0}, "random-e0": {"epochs": 0, "init": "random"},
         "e10": {"epochs": 10}, "e10-distill": {"epochs": 10, "distill": True},
         "e30": {"epochs": 30}, "e10-lr0.005": {"epochs": 10, "lr": 0.005}}
 
 
-def anchor_path(name: str) -> Path:
-    return OUT / "anchors" / f"{name}.pt"
-
-
-def train_anchors(threads: int, names: list[str]) -> dict:
+def train_anchors(fam: Family, threads: int, names: list[str]) -> dict:
     """Each anchor with `nas train`'s defaults (10 epochs of the train split, crops and
     flips), seed 0; an interrupted training continues."""
     from estimators.checkpoints import read_model_file
@@ -72,35 +80,35 @@ def train_anchors(threads: int, names: list[str]) -> dict:
     from search_spaces import get_space
 
     data = load_data("fashion-mnist", DATA_DIR, seed=0)
-    space = get_space(SPACE)
+    space = get_space(fam.space)
     for name in names:
-        path = anchor_path(name)
+        path = fam.anchor_path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         with torch_threads(threads):
             if path.is_file() and not read_model_file(path)["complete"]:
                 resume_training(path, data, log=print)
             elif not path.is_file():
                 began = time.perf_counter()
-                train_to_checkpoint(path, data, space.parse(ANCHORS[name]),
+                train_to_checkpoint(path, data, space.parse(fam.anchors[name]),
                                     recipe=TRAIN_DEFAULTS, seed=0, log=print)
                 print(f"{name}: {time.perf_counter() - began:.0f} s", flush=True)
     info = {}  # every finished anchor, whichever process trained it
-    for name in ANCHORS:
-        path = anchor_path(name)
+    for name in fam.anchors:
+        path = fam.anchor_path(name)
         if path.is_file() and (payload := read_model_file(path))["complete"]:
             info[name] = {"key": payload["key"], "val_acc": payload["val_acc"],
                           "test_acc": payload["test_acc"],
                           "train_seconds": sum(h["seconds"] for h in payload["history"])}
-    (OUT / "anchors.json").write_text(json.dumps(info, indent=1))
+    (fam.out / "anchors.json").write_text(json.dumps(info, indent=1))
     return info
 
 
-def run_all(names: list[str], threads: int) -> None:
+def run_all(fam: Family, names: list[str], threads: int) -> None:
     from nas.stitch import StitchSettings, run_stitch
 
-    anchors = tuple(str(anchor_path(n)) for n in ANCHORS)
+    anchors = tuple(str(fam.anchor_path(n)) for n in fam.anchors)
     for name in names:
-        folder = OUT / "runs" / name
+        folder = fam.out / "runs" / name
         if (folder / "summary.json").is_file():
             continue
         if folder.exists():  # an interrupted run: no --resume, start it again
@@ -123,27 +131,27 @@ def line_gaps(folder: Path) -> dict:
     and the share within one binomial standard error (0.33 points on 10,000 images) of it."""
     import csv
 
-    rows = list(csv.DictReader((folder / "trials.csv").open()))
-    anchors = sorted((r for r in rows if not r["cut"]), key=lambda r: float(r["flops"]))
-    flops = [float(r["flops"]) for r in anchors]
-    accs = [float(r["acc"]) for r in anchors]
-    gaps = [float(r["acc"]) - float(np.interp(float(r["flops"]), flops, accs))
-            for r in rows if r["cut"]]
+    from nas.stitch import anchors_line
+
+    rows = [{**r, "flops": float(r["flops"]), "acc": float(r["acc"])}
+            for r in csv.DictReader((folder / "trials.csv").open())]
+    anchors = sorted((r for r in rows if not r["cut"]), key=lambda r: r["flops"])
+    gaps = np.array([r["acc"] - anchors_line(anchors, r["flops"]) for r in rows if r["cut"]])
     return {"median_gap_to_line": round(float(np.median(gaps)), 3),
-            "within_1se_of_line": round(float(np.mean(np.array(gaps) >= -0.33)), 3)}
+            "within_1se_of_line": round(float(np.mean(gaps >= -0.33)), 3)}
 
 
-def report() -> dict:
-    out: dict = {"anchors": json.loads((OUT / "anchors.json").read_text()), "runs": {}}
+def report(fam: Family) -> dict:
+    out: dict = {"anchors": json.loads((fam.out / "anchors.json").read_text()), "runs": {}}
     for name in RUNS:
-        folder = OUT / "runs" / name
+        folder = fam.out / "runs" / name
         if not (folder / "summary.json").is_file():
             continue
         summary = json.loads((folder / "summary.json").read_text())
         wall = json.loads((folder / "wall_seconds.json").read_text())["seconds"]
         out["runs"][name] = {**{k: summary[k] for k in FIGURES}, **line_gaps(folder),
                              "wall_seconds": wall}
-    (OUT / "report.json").write_text(json.dumps(out, indent=1))
+    (fam.out / "report.json").write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
     return out
 
@@ -156,15 +164,19 @@ def main() -> None:
     parser.add_argument("--family", choices=list(FAMILIES), default="imagenet-stem")
     parser.add_argument("--anchors", nargs="+", help="train only these anchors")
     args = parser.parse_args()
-    choose_family(args.family)
+    fam = family(args.family)
+    unknown = sorted(set(args.anchors or ()) - set(fam.anchors))
+    if unknown:
+        parser.error(f"unknown anchor {unknown[0]!r}; {args.family} has {', '.join(fam.anchors)}")
     if not DATA_DIR.is_dir():
         parser.error(f"Fashion-MNIST is not at {DATA_DIR} (../shared beside the checkout)")
     if args.part == "anchors":
-        print(json.dumps(train_anchors(args.threads, args.anchors or list(ANCHORS)), indent=1))
+        print(json.dumps(train_anchors(fam, args.threads, args.anchors or list(fam.anchors)),
+                         indent=1))
     elif args.part == "runs":
-        run_all(args.runs, args.threads)
+        run_all(fam, args.runs, args.threads)
     else:
-        report()
+        report(fam)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from nas.stitch.anchors import Anchor, family_of, load_anchors
 from nas.stitch.cuts import Stitch, matched_cuts, plan_stitches
-from nas.stitch.job import run_stitch
+from nas.stitch.job import anchors_line, run_stitch
 from nas.stitch.layers import MapStitch, TokenStitch, fit_least_squares, make_layer
 from nas.stitch.network import StitchedNetwork, build_stitched, load_stitched, save_stitched
 from nas.stitch.settings import INITS, SAMPLINGS, StitchError, StitchSettings
@@ -19,7 +19,7 @@ from nas.stitch.training import (
     train_joint,
 )
 
-__all__ = ["INITS", "SAMPLINGS", "Anchor", "MapStitch", "Stitch", "StitchError",
+__all__ = ["INITS", "SAMPLINGS", "Anchor", "anchors_line", "MapStitch", "Stitch", "StitchError",
            "StitchSampler", "StitchSettings", "StitchedNetwork", "TokenStitch",
            "build_stitched", "calibrate_bn", "family_of", "fit_least_squares",
            "init_least_squares", "load_anchors", "load_stitched", "make_layer", "matched_cuts",

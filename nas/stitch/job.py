@@ -193,13 +193,14 @@ def _rows(network: StitchedNetwork, final: list[dict[str, float]],
     anchors = sorted((r for r in rows if r["cut"] is None), key=lambda r: r["flops"])
     for row in rows:
         row["above_line"] = None if row["cut"] is None else \
-            float(row["acc"] >= _line(anchors, row["flops"]))
+            float(row["acc"] >= anchors_line(anchors, row["flops"]))
     return rows
 
 
-def _line(anchors: list[dict[str, Any]], flops: float) -> float:
+def anchors_line(anchors: list[dict[str, Any]], flops: float) -> float:
     """The anchors' accuracy at `flops` on the straight lines between neighbouring anchors
-    (flat beyond the cheapest and the dearest)."""
+    (flat beyond the cheapest and the dearest); `anchors` sorted by FLOPs, each with `flops`
+    and `acc`."""
     if flops <= anchors[0]["flops"]:
         return anchors[0]["acc"]
     for low, high in zip(anchors, anchors[1:]):
