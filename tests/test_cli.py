@@ -220,3 +220,34 @@ def test_a_reader_that_stops_early_is_no_traceback(monkeypatch):
         assert main(["spaces"]) == 0
     finally:
         closed.close()
+
+
+# A settings dict of the command itself that cannot be built: grow and compress miss their
+# required start/teacher; evolve-layer has a wrongly typed value.
+DAMAGED = {"grow": ({"no_such_setting": 1}, "damaged settings"),
+           "compress": ({"no_such_setting": 1}, "damaged settings"),
+           "evolve-layer": ({"population": "many"}, "population must be")}
+
+
+@pytest.mark.parametrize("command", list(DAMAGED))
+@pytest.mark.parametrize("case", ["no config", "another command", "damaged"])
+def test_resuming_a_damaged_run_folder_is_one_line(tmp_path, capsys, command, case):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    settings, words = DAMAGED[command]
+    config = {"no config": None,
+              "another command": {"command": "nas search", "settings": {}},
+              "damaged": {"command": f"nas {command}", "settings": settings}}[case]
+    words = {"no config": "no config.json", "another command": "another command"}.get(case, words)
+    if config is not None:
+        (run_dir / "config.json").write_text(json.dumps(config))
+    code, _, err = run(capsys, command, "--resume", str(run_dir))
+    assert code == 2 and err.count("\n") == 1 and words in err
+
+
+@pytest.mark.parametrize("command", list(DAMAGED))
+def test_an_out_folder_holding_a_run_is_refused(tmp_path, capsys, command):
+    (tmp_path / "config.json").write_text("{}")
+    extra = {"grow": ["--start", "x.pt"], "compress": ["--teacher", "x.pt"]}.get(command, [])
+    code, _, err = run(capsys, command, *extra, "--out", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and "already holds a run" in err

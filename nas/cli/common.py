@@ -1,5 +1,6 @@
-"""What every `nas` subcommand shares: the one-line-error parser, output (`emit`), and argparse
-value types (a bad value is a one-line usage error, exit status 2)."""
+"""What every `nas` subcommand shares: the one-line-error parser, output (`emit`), argparse
+value types (a bad value is a one-line usage error, exit status 2), and the run folder of a
+resumable command (`resumed_settings`, `fresh_out_dir`)."""
 from __future__ import annotations
 
 import argparse
@@ -7,8 +8,10 @@ import json
 import math
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from search_spaces import NasError, first_line
 from search_spaces.settings import MAX_CLASSES
 
 EXIT_USAGE = 2
@@ -29,6 +32,41 @@ def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
     print(json.dumps(payload, indent=2) if args.json else text)
 
 MAX_THREADS = 1024
+
+
+def resumed_settings(resume: str, command: str, kind: Any,
+                     given: dict[str, Any]) -> tuple[Any, Path]:
+    """The settings (`kind.from_json`) of the `command` run in folder `resume`, with the flags
+    `given` over them, and the folder."""
+    from dataclasses import replace
+
+    from nas.results import read_json
+    from nas.run_lock import check_output_dir
+
+    run_dir = check_output_dir(resume, "--resume")
+    config = run_dir / "config.json"
+    if not config.is_file():
+        raise NasError(f"--resume {run_dir}: no `{command}` run there (no config.json)")
+    saved = read_json(config)
+    if not isinstance(saved, dict) or saved.get("command") != command or \
+            not isinstance(saved.get("settings"), dict):
+        raise NasError(f"--resume {run_dir}: a run of another command, not `{command}`")
+    try:
+        return replace(kind.from_json(saved["settings"]), **given), run_dir
+    except (TypeError, ValueError, KeyError) as exc:
+        raise NasError(f"--resume {run_dir}: its config.json has damaged settings "
+                       f"({first_line(exc)})") from None
+
+
+def fresh_out_dir(out: str) -> Path:
+    """The folder `--out` names, refused when it already holds a run."""
+    from nas.run_lock import check_output_dir
+
+    run_dir = check_output_dir(out, "--out")
+    if (run_dir / "config.json").exists():
+        raise NasError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
+                       f"or choose another --out")
+    return run_dir
 
 
 def positive_int(text: str) -> int:

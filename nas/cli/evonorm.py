@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +13,12 @@ from nas.cli.common import (
     SettingsFlag,
     add_settings_flags,
     emit,
+    fresh_out_dir,
     job_flags,
     non_negative_int,
     positive_int,
+    resumed_settings,
 )
-from search_spaces import NasError
 
 COMMAND = "nas evolve-layer"
 
@@ -66,9 +66,7 @@ FLAGS: dict[str, SettingsFlag] = {
 
 def _settings(args: argparse.Namespace) -> tuple[Any, Path]:
     from nas.evonorm import LayerSearchSettings
-    from nas.results import read_json
     from nas.run_folder import new_run_dir
-    from nas.run_lock import check_output_dir
 
     given = {field: getattr(args, field) for field, _, _ in FLAGS.values()
              if getattr(args, field) is not None}
@@ -76,26 +74,10 @@ def _settings(args: argparse.Namespace) -> tuple[Any, Path]:
         if getattr(args, name):
             given[field] = tuple(getattr(args, name))
     if args.resume:
-        run_dir = check_output_dir(args.resume, "--resume")
-        config = run_dir / "config.json"
-        if not config.is_file():
-            raise NasError(f"--resume {run_dir}: no `{COMMAND}` run there (no config.json)")
-        saved = read_json(config)
-        if not isinstance(saved, dict) or saved.get("command") != COMMAND or \
-                not isinstance(saved.get("settings"), dict):
-            raise NasError(f"--resume {run_dir}: a run of another command, not `{COMMAND}`")
-        try:
-            return replace(LayerSearchSettings.from_json(saved["settings"]), **given), run_dir
-        except TypeError as exc:
-            raise NasError(f"--resume {run_dir}: its config.json has damaged settings "
-                           f"({exc})") from None
+        return resumed_settings(args.resume, COMMAND, LayerSearchSettings, given)
     settings = LayerSearchSettings(**given)
     if args.out is not None:
-        run_dir = check_output_dir(args.out, "--out")
-        if (run_dir / "config.json").exists():
-            raise NasError(f"{run_dir} already holds a run; continue it with --resume "
-                           f"{run_dir}, or choose another --out")
-        return settings, run_dir
+        return settings, fresh_out_dir(args.out)
     from nas.evonorm.plug import eval_arch, register_eval_spaces
 
     register_eval_spaces(settings.space_files)  # bad archs fail before a folder is made

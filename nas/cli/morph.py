@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,11 @@ from nas.cli.common import (
     SettingsFlag,
     add_settings_flags,
     emit,
+    fresh_out_dir,
     job_flags,
     non_negative_int,
     positive_int,
+    resumed_settings,
 )
 from search_spaces import NasError
 
@@ -58,32 +59,18 @@ COMPRESS: dict[str, SettingsFlag] = {
 
 def _settings(args: argparse.Namespace, kind: type, flags: dict[str, SettingsFlag], command: str,
               strategy: str) -> tuple[Any, Path]:
-    from nas.results import read_json
     from nas.run_folder import new_run_dir
-    from nas.run_lock import check_output_dir
 
     source = kind.SOURCE
     given = {field: getattr(args, field) for field, _, _ in flags.values()
              if getattr(args, field) is not None}
     if args.resume:
-        run_dir = check_output_dir(args.resume, "--resume")
-        config = run_dir / "config.json"
-        if not config.is_file():
-            raise NasError(f"--resume {run_dir}: no `{command}` run there (no config.json)")
-        saved = read_json(config)
-        if not isinstance(saved, dict) or saved.get("command") != command or \
-                not isinstance(saved.get("settings"), dict):
-            raise NasError(f"--resume {run_dir}: a run of another command, not `{command}`")
-        return replace(kind.from_json(saved["settings"]), **given), run_dir
+        return resumed_settings(args.resume, command, kind, given)
     if getattr(args, source) is None:
         raise NasError(f"--{source} is required, or --resume RUN")
     settings = kind(**{source: getattr(args, source)}, space=args.space, **given)
     if args.out is not None:
-        run_dir = check_output_dir(args.out, "--out")
-        if (run_dir / "config.json").exists():
-            raise NasError(f"{run_dir} already holds a run; continue it with --resume "
-                           f"{run_dir}, or choose another --out")
-        return settings, run_dir
+        return settings, fresh_out_dir(args.out)
     return settings, new_run_dir(args.results, settings.space or Path(getattr(args, source)).stem,
                                  f"{strategy}-{settings.policy}", settings.seed)
 

@@ -87,7 +87,7 @@ def _resumed(args: argparse.Namespace):
 
 def cmd_search(args: argparse.Namespace) -> int:
 
-    from nas.cli.common import emit
+    from nas.cli.common import emit, fresh_out_dir
     from nas.report import format_front
     from nas.run_folder import new_run_dir
     from nas.run_lock import check_output_dir, writing
@@ -98,10 +98,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         settings = _settings(args)
         if args.out is not None:
-            run_dir = check_output_dir(args.out, "--out")
-            if (run_dir / "config.json").exists():
-                raise NasError(f"{run_dir} already holds a run; continue it with --resume "
-                               f"{run_dir}, or choose another --out")
+            run_dir = fresh_out_dir(args.out)
         else:
             check_output_dir(args.results, "--results")
             run_dir = None
