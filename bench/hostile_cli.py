@@ -266,6 +266,63 @@ def latency_cases(root: Path) -> list[Case]:
     return cases
 
 
+# Commands beyond those above, each with a base whose input is missing, so that a run that
+# accepts the hostile value still ends at once (nothing trains).
+MISSING = "/nonexistent/input"
+FAST_FAILING = {
+    ("evaluate",): ["--space", f"{MISSING}.yaml", "--estimator", "flops", "--arch", "x"],
+    ("train",): ["--space", f"{MISSING}.yaml", "--arch", "x"],
+    ("grow",): ["--start", f"{MISSING}.pt"],
+    ("compress",): ["--teacher", f"{MISSING}.pt"],
+    ("stitch",): ["--anchors", f"{MISSING}.pt", f"{MISSING}2.pt"],
+    ("differentiable",): ["--space", f"{MISSING}.yaml"],
+    ("supernet", "train"): ["--space", f"{MISSING}.yaml"],
+    ("evolve-layer",): ["--space-file", f"{MISSING}.yaml"],
+    ("benchmark",): ["--table", f"{MISSING}.csv", "--space", "nb201", "--objective", "acc",
+                     "--strategy", "random"],
+    ("latency", "build"): ["--space", f"{MISSING}.yaml"],
+    ("latency", "validate"): ["--space", f"{MISSING}.yaml"],
+    ("latency", "measure"): ["--space", f"{MISSING}.yaml"],
+    ("latency", "fit"): ["--space", "nb201", "--measurements", f"{MISSING}.csv", "--column",
+                         "ms", "--train", "10"],
+    ("latency", "import"): [f"{MISSING}.json", "--name", "x"],
+}
+FLAG_VALUES = ["0", "-1", "nan", "abc", "", "9" * 400, "\x00", "/dev/null"]
+
+
+def every_flag_cases(root: Path) -> list[Case]:
+    """Every value-taking flag of the commands in FAST_FAILING, with each of FLAG_VALUES."""
+    import argparse as ap
+
+    from nas.cli import build_parser
+
+    def subparser(parser: ap.ArgumentParser, words: tuple[str, ...]) -> ap.ArgumentParser:
+        for word in words:
+            action = next(a for a in parser._actions if isinstance(a, ap._SubParsersAction))
+            parser = action.choices[word]
+        return parser
+
+    cases = []
+    for words, base in FAST_FAILING.items():
+        parser = subparser(build_parser(), words)
+        flags = [a.option_strings[-1] for a in parser._actions
+                 if a.option_strings and a.nargs != 0 and a.dest != "help"]
+        for flag in flags:
+            for value in FLAG_VALUES:
+                out = root / "every" / "_".join(words)
+                given = ["--out", str(out)] if flag != "--out" else []
+                cases.append(Case("every flag", [*words, *base, *given, flag, value],
+                                  nothing_left(out) if given else None))
+    return cases
+
+
+def nothing_left(out: Path) -> Callable[[int], str]:
+    """A command that refused its input leaves no --out folder behind."""
+    def check(code: int) -> str:
+        return f"left {out.name}/ behind" if code == 2 and out.exists() else ""
+    return check
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results/bench/hostile_cli")
@@ -275,13 +332,16 @@ def main() -> int:
 
     torch.set_num_threads(1)
     out = Path(args.out)
+    here = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        os.chdir(root)  # relative paths among the hostile values land here, not in the checkout
         table = nb201_table(root)
         groups = {"sample": explore_cases, "space file": lambda: space_file_cases(root),
                   "search": lambda: search_cases(root, table),
                   "report": lambda: damaged_run_cases(root, table),
-                  "latency": lambda: latency_cases(root)}
+                  "latency": lambda: latency_cases(root),
+                  "every flag": lambda: every_flag_cases(root)}
         wanted = set(args.only.split(",")) if args.only else set(groups)
         cases = [c for name, make in groups.items() if name in wanted for c in make()]
         rows = []
@@ -296,6 +356,7 @@ def main() -> int:
             if problem:
                 print(f"[{i + 1}/{len(cases)}] {case.group}: {problem}\n    {rows[-1]['argv']}",
                       flush=True)
+        os.chdir(here)
     summary = {"cases": len(rows), "clean": sum(not r["problem"] for r in rows),
                "tracebacks": sum(r["problem"].startswith("traceback") for r in rows),
                "other_problems": sum(bool(r["problem"]) and not r["problem"].startswith(

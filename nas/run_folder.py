@@ -16,7 +16,7 @@ import math
 import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +38,7 @@ from nas.results import (
     read_json,
     to_csv,
 )
-from nas.run_lock import run_lock, writing
+from nas.run_lock import LOCK_FILE, run_lock, writing
 from search_spaces import first_line
 
 Warn = Callable[[str], None]
@@ -74,22 +74,41 @@ def started_run(run_dir: Path, check_resume: Callable[[], None],
         yield
 
 
+STEM_CHARS = 60  # of the space or file name in a run folder's name (file names end at 255)
+
+
 def new_run_dir(root: str | Path, space: str, strategy: str, seed: int) -> Path:
     """results/<space>-<strategy>-s<seed>-<timestamp>[-n], created empty (two searches started
     in the same second get two folders)."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(space).stem if space.endswith(
-        (".json", ".yaml", ".yml")) else space)
+        (".json", ".yaml", ".yml")) else space)[:STEM_CHARS]
     base = Path(root) / f"{stem}-{strategy}-s{seed}-{datetime.now():%Y%m%d-%H%M%S}"
     path, n = base, 1
-    while True:
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            if not Path(root).is_dir():
-                raise
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
+    with writing(root):
+        while True:
+            try:
+                path.mkdir(parents=True)
+                return path
+            except FileExistsError:
+                if not Path(root).is_dir():
+                    raise
+                n += 1
+                path = base.with_name(f"{base.name}-{n}")
+
+
+@contextmanager
+def dropped_if_empty(path: Path, created: bool) -> Iterator[None]:
+    """A run folder this command created (`created`) is removed when the run fails before
+    writing anything into it: bad settings leave no empty folder behind."""
+    try:
+        yield
+    except BaseException:
+        if created:
+            with suppress(OSError):
+                if [p.name for p in path.iterdir()] == [LOCK_FILE]:  # the lock is released
+                    (path / LOCK_FILE).unlink()
+                path.rmdir()  # only an empty folder goes
+        raise
 
 
 @dataclass

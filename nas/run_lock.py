@@ -110,7 +110,11 @@ def writing(target: str | Path) -> Iterator[None]:
 
 def check_output_file(path: str | Path, flag: str) -> Path:
     """A file a command will write: not a folder, not below a file, in a writable folder."""
-    path = Path(path)
+    with usable_path(path, flag):
+        return _check_output_file(Path(path), flag)
+
+
+def _check_output_file(path: Path, flag: str) -> Path:
     if path.is_dir():
         raise RunFolderError(f"{flag} {path} is a folder; give a file name (inside it, or "
                              f"elsewhere)")
@@ -120,9 +124,36 @@ def check_output_file(path: str | Path, flag: str) -> Path:
     return path
 
 
+def path_refusal(exc: BaseException) -> str | None:
+    """Why the system refused a path a user gave (a name too long, a NUL byte, a symlink
+    loop), as one line; None for any other error."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENAMETOOLONG, errno.ELOOP):
+        return f"{exc.strerror}: {str(exc.filename)[:80]!r}"
+    if isinstance(exc, ValueError) and "null" in str(exc) and "embedded" in str(exc):
+        return "a path holds a NUL byte"
+    return None
+
+
+@contextmanager
+def usable_path(path: str | Path, flag: str) -> Iterator[None]:
+    """A path the system refuses to look at (a name too long, a NUL byte) is one line."""
+    if not str(path).strip():
+        raise RunFolderError(f"{flag} is empty: give a path")
+    try:
+        yield
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
+        raise RunFolderError(f"{flag} {str(path)[:80]!r}: not a usable path ({reason})") \
+            from None
+
+
 def check_output_dir(path: str | Path, flag: str) -> Path:
     """A folder a command will create or write into: not a file, not below a file, writable."""
-    path = Path(path)
+    with usable_path(path, flag):
+        return _check_output_dir(Path(path), flag)
+
+
+def _check_output_dir(path: Path, flag: str) -> Path:
     if path.exists() and not path.is_dir():
         raise RunFolderError(f"{flag} {path} is a file, not a folder")
     if path.is_dir():

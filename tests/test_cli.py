@@ -251,3 +251,35 @@ def test_an_out_folder_holding_a_run_is_refused(tmp_path, capsys, command):
     extra = {"grow": ["--start", "x.pt"], "compress": ["--teacher", "x.pt"]}.get(command, [])
     code, _, err = run(capsys, command, *extra, "--out", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and "already holds a run" in err
+
+
+LONG = "9" * 400  # longer than a file name may be
+
+
+@pytest.mark.parametrize("argv", [
+    ["grow", "--start", LONG],
+    ["grow", "--start", "/nonexistent.pt", "--out", LONG],
+    ["compress", "--teacher", "/nonexistent.pt", "--resume", LONG],
+    ["stitch", "--anchors", "/a.pt", "/b.pt", "--out", "a\x00b"],
+    ["stitch", "--anchors", "/a.pt", "/b.pt", "--out", ""],
+    ["search", "--space", "nb201", "--out", "a\x00b"],
+])
+def test_a_path_the_system_refuses_is_one_line(tmp_path, capsys, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error:")
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["grow", "--start", "/nonexistent.pt"],
+    ["compress", "--teacher", "/nonexistent.pt"],
+    ["stitch", "--anchors", "/nonexistent/a.pt", "/nonexistent/b.pt"],
+])
+@pytest.mark.parametrize("where", ["--results", "--out"])
+def test_refused_input_leaves_no_run_folder(tmp_path, capsys, argv, where):
+    target = tmp_path / "runs"
+    code, _, err = run(capsys, *argv, where, str(target))
+    assert code == 2 and err.count("\n") == 1
+    left = [p for p in target.rglob("*")] if target.exists() else []
+    assert left == [], f"left behind: {left}"

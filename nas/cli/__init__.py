@@ -23,6 +23,7 @@ from nas.cli import (
 )
 from nas.cli.common import EXIT_USAGE, Parser
 from nas.differentiable import cli as differentiable
+from nas.run_lock import path_refusal
 from search_spaces import NasError
 
 # In the order `nas --help` lists them.
@@ -76,3 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (OSError, ValueError) as exc:  # a path the system refused, wherever it was used
+        reason = path_refusal(exc)
+        if reason is None:
+            raise
+        sys.stderr.write(f"error: {reason}\n")
+        return EXIT_USAGE

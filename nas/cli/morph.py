@@ -77,10 +77,14 @@ def _settings(args: argparse.Namespace, kind: type, flags: dict[str, SettingsFla
 
 def _run(args: argparse.Namespace, job_type: type, settings: Any, run_dir: Path,
          command: str) -> dict[str, Any] | None:
+    from nas.run_folder import dropped_if_empty
+
     log = (lambda text: None) if (args.quiet or args.json) else (
         lambda text: sys.stderr.write(text + "\n"))
     try:
-        return job_type(settings, run_dir, log=log).run()
+        with dropped_if_empty(run_dir, created=not args.resume and (
+                args.out is None or not run_dir.exists())):
+            return job_type(settings, run_dir, log=log).run()
     except KeyboardInterrupt:
         sys.stderr.write(f"interrupted: continue with `{command} --resume {run_dir}`\n")
         return None

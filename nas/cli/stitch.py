@@ -51,7 +51,7 @@ FLAGS = {
 
 def cmd_stitch(args: argparse.Namespace) -> int:
     from nas.results import clean_json
-    from nas.run_folder import new_run_dir
+    from nas.run_folder import dropped_if_empty, new_run_dir
     from nas.run_lock import check_output_dir
     from nas.stitch import StitchSettings, run_stitch
 
@@ -61,6 +61,7 @@ def cmd_stitch(args: argparse.Namespace) -> int:
                               distill=args.distill, **given)
     if args.out is not None:
         run_dir = check_output_dir(args.out, "--out")
+        created = not run_dir.exists()
         if (run_dir / "config.json").exists():
             from nas.stitch import StitchError
 
@@ -68,10 +69,12 @@ def cmd_stitch(args: argparse.Namespace) -> int:
     else:
         run_dir = new_run_dir(args.results, Path(settings.anchors[0]).stem,
                               f"stitch-{settings.sampling}", settings.seed)
+        created = True
     log = (lambda text: None) if (args.quiet or args.json) else (
         lambda text: sys.stderr.write(text + "\n"))
     try:
-        result = run_stitch(settings, run_dir, log)
+        with dropped_if_empty(run_dir, created=created):
+            result = run_stitch(settings, run_dir, log)
     except KeyboardInterrupt:
         sys.stderr.write(f"interrupted: {run_dir} is incomplete; start again with another "
                          f"--out\n")
