@@ -196,8 +196,11 @@ class Evaluator:
             from estimators.accuracy import ProxyEstimator
 
             data = self.shared.get("data") or load_config_data(self.config)
+            # at the accuracy estimator's resolution, if it has one (a ViT needs "arch" on
+            # images smaller than its patches)
             self._proxies = ProxyEstimator(data, names[0], proxies=names,
-                                           seed=self.config["seed"])
+                                           seed=self.config["seed"],
+                                           resolution=self.config["options"].get("resolution"))
         try:
             with torch_threads(self.config["threads"]), warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -221,3 +221,15 @@ def test_bananas_takes_an_objective_the_cost_fn_gives_as_it_is(monkeypatch):
     assert proposals(garbage=True) == proposals(garbage=False)
     without = make_strategy("bananas", SPACE, objectives, seed=2)
     assert without.known_objectives() == set()
+
+
+def test_cheap_proxies_follow_the_estimators_resolution():
+    """A ViT cannot run on 8x8 digits: with the estimator's resolution "arch" the cheap proxy
+    runs at the arch's own, as the accuracy estimate does."""
+    from nas.evaluation import Evaluator, evaluation_config
+
+    vit = get_space("vit")
+    config = evaluation_config("vit", "proxy", {"proxies": ["jacov"], "batch_size": 4,
+                                                "resolution": "arch"},
+                               {"name": "digits"}, cheap_proxies=["synflow"])
+    assert math.isfinite(Evaluator(config, shared={}).cost(vit.min_arch())["synflow"])
