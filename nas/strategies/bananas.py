@@ -137,6 +137,7 @@ class Bananas(Strategy):
                                            if rule == "ucb" else 0.0)
             values.append(-objective.sign() * value)  # minimised
         points = np.column_stack(values)
+        points[~np.isfinite(points)] = np.inf  # a cost the cost_fn could not give: the worst
         if len(self.objectives) == 1:
             return -points[:, 0]
         found = np.array([self.minimised(t) for t in ok])
