@@ -283,3 +283,42 @@ def test_refused_input_leaves_no_run_folder(tmp_path, capsys, argv, where):
     assert code == 2 and err.count("\n") == 1
     left = [p for p in target.rglob("*")] if target.exists() else []
     assert left == [], f"left behind: {left}"
+
+
+def test_strategies_lists_every_registered_strategy_with_its_options(capsys):
+    from nas.strategies import get_strategy, list_strategies, strategy_options
+
+    code, out, _ = run(capsys, "strategies", "--json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert list(rows) == list_strategies()
+    for name, row in rows.items():
+        assert row["summary"] and row["objectives"] == (
+            "several" if get_strategy(name).multi_objective else "one")
+        listed = {o["name"]: o["default"] for o in row["options"]}
+        assert listed == {k: v for k, (v, _) in json.loads(json.dumps(
+            strategy_options(name))).items()}
+        assert all(o["help"] for o in row["options"])
+    assert [o["name"] for o in rows["local"]["options"]][:3] == ["initial", "restart",
+                                                                 "restart_distance"]
+    code, out, _ = run(capsys, "strategies", "local")
+    assert code == 0 and out.startswith("local (objectives: one)") and "warm_start=null" in out
+
+
+def test_estimators_lists_every_registered_estimator_with_its_options(capsys):
+    from estimators.registry import get_estimator, list_estimators
+
+    code, out, _ = run(capsys, "estimators", "--json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert list(rows) == list(list_estimators())
+    for name, row in rows.items():
+        plugin = get_estimator(name)
+        assert row["needs_data"] == plugin.needs_data and row["summary"] == plugin.summary
+        assert {o["name"]: o["default"] for o in row["options"]} == plugin.option_defaults()
+
+
+@pytest.mark.parametrize("command", ["strategies", "estimators"])
+def test_an_unknown_plugin_name_is_one_line(capsys, command):
+    code, _, err = run(capsys, command, "nosuch")
+    assert code == 2 and err.count("\n") == 1 and "known:" in err

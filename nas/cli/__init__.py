@@ -16,6 +16,7 @@ from nas.cli import (
     explore,
     latency,
     morph,
+    plugins,
     search,
     stitch,
     supernet,
@@ -28,7 +29,7 @@ from search_spaces import NasError
 
 # In the order `nas --help` lists them.
 COMMAND_MODULES = (explore, evaluate, train, search, morph, stitch, latency, differentiable,
-                   supernet, benchmark, evonorm)
+                   supernet, benchmark, evonorm, plugins)
 
 
 def build_parser() -> argparse.ArgumentParser:
