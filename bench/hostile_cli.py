@@ -8,6 +8,10 @@ The cases are generated from one list of nasty values crossed with every flag of
 `nas describe`, `nas search` and `nas latency`, plus damaged run folders (each result file
 truncated, replaced by junk, spliced, deleted or retyped) for `nas report` and `nas export`,
 space files with wrong types and values, and `--out`/`--plot` at places that cannot be written.
+Two groups cover the other commands: "every flag" gives each value flag of each of them 8
+hostile values behind a missing input (so nothing trains; a refused run must leave no folder),
+and "valid inputs" does the same behind valid inputs for the commands that finish at once
+(benchmark, evaluate with a table, latency fit). Cases run in a temporary folder.
 """
 from __future__ import annotations
 
@@ -316,6 +320,40 @@ def every_flag_cases(root: Path) -> list[Case]:
     return cases
 
 
+def valid_input_cases(root: Path, table: Path) -> list[Case]:
+    """Every value flag of the commands that finish at once on valid inputs, with each of
+    FLAG_VALUES: the hostile value is checked by the command itself, past its inputs."""
+    import argparse as ap
+
+    from nas.cli import build_parser
+
+    key = "nb201:" + table.read_text().splitlines()[1].split(",")[0].split(":", 1)[1]
+    measured = root / "measured.csv"
+    lines = table.read_text().splitlines()[1:200]
+    measured.write_text("arch,ms\n" + "".join(f"{ln.split(',')[0]},{1 + i % 7}\n"
+                                               for i, ln in enumerate(lines)))
+    bases = {
+        ("benchmark",): ["--table", str(table), "--space", "nb201", "--objective", "acc",
+                         "--strategy", "random", "--queries", "5", "--seeds", "2"],
+        ("evaluate",): ["--space", "nb201", "--estimator", "table", "--table", str(table),
+                        "--column", "acc", "--arch", key],
+        ("latency", "fit"): ["--space", "nb201", "--measurements", str(measured), "--column",
+                             "ms", "--train", "20", "--cache-dir", str(root / "fit-cache")],
+    }
+    cases = []
+    for words, base in bases.items():
+        parser = build_parser()
+        for word in words:
+            parser = next(a for a in parser._actions
+                          if isinstance(a, ap._SubParsersAction)).choices[word]
+        flags = [a.option_strings[-1] for a in parser._actions
+                 if a.option_strings and a.nargs != 0 and a.dest != "help"]
+        for flag in flags:
+            for value in FLAG_VALUES:
+                cases.append(Case("valid inputs", [*words, *base, flag, value]))
+    return cases
+
+
 def nothing_left(out: Path) -> Callable[[int], str]:
     """A command that refused its input leaves no --out folder behind."""
     def check(code: int) -> str:
@@ -341,7 +379,8 @@ def main() -> int:
                   "search": lambda: search_cases(root, table),
                   "report": lambda: damaged_run_cases(root, table),
                   "latency": lambda: latency_cases(root),
-                  "every flag": lambda: every_flag_cases(root)}
+                  "every flag": lambda: every_flag_cases(root),
+                  "valid inputs": lambda: valid_input_cases(root, table)}
         wanted = set(args.only.split(",")) if args.only else set(groups)
         cases = [c for name, make in groups.items() if name in wanted for c in make()]
         rows = []

@@ -322,3 +322,10 @@ def test_estimators_lists_every_registered_estimator_with_its_options(capsys):
 def test_an_unknown_plugin_name_is_one_line(capsys, command):
     code, _, err = run(capsys, command, "nosuch")
     assert code == 2 and err.count("\n") == 1 and "known:" in err
+
+
+def test_a_cache_dir_that_is_a_file_is_one_line(tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    code, _, err = run(capsys, "latency", "devices", "--cache-dir", str(a_file))
+    assert code == 2 and err.count("\n") == 1 and "cache folder" in err

@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from estimators.latency.errors import LatencyError
+
 ENV_VAR = "NAS_CACHE_DIR"
 TABLE_FILE = "latency.sqlite"
 DEVICES_DIR = "devices"
@@ -32,8 +34,18 @@ def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
     chosen = Path(override) if override else (
         Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else platform_cache_dir())
     chosen = chosen.expanduser()
-    chosen.mkdir(parents=True, exist_ok=True)
+    _make(chosen)
     return chosen
+
+
+def _make(folder: Path) -> None:
+    """Create `folder`; a path that is a file or cannot be written is one line."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise LatencyError(f"cache folder {str(folder)[:80]}: cannot be used ({reason})") \
+            from None
 
 
 def table_path(override: str | os.PathLike[str] | None = None) -> Path:
@@ -42,5 +54,5 @@ def table_path(override: str | os.PathLike[str] | None = None) -> Path:
 
 def devices_dir(override: str | os.PathLike[str] | None = None) -> Path:
     path = cache_dir(override) / DEVICES_DIR
-    path.mkdir(parents=True, exist_ok=True)
+    _make(path)
     return path

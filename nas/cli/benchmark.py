@@ -6,13 +6,15 @@ import json
 from typing import Any
 
 from nas.benchmark import BenchmarkError, BenchmarkResult, read_table, run_benchmark
-from nas.cli.common import CommandAdder, emit, seed
+from nas.cli.common import CommandAdder, emit, positive_int_up_to, seed
 from nas.strategies import get_strategy, list_strategies
 from nas.strategies.options import cost_metric_names
 from nas.text_table import format_table
 from search_spaces import get_space
 
 CURVE_POINTS = (1, 10, 25, 50, 100, 150, 200, 300, 500, 1000)
+# Bounds that catch a typo before it allocates or runs for ever.
+MAX_QUERIES, MAX_SEEDS, MAX_WORKERS = 1_000_000, 100_000, 1_024
 
 
 def parse_options(items: list[str] | None) -> dict[str, Any]:
@@ -90,14 +92,17 @@ def register(command: CommandAdder) -> None:
                         "to the strategy as its cost_fn, e.g. for --option warm_start=COLUMN; "
                         "repeat or join with commas")
     p.add_argument("--strategy", required=True, help=f"one of {', '.join(list_strategies())}")
-    p.add_argument("--queries", type=int, default=150, help="lookups per seed (default 150)")
-    p.add_argument("--seeds", type=int, default=10, help="number of seeds (default 10)")
+    p.add_argument("--queries", type=positive_int_up_to(MAX_QUERIES), default=150,
+                   help="lookups per seed (default 150)")
+    p.add_argument("--seeds", type=positive_int_up_to(MAX_SEEDS), default=10,
+                   help="number of seeds (default 10)")
     p.add_argument("--seed-start", type=seed, default=0, help="first seed (default 0)")
     p.add_argument("--direction", choices=("maximize", "minimize"), default="maximize",
                    help="of --objective and --report (default maximize)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="strategy option, e.g. --option population=50 (repeatable)")
-    p.add_argument("--batch", type=int, default=1, help="archs asked per round (default 1)")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--batch", type=positive_int_up_to(MAX_QUERIES), default=1,
+                   help="archs asked per round (default 1)")
+    p.add_argument("--workers", type=positive_int_up_to(MAX_WORKERS), default=1,
                    help="processes running seeds in parallel (same figures; default 1)")
     p.add_argument("--arch-column", default="arch", help="column naming the arch (default arch)")

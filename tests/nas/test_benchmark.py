@@ -162,12 +162,16 @@ def test_cli_text(table_path, capsys):
     (["--objective", "acc", "--strategy", "simulated-annealing"], "unknown strategy"),
     (["--objective", "acc", "--option", "population"], "KEY=VALUE"),
     (["--objective", "acc", "--option", "bogus=1"], "unknown options"),
-    (["--objective", "acc", "--queries", "0"], "at least 1"),
+    (["--objective", "acc", "--queries", "0"], "in 1..1000000"),
+    (["--objective", "acc", "--seeds", "9" * 400], "in 1..100000"),
 ])
 def test_cli_user_errors(table_path, capsys, argv, message):
     base = ["benchmark", "--table", str(table_path), "--space", "bench_toy", "--strategy",
             "evolution"]
-    code = main(base + argv)
+    try:
+        code = main(base + argv)
+    except SystemExit as exc:  # argparse's own value checks
+        code = exc.code
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1
 
