@@ -327,9 +327,9 @@ def valid_input_cases(root: Path, table: Path) -> list[Case]:
 
     from nas.cli import build_parser
 
-    key = "nb201:" + table.read_text().splitlines()[1].split(",")[0].split(":", 1)[1]
-    measured = root / "measured.csv"
     lines = table.read_text().splitlines()[1:200]
+    key = lines[0].split(",")[0]
+    measured = root / "measured.csv"
     measured.write_text("arch,ms\n" + "".join(f"{ln.split(',')[0]},{1 + i % 7}\n"
                                                for i, ln in enumerate(lines)))
     bases = {
