@@ -175,7 +175,7 @@ def space_file_cases(root: Path) -> list[Case]:
 SEARCH_FLAGS = ("--budget", "--objectives", "--trials", "--time-limit", "--seed", "--batch-size",
                 "--threads", "--cost-classes", "--epochs", "--option", "--proxy", "--column",
                 "--val-fraction", "--address", "--strategy", "--data", "--table", "--device",
-                "--space")
+                "--space", "--data-dir", "--estimator", "--results", "--resume", "--workers")
 
 
 def search_cases(root: Path, table: Path) -> list[Case]:
@@ -253,6 +253,12 @@ def damaged_run_cases(root: Path, table: Path) -> list[Case]:
                 cases.append(Case("export", ["export", str(run), "--rank", rank, "--out",
                                              str(run / f"model{rank}.pt"), "--quiet"],
                                   unchanged(checkpoint)))
+    for value in FLAG_VALUES:
+        checkpoint = finished / "checkpoint.json"
+        cases.append(Case("export", ["export", str(finished), "--epochs", value, "--out",
+                                     str(root / "e.pt"), "--quiet"], unchanged(checkpoint)))
+        cases.append(Case("report", ["report", str(finished), "--results", value],
+                          unchanged(checkpoint)))
     a_file = root / "a_file"
     for out in (a_file, a_file / "below", root, root / "nosuch" / "deep" / "m.pt"):
         cases.append(Case("export", ["export", str(finished), "--out", str(out), "--quiet"]))
