@@ -84,7 +84,6 @@ class Bananas(Strategy):
                                 f"that gives them")
         self.models: list[Predictor] = []
         self.fitted_on = 0  # trials the current models were fitted on
-        self._known: set[str] | None = None  # see known_objectives
 
     # --- proposals -----------------------------------------------------------------------------
     def _propose(self, rng: np.random.Generator) -> Arch | None:
@@ -148,14 +147,6 @@ class Bananas(Strategy):
         scale = np.where(span > 0, span, 1.0)
         distance = np.min(np.max((points[:, None, :] - front[None, :, :]) / scale, axis=2), axis=1)
         return np.where(gain > 0, gain, -np.maximum(distance, 0.0))
-
-    def known_objectives(self) -> set[str]:
-        """Objectives the cost_fn gives (e.g. a latency from the device's table): taken as they
-        are, not predicted."""
-        if self._known is None:
-            cheap = self.cost(self.space.min_arch())
-            self._known = {o.metric for o in self.objectives if o.metric in cheap}
-        return self._known
 
     # --- the model -----------------------------------------------------------------------------
     def _fit(self, upto: int) -> None:

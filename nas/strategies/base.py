@@ -123,6 +123,7 @@ class Strategy(ABC):
         self._asks = 0
         self._exhausted = False
         self._warm_ranked: list[Arch] | None = None  # the warm start's pool, best first
+        self._known: set[str] | None = None  # see known_objectives
         if getattr(self.opts, "warm_start", None) is not None and cost_fn is None:
             raise StrategyError(f"{self.name}: warm_start {self.opts.warm_start!r} needs a "
                                 f"cost_fn that gives it")
@@ -311,16 +312,23 @@ class Strategy(ABC):
         objective = self.objectives[0]
         return objective.sign() * trial.metrics[objective.metric]
 
+    def known_objectives(self) -> set[str]:
+        """Objectives the cost_fn gives (a latency from the device's table), known unevaluated."""
+        if self._known is None:
+            cheap = self.cost(self.space.min_arch())
+            self._known = {o.metric for o in self.objectives if o.metric in cheap}
+        return self._known
+
     def initial_arch(self, rng: np.random.Generator) -> Arch | None:
         """A new arch for the initial sample: with `WarmStartOptions.warm_start`, the best
         untried arch of the ranked pool; otherwise, or once the pool is used up, a random one."""
         if isinstance(self.opts, WarmStartOptions) and self.opts.warm_start is not None:
             if self._warm_ranked is None:
-                in_cost = self.cost(self.space.min_arch())
+                known = self.known_objectives()
                 self._warm_ranked = ranked_pool(
                     self.space, self.seed, self.opts,
                     lambda r: self.feasible(self.space.sample(r), r), self.cost,
-                    [(o.metric, o.sign()) for o in self.objectives if o.metric in in_cost])
+                    [(o.metric, o.sign()) for o in self.objectives if o.metric in known])
             for arch in self._warm_ranked:
                 if self.is_new(arch):
                     return arch
