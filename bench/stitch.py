@@ -10,6 +10,9 @@ same family scored right after initialisation, least squares against random stit
 three stages of two basic blocks behind a 3x3 stem without the max pool, so that FLOPs grow
 with width as in SN-Net's equal-depth DeiT anchors), in results/bench/stitch/cifar-stem/;
 `--anchors NAME...` trains only those anchors (two processes can share the work).
+`--family vit` stitches three plain ViTs of equal depth (`bench/spaces/stitch_vit.yaml`, SN-Net's
+own kind of family), trained and stitched with AdamW (SGD trains ViTs poorly here), in
+results/bench/stitch/vit/.
 
 Anchor checkpoints (.pt) and `stitched.pt` are not committed; the run folders' tables are.
 Every run folder that holds a finished run is kept (a run is short: an interrupted one is
@@ -22,7 +25,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DATA_DIR = ROOT.parent / "shared" / "data" / "fashion-mnist"
-FAMILIES = {  # name: (space file, output folder, anchors by name)
+# The anchors' recipe: `nas train`'s defaults with these changes, per family; and the changes
+# to `nas stitch`'s defaults that every run of the family makes.
+VIT_RECIPE = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "epochs": 20,
+              "train_images": 10_000}
+FAMILIES = {  # name: (space file, output folder, anchors by name[, recipe, stitch changes])
     # one and two basic blocks per stage at quarter, half and full width (the last is the N2N
     # teacher's shape, ResNet-18 at a quarter of its channels)
     "imagenet-stem": ("n2n_resnet.yaml", "stitch",
@@ -43,6 +50,12 @@ FAMILIES = {  # name: (space file, output folder, anchors by name)
                    {"small": "basic-d2.2.2-w0.25.0.25.0.25-r32",
                     "medium": "basic-d2.2.2-w0.5.0.5.0.5-r32",
                     "large": "basic-d2.2.2-w0.75.0.75.0.75-r32"}),
+    # SN-Net's own kind of family: ViTs of equal depth at three widths, AdamW throughout
+    "vit": ("stitch_vit.yaml", "stitch/vit",
+            {"small": "r28-p4-w48-" + ".".join(["h3m2"] * 6),
+             "medium": "r28-p4-w96-" + ".".join(["h3m2"] * 6),
+             "large": "r28-p4-w192-" + ".".join(["h3m2"] * 6)},
+            VIT_RECIPE, {"optimizer": "adamw"}),
 }
 
 
@@ -53,15 +66,17 @@ class Family:
     space: str
     out: Path
     anchors: dict[str, str]
+    recipe: dict = field(default_factory=dict)  # changes to `nas train`'s default recipe
+    stitch: dict = field(default_factory=dict)  # changes to `nas stitch`'s defaults
 
     def anchor_path(self, name: str) -> Path:
         return self.out / "anchors" / f"{name}.pt"
 
 
 def family(name: str) -> Family:
-    space_file, folder, anchors = FAMILIES[name]
+    space_file, folder, anchors, *changes = FAMILIES[name]
     return Family(str(ROOT / "bench" / "spaces" / space_file), ROOT / "results" / "bench" / folder,
-                  anchors)
+                  anchors, *changes)
 
 
 # name -> StitchSettings changes from the defaults
@@ -72,7 +87,7 @@ RUNS = {"default": {}, "lstsq-e0": {"epochs": 0}, "random-e0": {"epochs": 0, "in
 
 def train_anchors(fam: Family, threads: int, names: list[str]) -> dict:
     """Each anchor with `nas train`'s defaults (10 epochs of the train split, crops and
-    flips), seed 0; an interrupted training continues."""
+    flips) and the family's changes, seed 0; an interrupted training continues."""
     from estimators.checkpoints import read_model_file
     from estimators.data import load_data
     from estimators.standalone import TRAIN_DEFAULTS, resume_training, train_to_checkpoint
@@ -90,7 +105,8 @@ def train_anchors(fam: Family, threads: int, names: list[str]) -> dict:
             elif not path.is_file():
                 began = time.perf_counter()
                 train_to_checkpoint(path, data, space.parse(fam.anchors[name]),
-                                    recipe=TRAIN_DEFAULTS, seed=0, log=print)
+                                    recipe=replace(TRAIN_DEFAULTS, **fam.recipe), seed=0,
+                                    log=print)
                 print(f"{name}: {time.perf_counter() - began:.0f} s", flush=True)
     info = {}  # every finished anchor, whichever process trained it
     for name in fam.anchors:
@@ -113,8 +129,8 @@ def run_all(fam: Family, names: list[str], threads: int) -> None:
             continue
         if folder.exists():  # an interrupted run: no --resume, start it again
             shutil.rmtree(folder)
-        settings = replace(StitchSettings(anchors=anchors, threads=threads, data_dir=str(DATA_DIR)),
-                           **RUNS[name])
+        settings = StitchSettings(anchors=anchors, threads=threads, data_dir=str(DATA_DIR),
+                                  **{**fam.stitch, **RUNS[name]})
         began = time.perf_counter()
         run_stitch(settings, folder, log=lambda text: print(text, flush=True))
         seconds = time.perf_counter() - began

@@ -2,7 +2,8 @@
 rank checks of cheaper estimators. Deterministic given a seed (same seed, same thread count,
 same accuracy): the model is initialised, the data shuffled and dropout drawn from it.
 
-Recipe: SGD with Nesterov momentum, a linear warm-up then cosine decay to zero, cross-entropy
+Recipe: SGD with Nesterov momentum (or AdamW, the usual choice for attention models), a linear
+warm-up then cosine decay to zero, cross-entropy
 with optional label smoothing, BatchNorm statistics re-estimated on training images at the
 end; top-1 accuracy (%) on the validation split, or on the test split for a final report.
 Optional, off by default: seeded crop-and-flip augmentation (`Augment`) and knowledge
@@ -25,6 +26,13 @@ from estimators.progress import StepProgress
 from search_spaces import NasError
 
 
+OPTIMIZERS = ("sgd", "adamw")
+# Defaults that differ by optimizer (for batch 128): AdamW wants a far smaller step and a far
+# larger (decoupled) weight decay than SGD. `nas train` and `nas stitch` start from these.
+DEFAULT_LR = {"sgd": 0.1, "adamw": 1e-3}
+DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05}
+
+
 @dataclass(frozen=True)
 class TrainRecipe:
     """How a network is trained. `epochs` may be fractional (a share of one pass);
@@ -44,8 +52,17 @@ class TrainRecipe:
     # the running averages lag the weights of a short run (45% -> 77% top-1 measured on
     # Fashion-MNIST after 40 steps). 0 keeps the running averages.
     bn_images: int = 2000
+    # sgd: Nesterov momentum `momentum`; adamw: AdamW with betas (0.9, 0.999), `momentum` unused.
+    # A ViT on Fashion-MNIST (6 blocks, width 96, 5 epochs of 10,000 images) reached 82.3 %
+    # with AdamW at lr 2e-3 against 74.0 % with SGD at lr 0.1.
+    optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise NasError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got "
+                           f"{self.optimizer!r}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise NasError(f"weight decay must be 0 or more and finite, got {self.weight_decay}")
         if not 0 < self.epochs < math.inf:
             raise NasError(f"epochs must be a positive finite number, got {self.epochs}")
         if self.batch_size < 1 or self.eval_batch_size < 1:
@@ -60,8 +77,10 @@ class TrainRecipe:
                 raise NasError(f"{name} must be at least 1 (or None for all), got {value}")
 
     def describe(self) -> str:
-        """Stable text form, e.g. for cache keys and reports."""
-        return ",".join(f"{k}={v}" for k, v in asdict(self).items())
+        """Stable text form, e.g. for cache keys and reports. The optimizer is named only when
+        it is not SGD, so SGD recipes keep the form (and keys) they had before it was a field."""
+        return ",".join(f"{k}={v}" for k, v in asdict(self).items()
+                        if not (k == "optimizer" and v == "sgd"))
 
 
 @dataclass(frozen=True)
@@ -203,14 +222,18 @@ class Distill:
         return (1 - self.weight) * hard + self.weight * soft
 
 
-def make_optimizer(model: nn.Module, recipe: TrainRecipe) -> torch.optim.SGD:
-    """SGD with the recipe's momentum (Nesterov) and weight decay on weights only."""
+def make_optimizer(model: nn.Module, recipe: TrainRecipe) -> torch.optim.Optimizer:
+    """The recipe's optimizer (SGD with Nesterov momentum, or AdamW), weight decay on weights
+    only."""
     decay, no_decay = [], []
     for param in model.parameters():
         (decay if param.dim() > 1 else no_decay).append(param)  # no decay on norms and biases
-    return torch.optim.SGD([{"params": decay, "weight_decay": recipe.weight_decay},
-                            {"params": no_decay, "weight_decay": 0.0}],
-                           lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.momentum > 0)
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=recipe.lr)
+    return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum,
+                           nesterov=recipe.momentum > 0)
 
 
 def plan_steps(data: DataSplits, recipe: TrainRecipe) -> tuple[int, int, int]:

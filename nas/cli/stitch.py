@@ -27,7 +27,9 @@ _fraction = number_in(0, 1, "a number between 0 and 1", low_open=True)
 FLAGS = {
     "--epochs": ("epochs", _epochs, "joint training epochs (0: score right after "
                                     "initialisation)"),
-    "--lr": ("lr", _positive, "peak SGD learning rate (cosine)"),
+    "--optimizer": ("optimizer", str, "sgd or adamw (for ViT anchors)"),
+    "--lr": ("lr", _positive, "peak learning rate (cosine); None: 0.02 for sgd, 2e-4 for "
+                              "adamw"),
     "--batch-size": ("batch_size", positive_int, "training batch"),
     "--train-images": ("train_images", positive_int, "cap on training images per epoch"),
     "--sampling": ("sampling", str, "stitch of each step: uniform, or flops (the FLOPs "

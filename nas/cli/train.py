@@ -13,18 +13,20 @@ from nas.cli.common import (
     CommandAdder,
     emit,
     non_negative_int,
+    number_in,
     positive_int,
     resolution,
     seed,
     threads,
 )
+from estimators.train import OPTIMIZERS
 from search_spaces import NasError, get_space
 
 RECIPE_HELP = """default recipe (docs/train.md):
   optimizer      SGD, Nesterov momentum 0.9, weight decay 5e-4 (weights only, not
-                 BatchNorm or biases)
-  learning rate  0.1 for batch 128: linear warm-up over the first 5 % of the steps,
-                 then cosine decay to 0
+                 BatchNorm or biases); --optimizer adamw: AdamW, weight decay 0.05
+  learning rate  0.1 for batch 128 (AdamW: 1e-3): linear warm-up over the first 5 % of
+                 the steps, then cosine decay to 0
   loss           cross-entropy with label smoothing 0.1 (with --distill: 0.1 of it plus
                  0.9 x T^2 x KL of the teacher's and the student's logits at T = 4)
   augmentation   random crop with 4 px of zero padding at 28 px (scaled: 5 at 32, 1 at
@@ -36,24 +38,9 @@ RECIPE_HELP = """default recipe (docs/train.md):
 another file), an interrupted one too (--resume continues it; --force starts over)."""
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
+_fraction = number_in(0, 1, "a number in [0, 1)")
+_number = number_in(-math.inf, math.inf, "a finite number", low_open=True)
+_non_negative = number_in(0, math.inf, "a finite number >= 0")
 
 
 def _resolution(text: str) -> int | str | None:
@@ -70,9 +57,15 @@ def _recipe(args: argparse.Namespace, base: Any):
     """The recipe: `base` with the options given on the command line."""
     from dataclasses import replace
 
+    from estimators.train import DEFAULT_LR, DEFAULT_WEIGHT_DECAY
+
     changes = {name: getattr(args, name) for name in
-               ("epochs", "batch_size", "lr", "train_images", "label_smoothing", "bn_images")
-               if getattr(args, name) is not None}
+               ("epochs", "batch_size", "lr", "train_images", "label_smoothing", "bn_images",
+                "optimizer", "weight_decay") if getattr(args, name) is not None}
+    optimizer = changes.get("optimizer", base.optimizer)
+    if optimizer != base.optimizer:  # another optimizer: its own defaults unless given
+        changes.setdefault("lr", DEFAULT_LR[optimizer])
+        changes.setdefault("weight_decay", DEFAULT_WEIGHT_DECAY[optimizer])
     return replace(base, **changes)
 
 
@@ -102,9 +95,10 @@ def _check_resume(args: argparse.Namespace, saved: dict[str, Any]) -> None:
         if _pick_arch(space, args).key != saved["key"]:
             differ.append(f"the architecture (the checkpoint's: {saved['key']})")
     stored = saved["recipe"].get("train", {})
-    try:
+    try:  # fields added since the checkpoint was written take their defaults
+        stored = asdict(TrainRecipe(**stored))
         wanted = asdict(_recipe(args, TrainRecipe(**stored)))
-    except TypeError:
+    except (TypeError, NasError):
         wanted = stored
     differ += [f"--{k.replace('_', '-')} (the checkpoint's: {stored.get(k)})"
                for k, v in wanted.items() if stored.get(k) != v]
@@ -358,6 +352,11 @@ def register(command: CommandAdder) -> None:
                    help=f"passes over the train split (default {TRAIN_DEFAULTS.epochs:g})")
     p.add_argument("--lr", type=_number, default=None,
                    help=f"peak learning rate (default {TRAIN_DEFAULTS.lr:g})")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                   help="sgd (default) or adamw (for attention models: lr 1e-3, weight decay "
+                        "0.05 unless given)")
+    p.add_argument("--weight-decay", type=_non_negative, default=None,
+                   help="on weights only (default 5e-4; AdamW 0.05)")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help=f"images per step (default {TRAIN_DEFAULTS.batch_size})")
     p.add_argument("--train-images", type=positive_int, default=None,

@@ -24,7 +24,7 @@ from estimators.data import DataSplits, load_data
 from estimators.standalone import default_augment
 from estimators.supernet.cache import data_fingerprint
 from estimators.threads import torch_threads
-from estimators.train import Distill, TrainRecipe
+from estimators.train import DEFAULT_WEIGHT_DECAY, Distill, TrainRecipe
 from nas.checkpoint import CHECKPOINT_FORMAT, Checkpoint, write_json
 from nas.evaluation import evaluation_config
 from nas.objectives import Objective
@@ -95,7 +95,9 @@ def _run(s: StitchSettings, run_dir: Path, say: Log) -> dict[str, Any]:
         sampler = StitchSampler([c["flops"] for c in network.costs], s.sampling, s.buckets,
                                 s.seed)
         recipe = TrainRecipe(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr,
-                             label_smoothing=0.1, train_images=s.train_images, bn_images=0)
+                             label_smoothing=0.1, train_images=s.train_images, bn_images=0,
+                             optimizer=s.optimizer,
+                             weight_decay=DEFAULT_WEIGHT_DECAY[s.optimizer])
         trained = train_joint(network, data, recipe, sampler, s.seed,
                               default_augment(data.name), _teacher(s, anchors), say)
         calibrate_bn(network, data, s.bn_images, s.seed)

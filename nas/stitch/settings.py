@@ -13,6 +13,7 @@ SAMPLINGS = ("uniform", "flops")  # how joint training picks the stitch of each 
 INITS = ("lstsq", "random")  # how stitching layers start
 MAX_ANCHORS = 3
 LATENCY_DEVICES = ("cpu", "cuda")  # stitches are timed here, not predicted (docs/stitch.md)
+FINE_TUNE_LR = {"sgd": 0.02, "adamw": 2e-4}
 
 
 class StitchError(NasError):
@@ -29,7 +30,10 @@ class StitchSettings:
 
     anchors: tuple[str, ...]
     epochs: float = 2.0  # joint training; 0 scores the stitches right after initialisation
-    lr: float = 0.02  # SGD, cosine: the anchors are trained already, so a fine-tuning step
+    optimizer: str = "sgd"  # sgd or adamw (ViT anchors: AdamW, as they were trained)
+    # cosine from this peak; None: FINE_TUNE_LR of the optimizer (the anchors are trained
+    # already, so a fine-tuning step)
+    lr: float | None = None
     batch_size: int = 128
     train_images: int | None = None  # cap on training images per epoch (None: all)
     sampling: str = "flops"
@@ -58,6 +62,11 @@ class StitchSettings:
         if len(set(anchors)) != len(anchors):
             raise StitchError(f"an anchor is given twice: {sorted(anchors)}")
         _number("epochs", self.epochs, 0)
+        if self.optimizer not in FINE_TUNE_LR:
+            raise StitchError(f"optimizer must be one of {', '.join(FINE_TUNE_LR)}, got "
+                              f"{self.optimizer!r}")
+        if self.lr is None:
+            object.__setattr__(self, "lr", FINE_TUNE_LR[self.optimizer])
         _number("lr", self.lr, 0, low_open=True)
         for name, low in (("batch_size", 1), ("buckets", 1), ("init_images", 1),
                           ("bn_images", 0), ("seed", 0), ("threads", 1)):
@@ -80,5 +89,5 @@ class StitchSettings:
         return {**asdict(self), "anchors": list(self.anchors)}
 
 
-__all__ = ["INITS", "LATENCY_DEVICES", "MAX_ANCHORS", "SAMPLINGS", "StitchError",
+__all__ = ["FINE_TUNE_LR", "INITS", "LATENCY_DEVICES", "MAX_ANCHORS", "SAMPLINGS", "StitchError",
            "StitchSettings"]

@@ -22,7 +22,7 @@ from estimators.standalone import (
     train_to_checkpoint,
 )
 from estimators.threads import torch_threads
-from estimators.train import Augment, Distill, TrainRecipe
+from estimators.train import Augment, Distill, TrainRecipe, make_optimizer
 from search_spaces import NasError, get_space, register_space
 from search_spaces import registry as space_registry
 
@@ -243,3 +243,18 @@ def test_every_family_space_has_a_spec_that_rebuilds_it(name):
     assert space_from_spec(name, spec) is space  # a built-in space: by name
     rebuilt = space_registry._family(spec["family"]).create("x", spec["config"], spec["sparse"])
     assert rebuilt.config == space.config and rebuilt.dimensions == space.dimensions
+
+
+def test_recipe_optimizers_and_their_description():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    sgd = make_optimizer(model, TrainRecipe())
+    adamw = make_optimizer(model, TrainRecipe(optimizer="adamw", lr=1e-3, weight_decay=0.05))
+    assert isinstance(sgd, torch.optim.SGD) and isinstance(adamw, torch.optim.AdamW)
+    assert [g["weight_decay"] for g in adamw.param_groups] == [0.05, 0.0]  # weights only
+    # SGD recipes keep the description (and cache keys) they had before the field existed
+    assert "optimizer" not in TrainRecipe().describe()
+    assert "optimizer=adamw" in TrainRecipe(optimizer="adamw").describe()
+    with pytest.raises(NasError, match="optimizer must be one of sgd, adamw"):
+        TrainRecipe(optimizer="adam")
+    with pytest.raises(NasError, match="weight decay"):
+        TrainRecipe(weight_decay=-1.0)

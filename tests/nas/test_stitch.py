@@ -279,9 +279,12 @@ def test_a_run_writes_a_report_readable_run_folder_and_the_family(resnet_anchors
 def test_vit_run_with_latency_measured_here(vit_anchors, tmp_path, capsys):
     out = tmp_path / "vit"
     assert main(["stitch", "--anchors", *vit_anchors.values(), "--out", str(out),
-                 "--epochs", "0", "--device", "cpu", "--data", "digits", "--quiet"]) == 0
+                 "--epochs", "0.5", "--optimizer", "adamw", "--device", "cpu", "--data",
+                 "digits", "--quiet"]) == 0
     rows = json.loads((out / "checkpoint.json").read_text())["trials"]
     assert all(r["latency_ms"] > 0 and not math.isnan(r["acc_init"]) for r in rows)
+    settings = json.loads((out / "config.json").read_text())["settings"]
+    assert (settings["optimizer"], settings["lr"]) == ("adamw", 2e-4)  # AdamW's fine-tuning lr
     assert "run folder" in capsys.readouterr().out
 
 
@@ -298,6 +301,8 @@ def test_bad_input_is_one_line_exit_2(resnet_anchors, vit_anchors, tmp_path, cap
         capsys, ["stitch", "--anchors", small, large, "--sampling", "often", *out])
     assert "device" in _one_error_line(
         capsys, ["stitch", "--anchors", small, large, "--device", "tpu", *out])
+    assert "optimizer" in _one_error_line(
+        capsys, ["stitch", "--anchors", small, large, "--optimizer", "adam", *out])
     (tmp_path / "text.pt").write_text("not a model")
     _one_error_line(capsys, ["stitch", "--anchors", small, str(tmp_path / "text.pt"), *out])
     assert not (tmp_path / "bad" / "config.json").exists()

@@ -156,6 +156,33 @@ def test_distill_from_a_teacher(trained, space_file, tmp_path, capsys):
     assert [r["loss"] for r in student["history"]] != [r["loss"] for r in summary["history"]]
 
 
+def test_adamw_takes_its_own_lr_and_weight_decay_unless_given(space_file, tmp_path, capsys):
+    code, text, _ = run(capsys, "train", "--space", space_file, "--arch", ARCH, *SMALL,
+                        "--optimizer", "adamw", "--out", str(tmp_path / "a.pt"), "--json")
+    assert code == 0
+    recipe = json.loads(text)["recipe"]["train"]
+    assert (recipe["optimizer"], recipe["lr"], recipe["weight_decay"]) == ("adamw", 1e-3, 0.05)
+    code, text, _ = run(capsys, "train", "--space", space_file, "--arch", ARCH, *SMALL,
+                        "--optimizer", "adamw", "--lr", "0.003", "--weight-decay", "0",
+                        "--out", str(tmp_path / "b.pt"), "--json")
+    recipe = json.loads(text)["recipe"]["train"]
+    assert code == 0 and (recipe["lr"], recipe["weight_decay"]) == (0.003, 0.0)
+
+
+def test_a_checkpoint_written_before_the_optimizer_field_resumes(trained, tmp_path, capsys):
+    """Old checkpoints have no `optimizer` in their recipe: they were SGD runs."""
+    _, done = trained
+    payload = torch.load(done, weights_only=True)
+    del payload["recipe"]["train"]["optimizer"]
+    payload.update(complete=False, epochs_done=1, history=payload["history"][:1])
+    old = tmp_path / "old.pt"
+    torch.save(payload, old)
+    code, _, err = run(capsys, "train", "--out", str(old), "--resume", "--quiet")
+    assert code == 0, err
+    code, _, err = run(capsys, "train", "--out", str(old), "--resume", "--optimizer", "adamw")
+    assert code == 2 and "--optimizer" in err
+
+
 @pytest.fixture(scope="module")
 def five_class_teacher(trained, tmp_path_factory):
     """A well-formed checkpoint of the same cell built for 5 classes."""
@@ -208,6 +235,8 @@ def _mistakes(space_file, trained, tmp_path, five_class_teacher):
                             "nan"),
         "zero epochs": (*base[:-len(SMALL)], "--epochs", "0", "--out", new),
         "zero lr": (*base, "--lr", "0", "--out", new),
+        "unknown optimizer": (*base, "--optimizer", "adam", "--out", new),
+        "negative weight decay": (*base, "--weight-decay", "-0.1", "--out", new),
         "folder out": (*base, "--out", str(tmp_path)),
     }
 
@@ -217,7 +246,7 @@ MISTAKES = ["unknown space", "bad arch", "unknown reference", "no arch", "missin
             "resume a corrupt file", "teacher of 5 classes", "missing teacher", "finished out",
             "foreign out", "interrupted out", "resume other epochs", "resume with --force",
             "weight without teacher", "bad weight", "bad temperature", "zero epochs",
-            "zero lr", "folder out"]
+            "zero lr", "unknown optimizer", "negative weight decay", "folder out"]
 
 
 @pytest.mark.parametrize("mistake", MISTAKES)
