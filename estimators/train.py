@@ -25,7 +25,6 @@ from estimators.data import DataSplits
 from estimators.progress import StepProgress
 from search_spaces import NasError
 
-
 OPTIMIZERS = ("sgd", "adamw")
 # Defaults that differ by optimizer (for batch 128): AdamW wants a far smaller step and a far
 # larger (decoupled) weight decay than SGD. `nas train` and `nas stitch` start from these.

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from estimators.train import OPTIMIZERS
 from nas.cli.common import (
     CommandAdder,
     emit,
@@ -19,7 +20,6 @@ from nas.cli.common import (
     seed,
     threads,
 )
-from estimators.train import OPTIMIZERS
 from search_spaces import NasError, get_space
 
 RECIPE_HELP = """default recipe (docs/train.md):
