@@ -82,7 +82,8 @@ def family(name: str) -> Family:
 # name -> StitchSettings changes from the defaults
 RUNS = {"default": {}, "lstsq-e0": {"epochs": 0}, "random-e0": {"epochs": 0, "init": "random"},
         "e10": {"epochs": 10}, "e10-distill": {"epochs": 10, "distill": True},
-        "e30": {"epochs": 30}, "e10-lr0.005": {"epochs": 10, "lr": 0.005}}
+        "e30": {"epochs": 30}, "e10-lr0.005": {"epochs": 10, "lr": 0.005},
+        "e10-lr5e-5": {"epochs": 10, "lr": 5e-5}}  # SN-Net's AdamW fine-tuning rate (LeViT)
 
 
 def train_anchors(fam: Family, threads: int, names: list[str]) -> dict:

@@ -233,7 +233,8 @@ def _text(summary: dict[str, Any], data_summary: dict[str, Any]) -> str:
              f"channel{'s' if channels > 1 else ''}, trained at {summary['resolution']} px)",
              f"data: {data_summary['name']} ({data_summary['source']}), train "
              f"{data_summary['train']}, val {data_summary['val']}, test {data_summary['test']}",
-             f"recipe: {summary['epochs']} epochs, batch {recipe['batch_size']}, SGD lr "
+             f"recipe: {summary['epochs']} epochs, batch {recipe['batch_size']}, "
+             f"{'AdamW' if recipe.get('optimizer') == 'adamw' else 'SGD'} lr "
              f"{recipe['lr']:g} (warm-up + cosine), weight decay {recipe['weight_decay']:g}, "
              f"label smoothing {recipe['label_smoothing']:g}, augmentation {aug}, seed "
              f"{summary['seed']}"]
