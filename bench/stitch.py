@@ -83,7 +83,8 @@ def family(name: str) -> Family:
 RUNS = {"default": {}, "lstsq-e0": {"epochs": 0}, "random-e0": {"epochs": 0, "init": "random"},
         "e10": {"epochs": 10}, "e10-distill": {"epochs": 10, "distill": True},
         "e30": {"epochs": 30}, "e10-lr0.005": {"epochs": 10, "lr": 0.005},
-        "e10-lr5e-5": {"epochs": 10, "lr": 5e-5}}  # SN-Net's AdamW fine-tuning rate (LeViT)
+        "e10-lr5e-5": {"epochs": 10, "lr": 5e-5},  # SN-Net's AdamW fine-tuning rate (LeViT)
+        "lr5e-5": {"lr": 5e-5}}
 
 
 def train_anchors(fam: Family, threads: int, names: list[str]) -> dict:
