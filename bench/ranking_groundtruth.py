@@ -87,6 +87,10 @@ GROUND_TRUTHS = {
         "e8": Protocol(_recipe(8, 10_000)),
         "e24": Protocol(_recipe(24, 10_000)),
     }),
+    # half the channels: a pilot of whether narrower networks separate the cells better
+    "nb201-w4": GroundTruth("nb201_c2_w4.yaml", 60, 16, {
+        "e24": Protocol(_recipe(24, 10_000)),
+    }),
     # the first skeleton tried (one cell per stage): too low a noise ceiling, kept for the record
     "nb201-c1": GroundTruth("nb201_c1.yaml", 60, 16, {
         "e4": Protocol(_recipe(4, 10_000)),
