@@ -152,6 +152,9 @@ def train_one(name: str, recipe_name: str, arch: Arch, seed: int, path: Path,
     space = truth.space()
     data = load_split_data(name, protocol, data_dir)
     resolution = None if truth.data_resolution else space.input_size(arch)
+    # the initial weights from the run's seed (runs before stop 27 drew them from the process's
+    # generator, whose state depended on the runs before: see docs/ranking.md)
+    torch.manual_seed(seed)
     model = space.build(arch, num_classes=data.num_classes, in_channels=data.in_channels)
     cpu = time.process_time()
     with dead_taps_trimmed():  # exact: skips only kernel taps that read padding
@@ -160,6 +163,7 @@ def train_one(name: str, recipe_name: str, arch: Arch, seed: int, path: Path,
     record = {"key": arch.key, "seed": seed, "protocol": protocol.describe(), "acc": result.acc,
               "train_loss": result.train_loss, "train_seconds": result.train_seconds,
               "cpu_seconds": time.process_time() - cpu, "threads": torch.get_num_threads(),
+              "init": "seeded",
               "load_average": os.getloadavg()}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(record, indent=1))
