@@ -171,15 +171,16 @@ def train_one(name: str, recipe_name: str, arch: Arch, seed: int, path: Path,
 
 
 def train_all(name: str, recipe_name: str, data_dir: Path, shard: tuple[int, int],
-              limit: int | None = None) -> None:
+              limit: int | None = None, seeds: tuple[int, ...] = SEEDS) -> None:
     """Every (architecture, seed) run not done yet; `limit`: only the first `limit`
-    connected architectures (a pilot of a recipe's seed-to-seed noise)."""
+    connected architectures (a pilot of a recipe's seed-to-seed noise); `seeds`: beyond the
+    pair every report needs, more seeds give the split-half ceiling (`more_seeds`)."""
     protocol = GROUND_TRUTHS[name].protocols[recipe_name]
     out = OUT / name / recipe_name
     archs = architectures(name)
     if limit is not None:
         archs = [a for a in archs if not name.startswith("nb201") or output_connected(a)][:limit]
-    jobs = [(arch, seed) for arch in archs for seed in SEEDS]
+    jobs = [(arch, seed) for arch in archs for seed in seeds]
     for index, (arch, seed) in enumerate(jobs):
         path = run_path(out, arch, seed)
         if index % shard[1] != shard[0] or load_json(path).get("protocol") == protocol.describe():
@@ -218,6 +219,30 @@ def ceiling(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "acc_max": float(mean.max())}
 
 
+def more_seeds(name: str, recipe_name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The split-half ceiling where connected architectures have seeds 2 and 3 as well: Kendall
+    tau between the means of seeds (0, 2) and of seeds (1, 3), beside the two-seed ceiling on
+    the same architectures (empty while fewer than 3 have them)."""
+    protocol = GROUND_TRUTHS[name].protocols[recipe_name].describe()
+    out, pairs = OUT / name / recipe_name, []
+    for row in rows:
+        if not row["connected"]:
+            continue
+        extra = [load_json(run_path(out, Arch.decode(row["key"]), seed)) for seed in (2, 3)]
+        if all(r.get("protocol") == protocol for r in extra):
+            pairs.append((row["accs"], [r["acc"] for r in extra]))
+    if len(pairs) < 3:
+        return {}
+    half_a = [(first[0] + extra[0]) / 2 for first, extra in pairs]
+    half_b = [(first[1] + extra[1]) / 2 for first, extra in pairs]
+    return {"four_seeds": {
+        "n": len(pairs), "kendall_tau_halves": float(kendalltau(half_a, half_b)[0]),
+        "kendall_tau_seeds_0_1": float(kendalltau([f[0] for f, _ in pairs],
+                                                  [f[1] for f, _ in pairs])[0]),
+        "kendall_tau_seeds_2_3": float(kendalltau([e[0] for _, e in pairs],
+                                                  [e[1] for _, e in pairs])[0])}}
+
+
 def report(name: str, recipe_name: str) -> dict[str, Any]:
     rows = ground_truth(name, recipe_name)
     result: dict[str, Any] = {"space": name, "recipe": recipe_name,
@@ -228,6 +253,7 @@ def report(name: str, recipe_name: str) -> dict[str, Any]:
         connected = [r for r in rows if r["connected"]]
         if name.startswith("nb201") and len(connected) >= 3:
             result["connected"] = ceiling(connected)
+        result.update(more_seeds(name, recipe_name, rows))
         seconds = [s for r in rows for s in r["train_seconds"]]
         result["train_seconds_median"] = float(np.median(seconds))
         result["train_seconds_max"] = float(max(seconds))
@@ -246,6 +272,8 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"),
                         help="reference data folder (holds fashion-mnist/)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
+                        help="seeds to train (2 and 3 as well give the split-half ceiling)")
     parser.add_argument("--limit", type=int, default=None,
                         help="pilot: only the first N connected architectures")
     args = parser.parse_args()
@@ -255,7 +283,7 @@ def main() -> None:
     if args.part in ("all", "train"):
         index, count = (int(v) for v in args.shard.split("/"))
         train_all(args.space, args.recipe, Path(args.data) / "fashion-mnist", (index, count),
-                  args.limit)
+                  args.limit, tuple(args.seeds))
     summary = {k: v for k, v in report(args.space, args.recipe).items() if k != "rows"}
     print(json.dumps(summary, indent=1))
 
