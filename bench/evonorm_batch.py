@@ -31,7 +31,7 @@ NORMS = ("bn_relu", "gn_relu", "evonorm_b0", "evonorm_s0")
 
 
 def run(batches: list[int], seeds: list[int], epochs: int, images: int,
-        bn_images: int) -> dict:
+        bn_images: int, norms: list[str]) -> dict:
     import torch
 
     from estimators.data import load_data
@@ -45,8 +45,9 @@ def run(batches: list[int], seeds: list[int], epochs: int, images: int,
     for seed in seeds:
         data = load_data("fashion-mnist", DATA_DIR, seed=seed)
         for batch in batches:
-            for norm in NORMS:
-                name = f"{norm}-b{batch}-s{seed}" + ("" if bn_images else "-avg")
+            for norm in norms:
+                name = f"{norm}-b{batch}-s{seed}" + ("" if bn_images else "-avg") + \
+                    ("" if epochs == 2 else f"-e{epochs}")
                 if name in results:
                     continue
                 recipe = replace(TRAIN_DEFAULTS, epochs=epochs, batch_size=batch,
@@ -57,7 +58,7 @@ def run(batches: list[int], seeds: list[int], epochs: int, images: int,
                 trained = train_to_checkpoint(out, data, space.parse(f"{ARCH}-{norm}"),
                                               recipe=recipe, seed=seed, force=True)
                 results[name] = {"norm": norm, "batch": batch, "seed": seed,
-                                 "bn_images": bn_images,
+                                 "bn_images": bn_images, "epochs": epochs,
                                  "val_acc": trained.info["val_acc"],
                                  "test_acc": trained.info["test_acc"],
                                  "seconds": round(trained.seconds, 1)}
@@ -66,12 +67,13 @@ def run(batches: list[int], seeds: list[int], epochs: int, images: int,
     return results
 
 
-def table(results: dict, bn_images: int) -> str:
-    results = {k: r for k, r in results.items() if r.get("bn_images", 2000) == bn_images}
+def table(results: dict, bn_images: int, epochs: int) -> str:
+    results = {k: r for k, r in results.items()
+               if r.get("bn_images", 2000) == bn_images and r.get("epochs", 2) == epochs}
     batches = sorted({r["batch"] for r in results.values()})
     lines = ["| norm | " + " | ".join(f"batch {b}" for b in batches) + " |",
              "|---|" + "---|" * len(batches)]
-    for norm in NORMS:
+    for norm in [n for n in NORMS if any(r["norm"] == n for r in results.values())]:
         cells = []
         for batch in batches:
             accs = [r["test_acc"] for r in results.values()
@@ -92,6 +94,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[2, 4, 8, 128])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--norms", nargs="+", choices=NORMS, default=list(NORMS))
     parser.add_argument("--train-images", type=int, default=10_000)
     parser.add_argument("--bn-images", type=int, default=2000,
                         help="BatchNorm re-estimation images at the end (0: running averages)")
@@ -101,11 +104,12 @@ def main() -> None:
         parser.error(f"Fashion-MNIST is not at {DATA_DIR} (../shared beside the checkout)")
     path = OUT / "batch.json"
     results = json.loads(path.read_text()) if args.report and path.is_file() else \
-        run(args.batches, args.seeds, args.epochs, args.train_images, args.bn_images)
-    text = "\n\n".join(f"BatchNorm statistics: {what}\n\n{table(results, images)}"
-                       for images, what in ((2000, "re-estimated on 2,000 training images"),
-                                            (0, "running averages of training"))
-                       if any(r.get("bn_images", 2000) == images for r in results.values()))
+        run(args.batches, args.seeds, args.epochs, args.train_images, args.bn_images, args.norms)
+    groups = sorted({(r.get("epochs", 2), r.get("bn_images", 2000)) for r in results.values()},
+                    key=lambda g: (g[0], -g[1]))
+    what = {2000: "re-estimated on 2,000 training images", 0: "running averages of training"}
+    text = "\n\n".join(f"{epochs} epochs, BatchNorm statistics: {what[images]}\n\n"
+                       f"{table(results, images, epochs)}" for epochs, images in groups)
     (OUT / "batch.md").write_text(text + "\n")
     print(text)
 
