@@ -78,6 +78,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
                          "eval_images": 10_000},
     "fair-e15-eval5k": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
                         "eval_images": 5000},
+    "fair-e65-eval5k": {"sampling": "fair", "epochs": 65, "calibration_images": 1000,
+                        "eval_images": 5000},  # as long as the default plus its continuation
     "sandwich-e15": {"sampling": "sandwich", "epochs": 15},
     "uniform-e15": {"sampling": "uniform", "epochs": 15},
     # multi-architectural sampling (ViT-ResNAS, `subnets_per_pass`): K subnets share one
