@@ -28,6 +28,7 @@ SPACE = str(ROOT / "bench" / "spaces" / "evonorm_resnet.yaml")
 DATA_DIR = ROOT.parent / "shared" / "data" / "fashion-mnist"
 ARCH = "basic-d1.1.1-w1.0.1.0.1.0-r64"
 NORMS = ("bn_relu", "gn_relu", "evonorm_b0", "evonorm_s0")
+FIRST_EPOCHS = 2  # the first runs' length: their names and records carry no epochs
 
 
 def run(batches: list[int], seeds: list[int], epochs: int, images: int,
@@ -47,7 +48,7 @@ def run(batches: list[int], seeds: list[int], epochs: int, images: int,
         for batch in batches:
             for norm in norms:
                 name = f"{norm}-b{batch}-s{seed}" + ("" if bn_images else "-avg") + \
-                    ("" if epochs == 2 else f"-e{epochs}")
+                    ("" if epochs == FIRST_EPOCHS else f"-e{epochs}")
                 if name in results:
                     continue
                 recipe = replace(TRAIN_DEFAULTS, epochs=epochs, batch_size=batch,
@@ -69,7 +70,8 @@ def run(batches: list[int], seeds: list[int], epochs: int, images: int,
 
 def table(results: dict, bn_images: int, epochs: int) -> str:
     results = {k: r for k, r in results.items()
-               if r.get("bn_images", 2000) == bn_images and r.get("epochs", 2) == epochs}
+               if r.get("bn_images", 2000) == bn_images
+               and r.get("epochs", FIRST_EPOCHS) == epochs}
     batches = sorted({r["batch"] for r in results.values()})
     lines = ["| norm | " + " | ".join(f"batch {b}" for b in batches) + " |",
              "|---|" + "---|" * len(batches)]
@@ -93,7 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[2, 4, 8, 128])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=FIRST_EPOCHS)
     parser.add_argument("--norms", nargs="+", choices=NORMS, default=list(NORMS))
     parser.add_argument("--train-images", type=int, default=10_000)
     parser.add_argument("--bn-images", type=int, default=2000,
@@ -105,8 +107,8 @@ def main() -> None:
     path = OUT / "batch.json"
     results = json.loads(path.read_text()) if args.report and path.is_file() else \
         run(args.batches, args.seeds, args.epochs, args.train_images, args.bn_images, args.norms)
-    groups = sorted({(r.get("epochs", 2), r.get("bn_images", 2000)) for r in results.values()},
-                    key=lambda g: (g[0], -g[1]))
+    groups = sorted({(r.get("epochs", FIRST_EPOCHS), r.get("bn_images", 2000))
+                     for r in results.values()}, key=lambda g: (g[0], -g[1]))
     what = {2000: "re-estimated on 2,000 training images", 0: "running averages of training"}
     text = "\n\n".join(f"{epochs} epochs, BatchNorm statistics: {what[images]}\n\n"
                        f"{table(results, images, epochs)}" for epochs, images in groups)

@@ -104,11 +104,12 @@ def choose_gene(estimator: SupernetEstimator, space: SearchSpace, avoid: set[str
         arch = space.sample(rng)
         if arch.key not in avoid:
             archs.append(arch)
-    scores = [estimator(a)["acc"] for a in archs]
+    scores = np.array([estimator(a)["acc"] for a in archs])
+    genes = [a.as_dict() for a in archs]
     spread = {}
     for dim in space.dimensions:
-        means = [np.mean([s for a, s in zip(archs, scores) if a.as_dict()[dim.name] == o])
-                 for o in dim.options if any(a.as_dict()[dim.name] == o for a in archs)]
+        values = np.array([g[dim.name] for g in genes])
+        means = [scores[values == o].mean() for o in dim.options if (values == o).any()]
         spread[dim.name] = float(np.std(means))
     return max(spread, key=spread.__getitem__), spread
 
@@ -139,6 +140,9 @@ def main() -> None:
     torch.set_num_threads(1)
     truth = GROUND_TRUTHS[args.space]
     space = truth.space()
+    genes = {d.name: d.options for d in space.dimensions}
+    if args.gene is not None and args.gene not in genes:  # before minutes of training
+        parser.error(f"--gene: one of {', '.join(genes)}")
     data = load_split_data(args.space, truth.protocols[args.recipe],
                            Path(args.data) / "fashion-mnist")
     recipe, images = supernet_setup(args.space, None)
@@ -149,9 +153,7 @@ def main() -> None:
         choose_gene(one_shot, space, {a.key for a in archs}, args.probe)
     print(f"split gene {gene} (spread of option means: "
           f"{json.dumps({k: round(v, 2) for k, v in spread.items()})})", flush=True)
-    options = next((d.options for d in space.dimensions if d.name == gene), None)
-    if options is None:
-        parser.error(f"--gene: one of {', '.join(d.name for d in space.dimensions)}")
+    options = genes[gene]
     folder = Path(args.cache) / "fewshot" / f"{args.space}-{gene}-e{args.epochs}-lr{args.lr:g}"
     runs = {
         f"supernet:fewshot-{gene}-e{args.epochs}": (gene, list(options)),
