@@ -53,6 +53,7 @@ from search_spaces.supernets.dead_taps import dead_taps_trimmed  # noqa: E402
 
 OUT = ROOT / "results" / "bench" / "ranking-groundtruth"
 SEEDS = (0, 1)
+EXTRA_SEEDS = (2, 3)  # --seeds 2 3: the split-half ceiling (`more_seeds`)
 
 
 @dataclass(frozen=True)
@@ -195,14 +196,16 @@ def train_all(name: str, recipe_name: str, data_dir: Path, shard: tuple[int, int
               f"{record['train_seconds']:.0f}s {arch.key}", flush=True)
 
 
-def ground_truth(name: str, recipe_name: str) -> list[dict[str, Any]]:
-    """One row per architecture with every seed done: key, FLOPs, connected, accs, mean."""
+def ground_truth(name: str, recipe_name: str,
+                 seeds: tuple[int, ...] = SEEDS) -> list[dict[str, Any]]:
+    """One row per architecture with every one of `seeds` done: key, FLOPs, connected, accs
+    (in the order of `seeds`), acc (their mean)."""
     protocol = GROUND_TRUTHS[name].protocols[recipe_name]
     out = OUT / name / recipe_name
     flops = FlopsEstimator()
     rows = []
     for arch in architectures(name):
-        runs = [load_json(run_path(out, arch, seed)) for seed in SEEDS]
+        runs = [load_json(run_path(out, arch, seed)) for seed in seeds]
         if not all(r.get("protocol") == protocol.describe() for r in runs):
             continue
         accs = [r["acc"] for r in runs]
@@ -224,28 +227,48 @@ def ceiling(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "acc_max": float(mean.max())}
 
 
-def more_seeds(name: str, recipe_name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The split-half ceiling where connected architectures have seeds 2 and 3 as well: Kendall
-    tau between the means of seeds (0, 2) and of seeds (1, 3), beside the two-seed ceiling on
-    the same architectures (empty while fewer than 3 have them)."""
-    protocol = GROUND_TRUTHS[name].protocols[recipe_name].describe()
-    out, pairs = OUT / name / recipe_name, []
-    for row in rows:
-        if not row["connected"]:
-            continue
-        extra = [load_json(run_path(out, Arch.decode(row["key"]), seed)) for seed in (2, 3)]
-        if all(r.get("protocol") == protocol for r in extra):
-            pairs.append((row["accs"], [r["acc"] for r in extra]))
-    if len(pairs) < 3:
+def simulated_ceiling(accs: np.ndarray, per_side: int, trials: int = 2000) -> float:
+    """Median Kendall tau between two independent means of `per_side` seeds each, simulated
+    from measured runs (`accs`: architectures x seeds): true values are the seed means with
+    their spread deflated by the seed noise, and every run adds normal noise of the pooled
+    seed-to-seed sd."""
+    sd = float(np.sqrt(np.mean(np.var(accs, axis=1, ddof=1))))
+    means = accs.mean(axis=1)
+    centred = means - means.mean()
+    true_var = max(float(centred.var(ddof=1)) - sd ** 2 / accs.shape[1], 0.0)
+    truth = centred * np.sqrt(true_var / centred.var(ddof=1))
+    rng = np.random.default_rng(0)
+    noise = sd / np.sqrt(per_side)
+    taus = [kendalltau(truth + rng.normal(0, noise, len(truth)),
+                       truth + rng.normal(0, noise, len(truth)))[0] for _ in range(trials)]
+    return float(np.median(taus))
+
+
+def more_seeds(name: str, recipe_name: str) -> dict[str, Any]:
+    """Where connected architectures have EXTRA_SEEDS as well (at least 3 of them): the mean
+    Kendall tau over the six pairs of single seeds, over the three split halves (means of two
+    seeds against the other two), and the ceiling a ground truth of one, two, four or eight
+    seeds per side would have (`simulated_ceiling`; its one- and two-seed figures check the
+    simulation against the measured ones)."""
+    rows = [r for r in ground_truth(name, recipe_name, SEEDS + EXTRA_SEEDS) if r["connected"]]
+    if len(rows) < 3:
         return {}
-    half_a = [(first[0] + extra[0]) / 2 for first, extra in pairs]
-    half_b = [(first[1] + extra[1]) / 2 for first, extra in pairs]
+    accs = np.array([r["accs"] for r in rows])
+    count = accs.shape[1]
+    pairs = [kendalltau(accs[:, i], accs[:, j])[0]
+             for i in range(count) for j in range(i + 1, count)]
+    halves = [kendalltau(accs[:, list(side)].mean(axis=1),
+                         accs[:, [k for k in range(count) if k not in side]].mean(axis=1))[0]
+              for side in ((0, 1), (0, 2), (0, 3))]
     return {"four_seeds": {
-        "n": len(pairs), "kendall_tau_halves": float(kendalltau(half_a, half_b)[0]),
-        "kendall_tau_seeds_0_1": float(kendalltau([f[0] for f, _ in pairs],
-                                                  [f[1] for f, _ in pairs])[0]),
-        "kendall_tau_seeds_2_3": float(kendalltau([e[0] for _, e in pairs],
-                                                  [e[1] for _, e in pairs])[0])}}
+        "n": len(rows),
+        "seed_sd": float(np.sqrt(np.mean(np.var(accs, axis=1, ddof=1)))),
+        "mean_sd": float(accs.mean(axis=1).std(ddof=1)),
+        "kendall_tau_seed_pairs": [float(t) for t in pairs],
+        "kendall_tau_seed_pairs_mean": float(np.mean(pairs)),
+        "kendall_tau_halves": [float(t) for t in halves],
+        "kendall_tau_halves_mean": float(np.mean(halves)),
+        "simulated_ceiling": {str(k): simulated_ceiling(accs, k) for k in (1, 2, 4, 8)}}}
 
 
 def report(name: str, recipe_name: str) -> dict[str, Any]:
@@ -258,7 +281,7 @@ def report(name: str, recipe_name: str) -> dict[str, Any]:
         connected = [r for r in rows if r["connected"]]
         if name.startswith("nb201") and len(connected) >= 3:
             result["connected"] = ceiling(connected)
-        result.update(more_seeds(name, recipe_name, rows))
+        result.update(more_seeds(name, recipe_name))
         seconds = [s for r in rows for s in r["train_seconds"]]
         result["train_seconds_median"] = float(np.median(seconds))
         result["train_seconds_max"] = float(max(seconds))

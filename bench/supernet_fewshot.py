@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from ranking_estimators import OUT, agreement, supernet_setup  # noqa: E402
+from ranking_estimators import supernet_setup  # noqa: E402
 from ranking_groundtruth import (  # noqa: E402
     GROUND_TRUTHS,
     ROOT,
@@ -45,6 +45,7 @@ from ranking_groundtruth import (  # noqa: E402
     ground_truth,
     load_split_data,
 )
+from ranking_report import OUT, agreement  # noqa: E402
 
 import estimators.supernet.trainer as trainer_module  # noqa: E402
 from estimators.files import atomic_write_text  # noqa: E402
