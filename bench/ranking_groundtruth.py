@@ -227,20 +227,29 @@ def ceiling(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "acc_max": float(mean.max())}
 
 
-def simulated_ceiling(accs: np.ndarray, per_side: int, trials: int = 2000) -> float:
-    """Median Kendall tau between two independent means of `per_side` seeds each, simulated
-    from measured runs (`accs`: architectures x seeds): true values are the seed means with
-    their spread deflated by the seed noise, and every run adds normal noise of the pooled
-    seed-to-seed sd."""
+def deflated_truth(accs: np.ndarray) -> tuple[np.ndarray, float]:
+    """(true values, pooled seed sd) behind measured runs (`accs`: architectures x seeds): the
+    seed means, centred, with their spread shrunk by what the seed noise adds to it."""
     sd = float(np.sqrt(np.mean(np.var(accs, axis=1, ddof=1))))
-    means = accs.mean(axis=1)
-    centred = means - means.mean()
+    centred = accs.mean(axis=1) - accs.mean()
     true_var = max(float(centred.var(ddof=1)) - sd ** 2 / accs.shape[1], 0.0)
-    truth = centred * np.sqrt(true_var / centred.var(ddof=1))
+    return centred * np.sqrt(true_var / centred.var(ddof=1)), sd
+
+
+def simulated_tau(accs: np.ndarray, per_side: int, oracle: bool = False,
+                  trials: int = 2000) -> float:
+    """Median Kendall tau, simulated from measured runs (`deflated_truth`, normal noise of the
+    pooled seed sd per run), between two independent means of `per_side` seeds each (the
+    noise ceiling of such a ground truth) or, with `oracle`, between the true values and one
+    such mean (the most any estimator can score against it)."""
+    truth, sd = deflated_truth(accs)
     rng = np.random.default_rng(0)
     noise = sd / np.sqrt(per_side)
-    taus = [kendalltau(truth + rng.normal(0, noise, len(truth)),
-                       truth + rng.normal(0, noise, len(truth)))[0] for _ in range(trials)]
+
+    def draw() -> np.ndarray:
+        return truth + rng.normal(0, noise, len(truth))
+
+    taus = [kendalltau(truth if oracle else draw(), draw())[0] for _ in range(trials)]
     return float(np.median(taus))
 
 
@@ -248,8 +257,9 @@ def more_seeds(name: str, recipe_name: str) -> dict[str, Any]:
     """Where connected architectures have EXTRA_SEEDS as well (at least 3 of them): the mean
     Kendall tau over the six pairs of single seeds, over the three split halves (means of two
     seeds against the other two), and the ceiling a ground truth of one, two, four or eight
-    seeds per side would have (`simulated_ceiling`; its one- and two-seed figures check the
-    simulation against the measured ones)."""
+    seeds per side would have (`simulated_tau`; its one- and two-seed figures check the
+    simulation against the measured ones), and the most an estimator can score against a
+    mean of two or four seeds."""
     rows = [r for r in ground_truth(name, recipe_name, SEEDS + EXTRA_SEEDS) if r["connected"]]
     if len(rows) < 3:
         return {}
@@ -268,7 +278,8 @@ def more_seeds(name: str, recipe_name: str) -> dict[str, Any]:
         "kendall_tau_seed_pairs_mean": float(np.mean(pairs)),
         "kendall_tau_halves": [float(t) for t in halves],
         "kendall_tau_halves_mean": float(np.mean(halves)),
-        "simulated_ceiling": {str(k): simulated_ceiling(accs, k) for k in (1, 2, 4, 8)}}}
+        "simulated_ceiling": {str(k): simulated_tau(accs, k) for k in (1, 2, 4, 8)},
+        "simulated_oracle": {str(k): simulated_tau(accs, k, oracle=True) for k in (2, 4)}}}
 
 
 def report(name: str, recipe_name: str) -> dict[str, Any]:
