@@ -12,6 +12,7 @@ of them it beats).
 Resumable: the search resumes from its run folder and each standalone run is kept.
 
     python bench/ranking_search.py --space nb201 --recipe e8
+    python bench/ranking_search.py --space nb201 --recipe e24 --run search-blend
 """
 from __future__ import annotations
 
@@ -69,10 +70,14 @@ def main() -> None:
     parser.add_argument("--space", required=True, choices=sorted(GROUND_TRUTHS))
     parser.add_argument("--recipe", required=True, help="the ground-truth recipe")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--run", default="search",
+                        help="the search's folder under results/bench/ranking-search/SPACE/ "
+                             "(a new name keeps an earlier search's record: 'search' ran "
+                             "before the proxy blend, 'search-blend' with it)")
     args = parser.parse_args()
     DATA = Path(args.data)
     out = OUT / args.space
-    run = out / "search"
+    run = out / args.run
     out.mkdir(parents=True, exist_ok=True)
     summary_path = run / "summary.json"
     if not summary_path.exists() or load_json(summary_path).get("trials", 0) < 100:
@@ -97,7 +102,8 @@ def main() -> None:
               "percentile": float(100 * np.mean(means < pick)),
               "ground_truth_best": float(means.max()),
               "ground_truth_median": float(np.median(means))}
-    atomic_write_text(out / f"report-{args.recipe}.json", json.dumps(result, indent=1))
+    suffix = "" if args.run == "search" else f"-{args.run}"
+    atomic_write_text(out / f"report-{args.recipe}{suffix}.json", json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
 

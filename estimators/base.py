@@ -57,6 +57,9 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "resolution": (lambda v: v == "arch" or (_is_int(v) and v > 0),
                    "'arch' or a positive number of pixels"),
     "proxy": (lambda v: isinstance(v, str) and v in _proxy_names(), "a proxy name"),
+    "proxy_or_none": (lambda v: isinstance(v, str) and (v == "none" or v in _proxy_names()),
+                      "a proxy name or 'none'"),
+    "fraction": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "sampling": (lambda v: isinstance(v, str) and v in _samplings(),
                  "auto, sandwich, fair or uniform"),
     "proxies": (lambda v: isinstance(v, list) and bool(v) and all(
@@ -170,6 +173,10 @@ class AccuracyEstimator(ABC):
         if key not in self._cache:
             self._cache[key] = {**self.estimate(arch), ESTIMATOR_KEY: self.label}
         return dict(self._cache[key])
+
+    def forget(self) -> None:
+        """Drop the cached results (after a change of the estimator's settings)."""
+        self._cache.clear()
 
     @abstractmethod
     def estimate(self, arch: Arch) -> dict[str, float]:

@@ -75,6 +75,9 @@ class SearchSpace(ABC):
     # How its supernet shares weights (search_spaces.supernets.factory.SUPERNETS): "one-shot"
     # (one candidate per slot, shared where shapes nest) or "elastic" (Once-for-All).
     supernet_style: ClassVar[str] = "one-shot"
+    # A zero-cost proxy the `supernet` estimator blends into its accuracy by default (a name
+    # of estimators.proxies; None: the supernet alone). Set only where measured to help.
+    score_proxy: ClassVar[str | None] = None
 
     # --- what a subclass provides -------------------------------------------------------------
     @abstractmethod

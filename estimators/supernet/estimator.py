@@ -18,10 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from estimators.accuracy import ProxyEstimator
 from estimators.base import AccuracyEstimator, EstimatorOptions, Resolution, Shared, option
 from estimators.batchnorm import fold_batchnorm, recalibrate_batchnorm
 from estimators.data import DataSplits
 from estimators.progress import StepProgress
+from estimators.supernet.blend import BLEND_REFERENCE, BLEND_WEIGHT, ProxyBlend, cached_blend
 from estimators.supernet.recipe import SupernetRecipe, default_recipe
 from estimators.supernet.trainer import (
     TrainedSupernet,
@@ -69,6 +71,15 @@ class SupernetOptions(EstimatorOptions):
                                                   "spaces 1,000)", "int2")
     eval_images: int | None = option(None, "validation images each subnet is scored on "
                                            "(default 2,000; one-shot spaces 5,000)", "int1")
+    blend_proxy: str | None = option(None, "zero-cost proxy whose rank moves the supernet's "
+                                           "accuracy (default: the space's own, jacov on "
+                                           "NB201; 'none': the supernet alone)",
+                                     "proxy_or_none")
+    blend_weight: float = option(BLEND_WEIGHT, "the proxy's share of the blended rank",
+                                 "fraction")
+    blend_reference: int = option(BLEND_REFERENCE, "random architectures the two ranks are "
+                                                   "read against (scored once per supernet)",
+                                  "int2")
     cache_dir: str | None = option(None, "where trained supernets are cached (default: the "
                                          "user cache)", "text")
     train_workers: int = option(1, "processes training the supernet (Ray Train, "
@@ -103,6 +114,14 @@ def scoring_images(space: SearchSpace | str, calibration: int | None = None,
             "eval_images": defaults[1] if evaluation is None else evaluation}
 
 
+def blend_proxy(space: SearchSpace | str, chosen: str | None = None) -> str | None:
+    """The proxy blended into the supernet's accuracy on `space`: `chosen` (None: the space's
+    own `score_proxy`; "none": no blend)."""
+    if chosen is None:
+        return (get_space(space) if isinstance(space, str) else space).score_proxy
+    return None if chosen == "none" else chosen
+
+
 @torch.inference_mode()
 def top1(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
          batch_size: int = 250) -> float:
@@ -117,8 +136,10 @@ def top1(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
 
 class SupernetEstimator(AccuracyEstimator):
-    """`acc`: top-1 % on the first `eval_images` of `split` (None: the whole split) after
-    BatchNorm recalibration on `calibration_images` seeded training images."""
+    """`acc_supernet`: top-1 % on the first `eval_images` of `split` (None: the whole split)
+    after BatchNorm recalibration on `calibration_images` seeded training images. `acc`: the
+    same, moved toward a zero-cost proxy's rank where a `blend` is given (`blend_<proxy>`:
+    the proxy's score; estimators.supernet.blend)."""
 
     name = "supernet"
     Options = SupernetOptions
@@ -131,7 +152,8 @@ class SupernetEstimator(AccuracyEstimator):
     def __init__(self, trained: TrainedSupernet | Supernet, data: DataSplits, *,
                  recipe: SupernetRecipe | None = None,
                  calibration_images: int = CALIBRATION_IMAGES,
-                 eval_images: int | None = EVAL_IMAGES, split: str = "val", seed: int = 0):
+                 eval_images: int | None = EVAL_IMAGES, split: str = "val", seed: int = 0,
+                 blend: ProxyBlend | None = None):
         super().__init__()
         if split not in ("val", "test"):
             raise NasError(f"split must be 'val' or 'test' (final reports), got {split!r}")
@@ -150,11 +172,12 @@ class SupernetEstimator(AccuracyEstimator):
         self.images = data.normalize(held.images[:limit])
         self.labels = held.labels[:limit]
         self._resized: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.set_blend(blend)
 
     # --- the plugin's declarations ----------------------------------------------------------
     @classmethod
     def metrics(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
-        return ("acc", "eval_images")
+        return ("acc", "acc_supernet", "eval_images")
 
     @classmethod
     def prepare(cls, config: Mapping[str, Any], shared: Shared,
@@ -176,6 +199,19 @@ class SupernetEstimator(AccuracyEstimator):
             state = {k: v.detach().clone() for k, v in trained.supernet.state_dict().items()}
             shared["supernet"] = {"state": state, "key": trained.key, "path": str(trained.path),
                                   "reused": trained.reused, "train_seconds": trained.seconds}
+            proxy = blend_proxy(config["space"], options["blend_proxy"])
+            if proxy is not None:  # the reference is scored here, once, by the unblended one
+                start = time.perf_counter()
+                plain = cls.from_config(config, shared)
+                blend = plain.fit_blend(
+                    get_space(config["space"]), proxy, options["blend_weight"],
+                    options["blend_reference"],
+                    plain.blend_cache(trained.path, proxy, options["blend_reference"]))
+                shared["supernet"]["blend"] = blend.as_dict()
+                if log is not None:
+                    log(f"supernet accuracy blended with the rank of {proxy} (weight "
+                        f"{blend.weight:.2f}, {len(blend.reference_acc)} reference "
+                        f"architectures, {time.perf_counter() - start:.0f}s)")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], shared: Shared) -> SupernetEstimator:
@@ -190,7 +226,9 @@ class SupernetEstimator(AccuracyEstimator):
         supernet = supernet_for(config["space"], data, recipe)
         supernet.load_state_dict(shared["supernet"]["state"])
         supernet.eval()
+        blend = shared["supernet"].get("blend")
         return cls(supernet, data, recipe=recipe, seed=config["seed"],
+                   blend=None if blend is None else ProxyBlend.from_dict(blend),
                    **scoring_images(config["space"], options["calibration_images"],
                                     options["eval_images"]))
 
@@ -234,18 +272,60 @@ class SupernetEstimator(AccuracyEstimator):
         _, images = self._inputs(size)
         with dead_taps_trimmed():
             acc = top1(model, images, self.labels)
-        return {"acc": acc, "eval_images": float(images.shape[0]),
-                "supernet_seconds": time.perf_counter() - start}
+        metrics = {"acc": acc, "acc_supernet": acc, "eval_images": float(images.shape[0])}
+        if self.blend is not None and self.blend_scorer is not None:
+            proxy_start = time.perf_counter()
+            score = self.blend_scorer.estimate(arch)[self.blend.proxy]
+            metrics.update({"acc": self.blend(acc, score), f"blend_{self.blend.proxy}": score,
+                            "blend_seconds": time.perf_counter() - proxy_start})
+        return {**metrics, "supernet_seconds": time.perf_counter() - start}
+
+    def fit_blend(self, space: SearchSpace, proxy: str, weight: float = BLEND_WEIGHT,
+                  count: int = BLEND_REFERENCE, cache: Path | None = None) -> ProxyBlend:
+        """The blend of `proxy` into this estimator's accuracy, its reference (`count` random
+        architectures of `space`) scored here, or read from `cache` (a JSON file) when a run
+        with the same settings wrote it there."""
+        scorer = self.proxy_scorer(proxy)
+
+        def supernet_acc(arch: Arch) -> float:
+            return float(self.estimate(arch)["acc_supernet"])
+
+        def proxy_score(arch: Arch) -> float:
+            return float(scorer.estimate(arch)[proxy])
+
+        return cached_blend(space, supernet_acc, proxy_score, proxy, weight, count, cache)
+
+    def proxy_scorer(self, proxy: str) -> ProxyEstimator:
+        """`proxy` on the untrained network of an arch, at the supernet's input size."""
+        return ProxyEstimator(self.data, proxy, proxies=(proxy,), seed=self.seed,
+                              resolution=self.recipe.resolution)
+
+    def blend_cache(self, checkpoint: str | Path, proxy: str, count: int) -> Path:
+        """Where the blend reference of this estimator's settings is kept: beside the trained
+        supernet's checkpoint (whose name is its training's key)."""
+        checkpoint = Path(checkpoint)
+        return checkpoint.with_name(
+            f"{checkpoint.stem}.blend-{proxy}-n{count}-c{self.calibration.shape[0]}"
+            f"-e{self.images.shape[0]}-{self.split}-s{self.seed}.json")
+
+    def set_blend(self, blend: ProxyBlend | None) -> None:
+        """Blend the accuracy by `blend` from now on (None: the supernet alone)."""
+        self.blend = blend
+        self.blend_scorer = None if blend is None else self.proxy_scorer(blend.proxy)
+        self.forget()
 
     # --- construction from a space ------------------------------------------------------------
     @classmethod
     def for_space(cls, space: SearchSpace | str, data: DataSplits, *,
                   recipe: SupernetRecipe | None = None, train: bool = True,
                   workers: int = 1, quiet: bool = True, cache_dir: str | Path | None = None,
-                  progress: StepProgress | None = None, **kwargs) -> SupernetEstimator:
+                  progress: StepProgress | None = None, blend: str | None = None,
+                  blend_weight: float = BLEND_WEIGHT, blend_reference: int = BLEND_REFERENCE,
+                  **kwargs) -> SupernetEstimator:
         """The estimator on the cached supernet of (space, data, recipe: default the space's
         `default_recipe`); trained first when `train` (else a NasError says how to train it).
-        Calibration and evaluation images default to the space's style's."""
+        Calibration and evaluation images default to the space's style's; `blend` names the
+        proxy blended into the accuracy (None: the space's own, "none": no blend)."""
         resolved = get_space(space) if isinstance(space, str) else space
         recipe = recipe or default_recipe(resolved)
         kwargs = {**scoring_images(resolved, kwargs.pop("calibration_images", None),
@@ -260,8 +340,14 @@ class SupernetEstimator(AccuracyEstimator):
                                f"this recipe in the cache; run `nas supernet train --space "
                                f"{resolved.name} --data {data.name}` first")
             trained = found
-        return cls(trained, data, **kwargs)
+        estimator = cls(trained, data, **kwargs)
+        proxy = blend_proxy(resolved, blend)
+        if proxy is not None:
+            estimator.set_blend(estimator.fit_blend(
+                resolved, proxy, blend_weight, blend_reference,
+                estimator.blend_cache(trained.path, proxy, blend_reference)))
+        return estimator
 
 
-__all__ = ["RECIPE_OPTIONS", "SupernetEstimator", "SupernetOptions", "recalibrate_batchnorm",
-           "scoring_images", "supernet_recipe", "top1"]
+__all__ = ["RECIPE_OPTIONS", "SupernetEstimator", "SupernetOptions", "blend_proxy",
+           "recalibrate_batchnorm", "scoring_images", "supernet_recipe", "top1"]
