@@ -134,18 +134,23 @@ def fit_blend(space: SearchSpace, supernet_acc: Callable[[Arch], float],
 
 def cached_blend(space: SearchSpace, supernet_acc: Callable[[Arch], float],
                  proxy_score: Callable[[Arch], float], proxy: str, weight: float,
-                 count: int, cache: Path | None) -> ProxyBlend:
-    """`fit_blend`, its reference scores read from `cache` (a JSON file) where an earlier fit
-    of the same proxy and count wrote them, and written there otherwise."""
-    if cache is not None and cache.exists():
-        stored = json.loads(cache.read_text())
-        if stored.get("proxy") == proxy and stored.get("count") == count:
-            return ProxyBlend.from_dict({**stored, "weight": weight})
+                 count: int, cache: tuple[Path, str] | None) -> ProxyBlend:
+    """`fit_blend`, its reference scores read from `cache` (a JSON file, and a stamp of the
+    supernet's weights) where a fit of the same proxy, count and weights wrote them, and
+    written there otherwise (an unreadable or stale file is fitted again)."""
+    if cache is not None:
+        path, stamp = cache
+        try:
+            stored = json.loads(path.read_text())
+            if (stored["proxy"], stored["count"], stored["stamp"]) == (proxy, count, stamp):
+                return ProxyBlend.from_dict({**stored, "weight": weight})
+        except (OSError, ValueError, KeyError, TypeError, NasError):
+            pass
     blend = fit_blend(space, supernet_acc, proxy_score, proxy, weight, count)
     if cache is not None:
-        atomic_write_text(cache, json.dumps({**blend.as_dict(), "count": count}))
+        atomic_write_text(cache[0], json.dumps({**blend.as_dict(), "count": count,
+                                                "stamp": cache[1]}))
     return blend
-
 
 __all__ = ["BLEND_REFERENCE", "BLEND_WEIGHT", "ProxyBlend", "RankScale", "cached_blend",
            "fit_blend", "reference_archs"]

@@ -281,10 +281,11 @@ class SupernetEstimator(AccuracyEstimator):
         return {**metrics, "supernet_seconds": time.perf_counter() - start}
 
     def fit_blend(self, space: SearchSpace, proxy: str, weight: float = BLEND_WEIGHT,
-                  count: int = BLEND_REFERENCE, cache: Path | None = None) -> ProxyBlend:
+                  count: int = BLEND_REFERENCE,
+                  cache: tuple[Path, str] | None = None) -> ProxyBlend:
         """The blend of `proxy` into this estimator's accuracy, its reference (`count` random
-        architectures of `space`) scored here, or read from `cache` (a JSON file) when a run
-        with the same settings wrote it there."""
+        architectures of `space`) scored here, or read from `cache` (`blend_cache`) when a
+        run with the same settings and supernet wrote it there."""
         scorer = self.proxy_scorer(proxy)
 
         def supernet_acc(arch: Arch) -> float:
@@ -300,13 +301,16 @@ class SupernetEstimator(AccuracyEstimator):
         return ProxyEstimator(self.data, proxy, proxies=(proxy,), seed=self.seed,
                               resolution=self.recipe.resolution)
 
-    def blend_cache(self, checkpoint: str | Path, proxy: str, count: int) -> Path:
-        """Where the blend reference of this estimator's settings is kept: beside the trained
-        supernet's checkpoint (whose name is its training's key)."""
+    def blend_cache(self, checkpoint: str | Path, proxy: str, count: int) -> tuple[Path, str]:
+        """Where the blend reference of this estimator's settings is kept (beside the trained
+        supernet's checkpoint, whose name is its training's key), and a stamp of the
+        checkpoint (its size and time), so a supernet trained again is scored again."""
         checkpoint = Path(checkpoint)
-        return checkpoint.with_name(
+        found = checkpoint.stat()
+        return (checkpoint.with_name(
             f"{checkpoint.stem}.blend-{proxy}-n{count}-c{self.calibration.shape[0]}"
-            f"-e{self.images.shape[0]}-{self.split}-s{self.seed}.json")
+            f"-e{self.images.shape[0]}-{self.split}-s{self.seed}.json"),
+            f"{found.st_size}-{found.st_mtime_ns}")
 
     def set_blend(self, blend: ProxyBlend | None) -> None:
         """Blend the accuracy by `blend` from now on (None: the supernet alone)."""

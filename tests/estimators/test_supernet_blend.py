@@ -4,6 +4,8 @@ reuses its reference from beside the checkpoint and turns it off with `blend_pro
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,14 +97,20 @@ def test_estimator_blends_and_keeps_its_reference_beside_the_checkpoint(tiny, di
     assert metrics["acc"] == pytest.approx(estimator.blend(metrics["acc_supernet"],
                                                            metrics["blend_jacov"]))
 
-    def refit(*_args, **_kwargs):
-        raise AssertionError("the reference was scored again")
-
-    monkeypatch.setattr(blend_module, "fit_blend", refit)
+    fits = []
+    fit = blend_module.fit_blend
+    monkeypatch.setattr(blend_module, "fit_blend", lambda *a, **k: fits.append(1) or fit(*a, **k))
     again, _ = _prepared(tiny, digits, tmp_path, blend_proxy="jacov", blend_reference=8,
                          blend_weight=0.5)
-    assert again.blend.weight == 0.5
+    assert not fits and again.blend.weight == 0.5  # read back, the new weight applied
     assert again(arch)["acc_supernet"] == metrics["acc_supernet"]
+    checkpoint = Path(shared["supernet"]["path"])
+    os.utime(checkpoint, ns=(0, checkpoint.stat().st_mtime_ns + 10**9))  # trained again
+    _prepared(tiny, digits, tmp_path, blend_proxy="jacov", blend_reference=8)
+    assert len(fits) == 1
+    written[0].write_text("{not json")
+    _prepared(tiny, digits, tmp_path, blend_proxy="jacov", blend_reference=8)
+    assert len(fits) == 2
 
 
 def test_estimator_without_a_blend_reports_the_supernet_alone(tiny, digits, tmp_path):
