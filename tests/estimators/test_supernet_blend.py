@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from tiny_space import tiny_mobile_fixtures
 
-from estimators.supernet import SupernetEstimator
+from estimators.supernet import SupernetEstimator, SupernetRecipe
 from estimators.supernet import blend as blend_module
 from estimators.supernet.blend import ProxyBlend, RankScale, reference_archs
 from estimators.supernet.estimator import blend_proxy
@@ -119,3 +119,15 @@ def test_estimator_without_a_blend_reports_the_supernet_alone(tiny, digits, tmp_
     assert "blend" not in shared["supernet"] and estimator.blend is None
     assert metrics["acc"] == metrics["acc_supernet"]
     assert not any(name.startswith("blend_") for name in metrics)
+
+
+def test_for_space_blends_as_asked(tiny, digits, tmp_path):
+    recipe = SupernetRecipe(epochs=1, train_images=64, batch_size=32, random_subnets=0)
+    common = {"recipe": recipe, "cache_dir": tmp_path, "calibration_images": 32,
+              "eval_images": 64}
+    plain = SupernetEstimator.for_space(tiny, digits, **common)  # the tiny space names none
+    assert plain.blend is None
+    blended = SupernetEstimator.for_space(tiny, digits, blend="synflow", blend_reference=6,
+                                          train=False, **common)
+    assert blended.blend.proxy == "synflow" and len(blended.blend.reference_proxy) == 6
+    assert "blend_synflow" in blended(tiny.min_arch())
