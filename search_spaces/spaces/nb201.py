@@ -51,7 +51,7 @@ class NB201Config:
 class NB201Space(SearchSpace):
     """Six dimensions `e<to>_<from>`, one per cell edge, options ordered by cost."""
 
-    # jacov's rank, a third of the supernet's score: Kendall tau 0.46 -> 0.57 against
+    # jacov's rank, a third of the supernet's score: Kendall tau 0.46 -> 0.55 against
     # standalone training on 35 reduced-NB201 cells (docs/ranking.md)
     score_proxy = "jacov"
 
