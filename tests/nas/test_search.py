@@ -177,10 +177,13 @@ def test_supernet_is_trained_once_and_reused_by_searches_with_other_seeds(tmp_pa
     from nas.evaluation import evaluation_config, prepare
 
     options = {"epochs": 1, "train_images": 64, "batch_size": 32, "eval_images": 100,
-               "calibration_images": 64, "cache_dir": str(tmp_path)}
+               "calibration_images": 64, "cache_dir": str(tmp_path), "blend_reference": 8}
     first = prepare(evaluation_config("nb201", "supernet", options, {"name": "digits"}, seed=0))
     again = prepare(evaluation_config("nb201", "supernet", options, {"name": "digits"}, seed=5))
     assert not first["supernet"]["reused"] and again["supernet"]["reused"]
+    # NB201 blends jacov by default; each seed scores its own reference (its own images)
+    assert first["supernet"]["blend"]["proxy"] == again["supernet"]["blend"]["proxy"] == "jacov"
+    assert len(list(tmp_path.rglob("*.blend-jacov-n8-*.json"))) == 2
     assert first["supernet"]["key"] == again["supernet"]["key"]
     assert all(torch_equal(first["supernet"]["state"][k], v)
                for k, v in again["supernet"]["state"].items())
