@@ -272,7 +272,7 @@ def more_seeds(name: str, recipe_name: str) -> dict[str, Any]:
               for side in ((0, 1), (0, 2), (0, 3))]
     return {"four_seeds": {
         "n": len(rows),
-        "seed_sd": float(np.sqrt(np.mean(np.var(accs, axis=1, ddof=1)))),
+        "seed_sd": deflated_truth(accs)[1],
         "mean_sd": float(accs.mean(axis=1).std(ddof=1)),
         "kendall_tau_seed_pairs": [float(t) for t in pairs],
         "kendall_tau_seed_pairs_mean": float(np.mean(pairs)),
