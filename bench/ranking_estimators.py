@@ -140,8 +140,7 @@ def score_supernet(space: str, variant: str | None, archs: list[Arch], data,
     blend_seconds = 0.0
     if proxy is not None:
         start = time.perf_counter()
-        estimator.set_blend(estimator.fit_blend(
-            resolved, proxy, cache=estimator.blend_cache(trained.path, proxy, BLEND_REFERENCE)))
+        estimator.set_blend(estimator.fit_blend(resolved, proxy, checkpoint=trained.path))
         blend_seconds = time.perf_counter() - start
     estimator(archs[0])  # warm-up: resizes and caches the images once
     scores, own, seconds, own_seconds = {}, {}, [], []

@@ -203,10 +203,9 @@ class SupernetEstimator(AccuracyEstimator):
             if proxy is not None:  # the reference is scored here, once, by the unblended one
                 start = time.perf_counter()
                 plain = cls.from_config(config, shared)
-                blend = plain.fit_blend(
-                    get_space(config["space"]), proxy, options["blend_weight"],
-                    options["blend_reference"],
-                    plain.blend_cache(trained.path, proxy, options["blend_reference"]))
+                blend = plain.fit_blend(get_space(config["space"]), proxy,
+                                        options["blend_weight"], options["blend_reference"],
+                                        trained.path)
                 shared["supernet"]["blend"] = blend.as_dict()
                 if log is not None:
                     log(f"supernet accuracy blended with the rank of {proxy} (weight "
@@ -282,10 +281,10 @@ class SupernetEstimator(AccuracyEstimator):
 
     def fit_blend(self, space: SearchSpace, proxy: str, weight: float = BLEND_WEIGHT,
                   count: int = BLEND_REFERENCE,
-                  cache: tuple[Path, str] | None = None) -> ProxyBlend:
+                  checkpoint: str | Path | None = None) -> ProxyBlend:
         """The blend of `proxy` into this estimator's accuracy, its reference (`count` random
-        architectures of `space`) scored here, or read from `cache` (`blend_cache`) when a
-        run with the same settings and supernet wrote it there."""
+        architectures of `space`) scored here, or read from beside the trained supernet's
+        `checkpoint` (`blend_cache`) when a run with the same settings and supernet wrote it."""
         scorer = self.proxy_scorer(proxy)
 
         def supernet_acc(arch: Arch) -> float:
@@ -294,6 +293,7 @@ class SupernetEstimator(AccuracyEstimator):
         def proxy_score(arch: Arch) -> float:
             return float(scorer.estimate(arch)[proxy])
 
+        cache = None if checkpoint is None else self.blend_cache(checkpoint, proxy, count)
         return cached_blend(space, supernet_acc, proxy_score, proxy, weight, count, cache)
 
     def proxy_scorer(self, proxy: str) -> ProxyEstimator:
@@ -347,9 +347,8 @@ class SupernetEstimator(AccuracyEstimator):
         estimator = cls(trained, data, **kwargs)
         proxy = blend_proxy(resolved, blend)
         if proxy is not None:
-            estimator.set_blend(estimator.fit_blend(
-                resolved, proxy, blend_weight, blend_reference,
-                estimator.blend_cache(trained.path, proxy, blend_reference)))
+            estimator.set_blend(estimator.fit_blend(resolved, proxy, blend_weight,
+                                                    blend_reference, trained.path))
         return estimator
 
 
