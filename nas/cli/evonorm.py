@@ -28,6 +28,18 @@ def protocol_list(text: str) -> tuple[str, ...]:
     return () if text.strip() == "none" else tuple(p.strip() for p in text.split(","))
 
 
+def seed_list(text: str) -> tuple[int, ...]:
+    """`1,2`: seeds, whole numbers >= 0."""
+    try:
+        seeds = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of seeds") \
+            from None
+    if any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"seeds are whole numbers >= 0, got {text!r}")
+    return seeds
+
+
 FLAGS: dict[str, SettingsFlag] = {
     "--population": ("population", positive_int, "layers in the population"),
     "--tournament": ("tournament", float, "share of the population drawn per tournament"),
@@ -35,6 +47,14 @@ FLAGS: dict[str, SettingsFlag] = {
                                                 "repeated ones included"),
     "--batch": ("batch", positive_int, "candidates proposed per round (give at least "
                                        "--workers to use them all)"),
+    "--initial": ("initial", str, "how the population starts: random (layers drawn at "
+                                  "random, the paper's) or references (the four reference "
+                                  "layers first)"),
+    "--finalists": ("finalists", non_negative_int, "layers of highest mean fitness retrained "
+                                                   "from --finalist-seeds after the budget; "
+                                                   "the best is picked on those (0: none)"),
+    "--finalist-seeds": ("finalist_seeds", seed_list, "seeds the finalists are retrained "
+                                                      "from, comma-separated (e.g. 1,2)"),
     "--epochs": ("epochs", float, "fitness training epochs on each architecture"),
     "--train-images": ("train_images", positive_int, "fitness training images per epoch"),
     "--batch-size": ("batch_size", positive_int, "fitness training batch"),

@@ -55,6 +55,26 @@ def network_accuracy(layer: Any, arch: str, data: DataSplits, s: LayerSearchSett
     return train_plugged(model, data, fitness_recipe(s), seed, s.recal_images, split)
 
 
+def retrain_layer(key: str, settings: Mapping[str, Any], data: DataSplits,
+                  seed: int) -> dict[str, float]:
+    """A finalist's accuracy on every evaluation network, trained from `seed` by the fitness
+    recipe (NaN on a network whose training fails)."""
+    import torch
+
+    from nas.evonorm.plug import register_eval_spaces
+
+    s = LayerSearchSettings.from_json(dict(settings))
+    torch.set_num_threads(s.threads)
+    register_eval_spaces(s.space_files)
+    out: dict[str, float] = {}
+    for column, arch in zip(acc_columns(s), s.archs):
+        try:
+            out[column] = network_accuracy(key, arch, data, s, seed)
+        except protocols.LAYER_FAILURES:
+            out[column] = math.nan
+    return out
+
+
 def evaluate_layer(key: str, settings: Mapping[str, Any], baselines: Mapping[str, float] | None,
                    data: DataSplits, measure: bool = False) -> dict[str, Any]:
     """One candidate: the enabled protocols in order (stopping at the first that rejects it,
@@ -111,4 +131,4 @@ def evaluate_layer(key: str, settings: Mapping[str, Any], baselines: Mapping[str
 
 
 __all__ = ["acc_columns", "evaluate_layer", "fitness_recipe", "network_accuracy",
-           "quality_recipe"]
+           "quality_recipe", "retrain_layer"]

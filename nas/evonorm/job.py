@@ -29,7 +29,7 @@ from typing import Any
 from estimators.data import DataSplits, load_data
 from nas.checkpoint import CHECKPOINT_FORMAT, Checkpoint
 from nas.evaluation import evaluation_config
-from nas.evonorm import evolution
+from nas.evonorm import evolution, finalists
 from nas.evonorm.fitness import acc_columns
 from nas.evonorm.plug import eval_arch, plugged_network, register_eval_spaces
 from nas.evonorm.report import plot_fitness, protocol_summary
@@ -152,6 +152,12 @@ class LayerSearchJob:
                 self._round(evaluator, checkpoint, rows, state, rounds)
                 rounds += 1
                 save()
+            if s.finalists:
+                chosen = finalists.finalist_rows(rows, self.columns, s.finalists)
+                self.log(f"retraining {len(chosen)} finalists from seeds "
+                         f"{', '.join(map(str, s.finalist_seeds))}")
+                finalists.retrain(evaluator, chosen, self.columns, s.finalist_seeds,
+                                  state.setdefault("finalists", {}), save)
         finally:
             evaluator.close()
         save(finished=True)
@@ -198,6 +204,9 @@ class LayerSearchJob:
         first = len(rows)
         proposals = []
         for trial in range(first, min(first + s.batch, s.candidates)):
+            if s.initial == "references" and trial < len(REFERENCE_ORDER):
+                proposals.append((trial, REFERENCES[REFERENCE_ORDER[trial]], -1))
+                continue
             rng = evolution.candidate_rng(s.seed, trial)
             arch, parent = evolution.propose(self.space, population, full, self.columns,
                                              s.tournament_size(), rng)
@@ -265,11 +274,30 @@ class LayerSearchJob:
             summary = summarise(self.run_dir, config, rows, anchors, extra)
             plot_fitness(self.run_dir / "fitness.png", rows, anchors, self.columns)
         top = evolution.best(rows, self.columns)
+        retrained = self._finalists_table(rows, state)
+        if retrained and not math.isnan(retrained[0][finalists.RETRAINED]):
+            top = rows[retrained[0]["trial"]]
         front = evolution.pareto_members([r for r in rows if evolution.passed(r, self.columns)],
                                          self.columns)
         return {"run_dir": str(self.run_dir), "trials": len(rows), "columns": self.columns,
                 "best": dict(top) if top else None, "front": [dict(r) for r in front],
-                "anchors": anchors, "protocols": protocols, "summary": summary}
+                "finalists": retrained, "anchors": anchors, "protocols": protocols,
+                "summary": summary}
+
+    def _finalists_table(self, rows: list[dict[str, Any]],
+                         state: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The retrained finalists, best first, also written to finalists.csv."""
+        s = self.settings
+        if not s.finalists:
+            return []
+        import pandas as pd
+
+        chosen = finalists.finalist_rows(rows, self.columns, s.finalists)
+        table = finalists.table(chosen, self.columns, s.finalist_seeds,
+                                state.get("finalists", {}))
+        with writing(self.run_dir):
+            pd.DataFrame(table).to_csv(self.run_dir / "finalists.csv", index=False)
+        return table
 
 
 class _State:

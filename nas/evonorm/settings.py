@@ -13,6 +13,7 @@ from nas.settings_checks import check_number, check_whole
 from search_spaces import NasError
 
 PROTOCOLS = ("stability", "quality")  # the rejection protocols, in the order they run
+INITIAL = ("random", "references")  # how the population starts
 
 
 class LayerSearchError(NasError):
@@ -37,6 +38,10 @@ class LayerSearchSettings:
     tournament: float = 0.25  # share of the population drawn for each tournament
     candidates: int = 500  # the budget: every layer drawn, rejected and repeated ones included
     batch: int = 1  # candidates proposed per round (evaluated in parallel with --workers)
+    initial: str = "random"  # the first members: random layers (the paper's) or "references"
+    # --- finalists: the best layers retrained from other seeds, the pick made on those ---------
+    finalists: int = 8  # layers of highest mean fitness retrained after the budget (0: none)
+    finalist_seeds: tuple[int, ...] = (1, 2)
     # --- fitness: each evaluation architecture trained briefly, its validation accuracy ---------
     archs: tuple[str, ...] = DEFAULT_ARCHS
     space_files: tuple[str, ...] = ()  # space files defining the archs' spaces
@@ -68,7 +73,8 @@ class LayerSearchSettings:
     address: str | None = None  # a Ray cluster to join
 
     # What a resumed run may change: where and how fast it runs, and how long it goes on.
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("candidates", "workers", "address", "threads")
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("candidates", "workers", "address", "threads",
+                                            "finalists", "finalist_seeds")
 
     def __post_init__(self) -> None:
         for name in ("archs", "space_files", "protocols"):
@@ -77,6 +83,18 @@ class LayerSearchSettings:
                     not all(isinstance(v, str) and v for v in value):
                 raise LayerSearchError(f"{name} must be a list of names, got {value!r:.80}")
             object.__setattr__(self, name, tuple(value))
+        seeds = self.finalist_seeds
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in seeds):
+            raise LayerSearchError(f"finalist_seeds must be a list of seeds (whole numbers >= "
+                                   f"0), got {seeds!r:.80}")
+        object.__setattr__(self, "finalist_seeds", tuple(seeds))
+        if self.finalists and (not seeds or self.seed in seeds or len(set(seeds)) != len(seeds)):
+            raise LayerSearchError(f"finalist_seeds must be distinct seeds other than the "
+                                   f"search's seed {self.seed}, got {list(seeds)}")
+        if self.initial not in INITIAL:
+            raise LayerSearchError(f"initial must be one of {', '.join(INITIAL)}, got "
+                                   f"{self.initial!r:.80}")
         if not self.archs:
             raise LayerSearchError("archs is empty: give at least one evaluation architecture")
         if len(set(self.archs)) != len(self.archs):
@@ -87,7 +105,7 @@ class LayerSearchSettings:
                                    f"{', '.join(PROTOCOLS)}, got {list(self.protocols)}")
         _whole(self, {"population": 2, "candidates": 1, "batch": 1, "train_images": 1,
                       "batch_size": 1, "eval_images": 1, "recal_images": 0, "resolution": 8,
-                      "stability_steps": 0, "stability_batch": 2, "quality_steps": 1,
+                      "finalists": 0, "stability_steps": 0, "stability_batch": 2, "quality_steps": 1,
                       "quality_batch": 2, "quality_images": 1, "seed": 0, "threads": 1,
                       "workers": 0})
         _number("tournament", self.tournament, 0, 1, low_open=True, high_open=False)
@@ -117,4 +135,4 @@ class LayerSearchSettings:
                 and getattr(self, f.name) != getattr(other, f.name)]
 
 
-__all__ = ["PROTOCOLS", "LayerSearchError", "LayerSearchSettings"]
+__all__ = ["INITIAL", "PROTOCOLS", "LayerSearchError", "LayerSearchSettings"]

@@ -18,7 +18,7 @@ to `max_nodes` nodes, each a uniformly drawn primitive on uniformly drawn earlie
 paper's random graphs), until its last node is a valid output; dead nodes are pruned.
 A mutation (paper: a node gets a new primitive and new inputs) is one of `MUTATIONS`, drawn
 uniformly, redrawn until the result is valid and has another key (the identity's mutation
-adds a node).
+adds a node). Neither takes a moment of a node that does not depend on x (`operators`).
 
 This space describes a layer, not a network: `build_layer` (or `layer_graph.build`) makes its
 module; `blocks`, `input_size` and `build` raise a `NasError` saying so.
@@ -34,7 +34,8 @@ import numpy as np
 from search_spaces import settings
 from search_spaces.arch import Arch, Gene
 from search_spaces.errors import InvalidArchError, NasError
-from search_spaces.layer_graph.graph import GraphError, LayerGraph, Node, node_index
+from search_spaces.layer_graph.graph import GraphError, LayerGraph, Node
+from search_spaces.layer_graph.operators import MUTATIONS, MUTATORS, constant_moments, random_node
 from search_spaces.layer_graph.primitives import (
     FULL_AXES,
     INITIAL_AXES,
@@ -45,7 +46,6 @@ from search_spaces.layer_graph.primitives import (
 from search_spaces.space import BlockSpec, Dimension, Rng, SearchSpace, as_rng, config_from_dict
 
 SPACE_NAME = "evonorm"
-MUTATIONS = ("node", "primitive", "input", "insert")
 MAX_TRIES = 100
 KEY_FORM = ("'n1=<primitive>(<input>[,<input>]);n2=...' (the last node is the output; an "
             "input is x, zero, v0, v1, gamma, beta or an earlier n<i>), or 'x' (the identity)")
@@ -158,9 +158,10 @@ class LayerSpace(SearchSpace):
         for _ in range(MAX_TRIES * 10):
             nodes: list[Node] = []
             for _ in range(int(rng.integers(max(1, high // 2), high + 1))):
-                nodes.append(_random_node(rng, len(nodes) + 1))
+                nodes.append(random_node(rng, nodes, len(nodes) + 1))
             graph = LayerGraph(tuple(nodes))
-            if graph.axes()[graph.output] == FULL_AXES:
+            if graph.axes()[graph.output] == FULL_AXES and \
+                    not constant_moments(graph.canonical()):
                 return self.arch(graph)
         raise InvalidArchError(f"{self.name}: no valid layer in {MAX_TRIES * 10} draws")
 
@@ -186,14 +187,14 @@ class LayerSpace(SearchSpace):
         kinds = [kind] if kind else [k for k in MUTATIONS if k != "insert" or not full]
         for _ in range(MAX_TRIES):
             kind = kinds[int(rng.integers(len(kinds)))]
-            nodes = _MUTATORS[kind](list(graph.nodes), rng) if graph.nodes \
-                else [_random_node(rng, 1)]
+            nodes = MUTATORS[kind](list(graph.nodes), rng) if graph.nodes \
+                else [random_node(rng, [], 1)]
             child = LayerGraph(tuple(nodes))
             try:
                 child = child.check(self.config.max_nodes).canonical()
             except GraphError:
                 continue
-            if child != graph:
+            if child != graph and not constant_moments(child):
                 return child
         what = f"{kinds[0]!r} mutation" if len(kinds) == 1 else "mutation"
         raise InvalidArchError(f"{self.name}: no {what} of {graph.text} in {MAX_TRIES} tries "
@@ -211,7 +212,8 @@ class LayerSpace(SearchSpace):
                 options = [p[i] for p in (first, second) if i < len(p)]
                 nodes.append(options[int(rng.integers(len(options)))])
             graph = LayerGraph(tuple(nodes))
-            if graph.axes()[graph.output] == FULL_AXES:
+            if graph.axes()[graph.output] == FULL_AXES and \
+                    not constant_moments(graph.canonical()):
                 return self.arch(graph)
         return a
 
@@ -270,71 +272,6 @@ def _graph_from_slots(genes: Mapping[str, Gene], max_nodes: int) -> LayerGraph:
         if axes[name] == FULL_AXES:
             output = len(nodes)
     return LayerGraph(tuple(nodes[:output]))
-
-
-def _available(index: int) -> tuple[str, ...]:
-    """What node `index` (1-based) may read."""
-    return INITIAL_NODES + tuple(f"n{j}" for j in range(1, index))
-
-
-def _pick(rng: np.random.Generator, options: tuple[str, ...] | list[str]) -> str:
-    return options[int(rng.integers(len(options)))]
-
-
-def _random_node(rng: np.random.Generator, index: int) -> Node:
-    op = _pick(rng, tuple(PRIMITIVES))
-    return Node(op, tuple(_pick(rng, _available(index)) for _ in range(PRIMITIVES[op].arity)))
-
-
-def _mutate_node(nodes: list[Node], rng: np.random.Generator) -> list[Node]:
-    """The paper's mutation: a node gets a new primitive and new inputs."""
-    i = int(rng.integers(len(nodes)))
-    nodes[i] = _random_node(rng, i + 1)
-    return nodes
-
-
-def _mutate_primitive(nodes: list[Node], rng: np.random.Generator) -> list[Node]:
-    """A node gets another primitive, keeping its inputs (a new one where it needs more)."""
-    i = int(rng.integers(len(nodes)))
-    op = _pick(rng, [p for p in PRIMITIVES if p != nodes[i].op])
-    inputs = nodes[i].inputs + (_pick(rng, _available(i + 1)),)
-    nodes[i] = Node(op, inputs[:PRIMITIVES[op].arity])
-    return nodes
-
-
-def _mutate_input(nodes: list[Node], rng: np.random.Generator) -> list[Node]:
-    """One input of a node reads another node."""
-    i = int(rng.integers(len(nodes)))
-    inputs = list(nodes[i].inputs)
-    slot = int(rng.integers(len(inputs)))
-    inputs[slot] = _pick(rng, [t for t in _available(i + 1) if t != inputs[slot]])
-    nodes[i] = Node(nodes[i].op, tuple(inputs))
-    return nodes
-
-
-def _insert_node(nodes: list[Node], rng: np.random.Generator) -> list[Node]:
-    """A new node on an edge: it reads what one input of a node read (and, if binary, another
-    earlier node), and that input now reads it."""
-    i = int(rng.integers(len(nodes)))
-    slot = int(rng.integers(len(nodes[i].inputs)))
-    op = _pick(rng, tuple(PRIMITIVES))
-    first = nodes[i].inputs[slot]
-    new = Node(op, ((first,) + (_pick(rng, _available(i + 1)),))[:PRIMITIVES[op].arity])
-    shifted = [Node(n.op, tuple(_shift(t, i + 1) for t in n.inputs)) for n in nodes[i:]]
-    consumer = list(shifted[0].inputs)
-    consumer[slot] = f"n{i + 1}"
-    shifted[0] = Node(shifted[0].op, tuple(consumer))
-    return nodes[:i] + [new] + shifted
-
-
-def _shift(token: str, start: int) -> str:
-    """A reference renumbered for a node inserted at `start` (1-based)."""
-    index = node_index(token)
-    return f"n{index + 1}" if index is not None and index >= start else token
-
-
-_MUTATORS = {"node": _mutate_node, "primitive": _mutate_primitive, "input": _mutate_input,
-             "insert": _insert_node}
 
 
 def build(layer: Any, channels: int, groups: int | None = None, **options: Any):

@@ -78,7 +78,7 @@ def tiny(space_files, **changes) -> LayerSearchSettings:
                   population=3, candidates=6, train_images=400, batch_size=32, lr=0.1,
                   eval_images=100, recal_images=64, quality_steps=8, quality_batch=32,
                   quality_images=100, quality_share=0.0, stability_batch=8, stability_steps=2,
-                  workers=0)
+                  finalists=2, workers=0)
     return LayerSearchSettings(**{**values, **changes})
 
 
@@ -223,6 +223,7 @@ def test_a_tiny_run_writes_its_folder_and_a_resumed_run_gives_the_same_rows(spac
     config = json.loads((straight / "config.json").read_text())
     assert config["objectives"] == [["acc_evotest_resnet", "maximize"],
                                     ["acc_evotest_mobile", "maximize"]]
+    _finalists_picked_on_other_seeds(result, straight)
 
     split = tmp_path / "split"  # the command, stopped after 5 candidates, then resumed
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in tiny(space_files, **RUN).to_json().items()
@@ -241,6 +242,43 @@ def test_a_tiny_run_writes_its_folder_and_a_resumed_run_gives_the_same_rows(spac
     with pytest.raises(LayerSearchError, match="other settings"):
         run_layer_search(tiny(space_files, **{**RUN, "population": 4}), split,
                          log=lambda text: None)
+
+
+def _finalists_picked_on_other_seeds(result, run_dir):
+    """The two layers of highest mean fitness are retrained from seeds 1 and 2; the best is
+    the finalist of highest retrained mean, written to finalists.csv."""
+    import pandas as pd
+
+    columns = ["acc_evotest_resnet", "acc_evotest_mobile"]
+    passed = [r for r in _rows(run_dir) if evolution.passed(r, columns)]
+    top = sorted(passed, key=lambda r: -(r[columns[0]] + r[columns[1]]))[:2]
+    table = result["finalists"]
+    assert {r["trial"] for r in table} == {r["trial"] for r in top}
+    retrained = [r["retrained_mean"] for r in table]
+    finite = [v for v in retrained if math.isfinite(v)]
+    assert retrained[:len(finite)] == sorted(finite, reverse=True)  # failed ones (NaN) last
+    assert result["best"]["trial"] == (table[0]["trial"] if finite else top[0]["trial"])
+    scores = json.loads((run_dir / "checkpoint.json").read_text())["strategy"]["finalists"]
+    for row in table:
+        for column in columns:
+            seeds = [scores[row["key"]][f"{column}|{s}"] for s in (1, 2)]
+            if None in seeds:  # a training that failed is kept as null, its mean NaN
+                assert math.isnan(row[f"{column}_retrained"])
+                continue
+            assert row[f"{column}_retrained"] == pytest.approx(sum(seeds) / 2, abs=1e-3)
+            assert seeds != [row[column]] * 2  # other seeds: other scores
+    assert len(pd.read_csv(run_dir / "finalists.csv")) == 2
+
+
+def test_initial_references_start_the_population(space_files, tmp_path):
+    s = tiny(space_files, population=4, candidates=5, initial="references", finalists=0,
+             protocols=())
+    result = run_layer_search(s, tmp_path / "run", log=lambda text: None)
+    rows = _rows(tmp_path / "run")
+    assert [r["key"] for r in rows[:4]] == [REFERENCES[n] for n in
+                                            ("bn_relu", "gn_relu", "evonorm_b0", "evonorm_s0")]
+    assert rows[4]["parent"] in range(4)  # the fifth is a mutation of one of them
+    assert result["finalists"] == []
 
 
 def _killed_and_resumed(space_files, run_dir, rows):
@@ -278,6 +316,9 @@ def _killed_and_resumed(space_files, run_dir, rows):
     ({"protocols": ("stability", "speed")}, "protocols must be distinct names"),
     ({"archs": ()}, "archs is empty"),
     ({"quality_share": 1.5}, "quality_share"),
+    ({"initial": "best"}, "initial must be one of random, references"),
+    ({"finalist_seeds": (0, 1)}, "other than the search's seed 0"),
+    ({"finalist_seeds": "12"}, "finalist_seeds must be a list of seeds"),
 ])
 def test_bad_settings_are_one_line_errors(changes, message):
     with pytest.raises(LayerSearchError, match=message.replace("(", r"\(").replace("]", r"\]")):
@@ -290,6 +331,8 @@ def test_bad_settings_are_one_line_errors(changes, message):
     (["--protocols", "stability,speed"], "protocols must be distinct names"),
     (["--arch", "resnet:basic-d1.1.1.1-w0.5.0.5.0.5.0.5-r128"], "must be built with norm"),
     (["--resume", "/nonexistent/run"], "--resume"),
+    (["--finalist-seeds", "1,x"], "not a comma-separated list of seeds"),
+    (["--initial", "best"], "initial must be one of"),
 ])
 def test_the_command_refuses_bad_input_in_one_line(argv, message, capsys, tmp_path):
     try:

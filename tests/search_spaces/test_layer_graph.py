@@ -101,6 +101,26 @@ def test_samples_and_mutations_are_valid_and_run(space):
     assert impossible < 10
 
 
+def test_search_operators_take_moments_of_x_dependent_nodes_only(space):
+    from search_spaces.layer_graph.operators import constant_moments
+
+    rng = np.random.default_rng(5)
+    assert constant_moments(LayerGraph.parse("n1=mean_group(gamma);n2=mul(n1,x)")) == ["n1"]
+    assert constant_moments(LayerGraph.parse("n1=var_bwh(x);n2=var_wh(n1);n3=mul(n2,x)")) == []
+    for name in REFERENCES:
+        assert constant_moments(space.graph(space.parse(name))) == []
+    parent = space.parse("n1=var_group(x);n2=sqrt(n1);n3=div(x,n2)")
+    moments = 0
+    for _ in range(300):
+        child = space.mutate(parent, rng)
+        assert constant_moments(space.graph(child)) == [], child.key
+        for arch in (space.sample(rng), space.crossover(parent, child, rng)):
+            graph = space.graph(arch)
+            assert constant_moments(graph) == [], arch.key
+            moments += any("_" in node.op for node in graph.nodes)
+    assert moments > 100  # moments are still drawn, of x-dependent nodes
+
+
 def test_insert_adds_a_node_and_mutations_leave_the_identity(space):
     rng = np.random.default_rng(3)
     s0 = space.parse("evonorm_s0")
