@@ -202,7 +202,7 @@ RUN = {"population": 2, "candidates": 8, "protocols": ("stability",)}
 
 
 def test_a_tiny_run_writes_its_folder_and_a_resumed_run_gives_the_same_rows(space_files,
-                                                                           tmp_path):
+                                                                           tmp_path, capsys):
     straight = tmp_path / "straight"
     result = run_layer_search(tiny(space_files, **RUN), straight, log=lambda text: None)
     for name in ("config.json", "checkpoint.json", "trials.csv", "anchors.csv", "pareto.csv",
@@ -229,13 +229,21 @@ def test_a_tiny_run_writes_its_folder_and_a_resumed_run_gives_the_same_rows(spac
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in tiny(space_files, **RUN).to_json().items()
              if k in ("data", "resolution", "population", "train_images", "batch_size", "lr",
                       "eval_images", "recal_images", "quality_steps", "quality_batch",
-                      "quality_images", "quality_share", "stability_batch", "stability_steps")]
+                      "quality_images", "quality_share", "stability_batch", "stability_steps",
+                  "finalists")]
     flags += ["--protocols", "stability"] + [f"--arch={a}" for a in ARCHS] + \
         [f"--space-file={f}" for f in space_files]
     assert main(["evolve-layer", *flags, "--candidates", "5", "--out", str(split), "--quiet"]) == 0
     assert len(_rows(split)) == 5
     assert main(["evolve-layer", "--resume", str(split), "--candidates", "8", "--quiet"]) == 0
     assert _rows(split) == rows
+    capsys.readouterr()
+    assert main(["evolve-layer", "--resume", str(split), "--json"]) == 0  # finished: reports
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["best"]["key"] == result["best"]["key"]
+    assert [r["key"] for r in printed["finalists"]] == [r["key"] for r in result["finalists"]]
+    assert main(["evolve-layer", "--resume", str(split)]) == 0
+    assert "best layer (" in capsys.readouterr().out
     assert _anchors(split) == _anchors(straight)
     assert main(["report", str(split), "--json"]) == 0  # `nas report` reads the run
     _killed_and_resumed(space_files, tmp_path / "killed", rows)
