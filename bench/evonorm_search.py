@@ -80,8 +80,9 @@ def pick(result: dict, rows: list, columns: list[str]) -> dict | None:
     return best(rows, columns, exclude=[REFERENCES["bn_relu"]])
 
 
-def compare(out: Path, result: dict, seeds: list[int]) -> dict:
-    """Train the best layer and the references from each seed (resumable)."""
+def compare(out: Path, result: dict, seeds: list[int], recipe: dict, name: str) -> dict:
+    """Train the best layer and the references from each seed (resumable), by the fitness
+    recipe with `recipe`'s changes (epochs, train_images), into `name`.json."""
     import torch
 
     from estimators.data import load_data
@@ -90,14 +91,14 @@ def compare(out: Path, result: dict, seeds: list[int]) -> dict:
 
     torch.set_num_threads(1)
     config = json.loads((Path(result["run_dir"]) / "config.json").read_text())
-    settings = LayerSearchSettings.from_json(config["settings"])
+    settings = replace(LayerSearchSettings.from_json(config["settings"]), **recipe)
     rows = json.loads((Path(result["run_dir"]) / "checkpoint.json").read_text())["trials"]
     columns = result["columns"]
     found = pick(result, rows, columns)
     layers = {name: REFERENCES[name] for name in REFERENCE_NAMES}
     if found is not None:
         layers = {"found": found["key"], **layers}
-    path = out / "compare.json"
+    path = out / f"{name}.json"
     saved = json.loads(path.read_text()) if path.is_file() else {}
     before = saved.get("layers", {})  # scores of a layer that changed (a longer search) go
     scores = {cell: v for cell, v in saved.get("scores", {}).items()
@@ -115,12 +116,17 @@ def compare(out: Path, result: dict, seeds: list[int]) -> dict:
                 path.write_text(json.dumps({"layers": layers, "columns": columns,
                                             "archs": list(settings.archs),
                                             "found_trial": found and found["trial"],
+                                            "recipe": {"epochs": settings.epochs,
+                                                       "train_images": settings.train_images},
                                             "scores": scores}, indent=1))
     return json.loads(path.read_text())
 
 
 def table(saved: dict, seeds: list[int]) -> str:
     columns, scores = saved["columns"], saved["scores"]
+    recipe = saved.get("recipe")
+    lengthened = f" at {recipe['epochs']:g} epochs of {recipe['train_images']} images" \
+        if recipe else ""
 
     def mean(name: str, column: str, split: str) -> float:
         values = [scores[f"{name}|{column}|{s}"][split] for s in seeds
@@ -129,7 +135,7 @@ def table(saved: dict, seeds: list[int]) -> str:
 
     lines = [f"Test accuracy (%), mean of seeds {', '.join(map(str, seeds))} (validation in "
              f"brackets); each layer plugged into every EvoNorm-S0 position of the network "
-             f"and trained by the search's fitness recipe.", "",
+             f"and trained by the search's fitness recipe{lengthened}.", "",
              "| layer | " + " | ".join(columns) + f" | within {WITHIN:g} point of BN-ReLU on "
              f"each arch |", "|---|" + "---|" * (len(columns) + 1)]
     for name in saved["layers"]:
@@ -157,6 +163,12 @@ def main() -> None:
                                                            "setting's)")
     parser.add_argument("--initial", help="how the population starts (default: the setting's)")
     parser.add_argument("--workers", type=int, help="Ray workers (default: the setting's)")
+    parser.add_argument("--compare-epochs", type=float,
+                        help="train the comparison this many epochs (default: the fitness "
+                             "recipe's); results in compare-epochs<E>....json/md")
+    parser.add_argument("--compare-images", type=int,
+                        help="training images per epoch of the comparison (default: the "
+                             "fitness recipe's)")
     args = parser.parse_args()
     if not DATA_DIR.is_dir():
         parser.error(f"Fashion-MNIST is not at {DATA_DIR} (../shared beside the checkout)")
@@ -167,9 +179,12 @@ def main() -> None:
                                  ("batch", args.workers)) if v is not None}
     args.out.mkdir(parents=True, exist_ok=True)
     result = search(args.out, changes)
-    saved = compare(args.out, result, args.seeds)
+    recipe = {k: v for k, v in (("epochs", args.compare_epochs),
+                                ("train_images", args.compare_images)) if v is not None}
+    name = "compare" + "".join(f"-{k}{v:g}" for k, v in recipe.items())
+    saved = compare(args.out, result, args.seeds, recipe, name)
     text = table(saved, args.seeds)
-    (args.out / "compare.md").write_text(text + "\n")
+    (args.out / f"{name}.md").write_text(text + "\n")
     print(text)
 
 

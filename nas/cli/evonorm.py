@@ -47,9 +47,9 @@ FLAGS: dict[str, SettingsFlag] = {
                                                 "repeated ones included"),
     "--batch": ("batch", positive_int, "candidates proposed per round (give at least "
                                        "--workers to use them all)"),
-    "--initial": ("initial", str, "how the population starts: random (layers drawn at "
-                                  "random, the paper's) or references (the four reference "
-                                  "layers first)"),
+    "--initial": ("initial", str, "how the population starts: references (the four "
+                                  "reference layers first, the default) or random (layers "
+                                  "drawn at random only, the paper's start)"),
     "--finalists": ("finalists", non_negative_int, "layers of highest mean fitness retrained "
                                                    "from --finalist-seeds after the budget; "
                                                    "the best is picked on those (0: none)"),

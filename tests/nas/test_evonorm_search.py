@@ -78,7 +78,7 @@ def tiny(space_files, **changes) -> LayerSearchSettings:
                   population=3, candidates=6, train_images=400, batch_size=32, lr=0.1,
                   eval_images=100, recal_images=64, quality_steps=8, quality_batch=32,
                   quality_images=100, quality_share=0.0, stability_batch=8, stability_steps=2,
-                  finalists=2, workers=0)
+                  finalists=2, initial="random", workers=0)
     return LayerSearchSettings(**{**values, **changes})
 
 
@@ -230,7 +230,7 @@ def test_a_tiny_run_writes_its_folder_and_a_resumed_run_gives_the_same_rows(spac
              if k in ("data", "resolution", "population", "train_images", "batch_size", "lr",
                       "eval_images", "recal_images", "quality_steps", "quality_batch",
                       "quality_images", "quality_share", "stability_batch", "stability_steps",
-                  "finalists")]
+                  "finalists", "initial")]
     flags += ["--protocols", "stability"] + [f"--arch={a}" for a in ARCHS] + \
         [f"--space-file={f}" for f in space_files]
     assert main(["evolve-layer", *flags, "--candidates", "5", "--out", str(split), "--quiet"]) == 0
@@ -276,6 +276,12 @@ def _finalists_picked_on_other_seeds(result, run_dir):
             assert row[f"{column}_retrained"] == pytest.approx(sum(seeds) / 2, abs=1e-3)
             assert seeds != [row[column]] * 2  # other seeds: other scores
     assert len(pd.read_csv(run_dir / "finalists.csv")) == 2
+
+
+def test_references_start_by_default_and_older_runs_read_as_random():
+    assert LayerSearchSettings().initial == "references"
+    older = {k: v for k, v in LayerSearchSettings().to_json().items() if k != "initial"}
+    assert LayerSearchSettings.from_json(older).initial == "random"
 
 
 def test_initial_references_start_the_population(space_files, tmp_path):
