@@ -55,6 +55,12 @@ RUNS: dict[str, tuple[str, dict]] = {
     "local-jacov-pool1000": ("local", {"warm_start": "jacov", "warm_start_pool": 1000}),
     "local-params-pool1000": ("local", {"warm_start": "params", "warm_start_pool": 1000}),
     "bananas-synflow-pool1000": ("bananas", {"warm_start": "synflow", "warm_start_pool": 1000}),
+    # The predictor learns the normal scores of the ranks (a Gaussian copula), stop 29.
+    "bananas-ranks": ("bananas", {"targets": "ranks"}),
+    "bananas-ranks-mean": ("bananas", {"targets": "ranks", "acquisition": "mean"}),
+    "bananas-synflow-pool1000-ranks": ("bananas", {"warm_start": "synflow",
+                                                   "warm_start_pool": 1000,
+                                                   "targets": "ranks"}),
     "evolution-synflow-pool1000": ("evolution", {"warm_start": "synflow",
                                                  "warm_start_pool": 1000}),
 }

@@ -60,6 +60,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "proxy_or_none": (lambda v: isinstance(v, str) and (v == "none" or v in _proxy_names()),
                       "a proxy name or 'none'"),
     "fraction": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "targets": (lambda v: v in ("values", "ranks"), "values or ranks"),
     "sampling": (lambda v: isinstance(v, str) and v in _samplings(),
                  "auto, sandwich, fair or uniform"),
     "proxies": (lambda v: isinstance(v, list) and bool(v) and all(

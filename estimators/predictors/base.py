@@ -5,7 +5,10 @@ Inputs are the architecture's genes one-hot encoded (`GeneEncoder`: one block pe
 inactive gene all zeros; on cell spaces such as NB201 this is the adjacency encoding of White et
 al., "A Study on Encodings for NAS"), optionally followed by extra numeric features per arch,
 e.g. zero-cost proxy scores, standardised with the training rows' mean and spread. Targets are
-standardised too, so options do not depend on the metric's units. A predictor class declares
+standardised too, so options do not depend on the metric's units; with `targets="ranks"` they
+are replaced by the normal scores of their ranks (a Gaussian copula) and predictions are mapped
+back through the training values' quantiles, so a few very low values (NB201's 10 % cells) do
+not flatten the differences at the top. A predictor class declares
 its `name`, `summary` and `Options` (the estimators' option dataclass: defaults, help, checks);
 `estimators.predictors` finds the classes by name.
 """
@@ -18,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from estimators.base import EstimatorOptions, build_options
+from estimators.base import EstimatorOptions, build_options, option
 from search_spaces import Arch, NasError, SearchSpace
 
 MIN_TRAIN = 2  # archs a fit needs (a spread to standardise by)
@@ -35,6 +38,45 @@ class Prediction:
 
     mean: np.ndarray
     std: np.ndarray
+
+
+@dataclass(frozen=True)
+class PredictorOptions(EstimatorOptions):
+    """Options every predictor has (a predictor's own Options add to these)."""
+
+    targets: str = option("values", "values: the standardised values; ranks: normal scores "
+                                     "of their ranks, mapped back by the values' quantiles",
+                          "targets")
+
+
+class RankScores:
+    """Values <-> normal scores of their ranks (mid-ranks for ties): `forward` for the
+    training values, `back` maps any score to a value by linear interpolation between the
+    training pairs, extended linearly past both ends by the end segments' slopes."""
+
+    def __init__(self, values: np.ndarray):
+        from statistics import NormalDist
+
+        order = np.argsort(values, kind="stable")
+        ranks = np.empty(len(values))
+        ranks[order] = np.arange(1, len(values) + 1)
+        for value in np.unique(values):  # ties share their mean rank
+            tied = values == value
+            ranks[tied] = ranks[tied].mean()
+        normal = NormalDist()
+        self.scores = np.array([normal.inv_cdf((r - 0.5) / len(values)) for r in ranks])
+        self._z, first = np.unique(self.scores, return_index=True)
+        self._y = values[first]
+
+    def back(self, z: np.ndarray) -> np.ndarray:
+        zs, ys = self._z, self._y
+        if len(zs) == 1:
+            return np.full(np.shape(z), ys[0])
+        out = np.interp(z, zs, ys)
+        low, high = z < zs[0], z > zs[-1]
+        out[low] = ys[0] + (z[low] - zs[0]) * (ys[1] - ys[0]) / (zs[1] - zs[0])
+        out[high] = ys[-1] + (z[high] - zs[-1]) * (ys[-1] - ys[-2]) / (zs[-1] - zs[-2])
+        return out
 
 
 class GeneEncoder:
@@ -67,7 +109,7 @@ class Predictor(ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
-    Options: ClassVar[type[EstimatorOptions]] = EstimatorOptions
+    Options: ClassVar[type[PredictorOptions]] = PredictorOptions
 
     def __init__(self, space: SearchSpace, seed: int = 0, **options: Any):
         self.space = space
@@ -77,6 +119,7 @@ class Predictor(ABC):
         self.fitted = False
         self._x_shift = self._x_scale = np.zeros(0)
         self._y_shift, self._y_scale = 0.0, 1.0
+        self._ranks: RankScores | None = None
         self._features = 0
 
     @classmethod
@@ -99,6 +142,9 @@ class Predictor(ABC):
         self._features = 0 if features is None else np.asarray(features).shape[1]
         x = self._inputs(archs, features, fitting=True)[keep]
         y = y[keep]
+        self._ranks = RankScores(y) if self.opts.targets == "ranks" else None
+        if self._ranks is not None:
+            y = self._ranks.scores
         self._y_shift = float(y.mean())
         self._y_scale = float(y.std()) or 1.0
         self._fit(x, (y - self._y_shift) / self._y_scale)
@@ -106,15 +152,21 @@ class Predictor(ABC):
         return self
 
     def predict(self, archs: Sequence[Arch], features: np.ndarray | None = None) -> Prediction:
-        """Mean and standard deviation of the value of each arch."""
+        """Mean and standard deviation of the value of each arch (with rank targets: the
+        mapped mean, and half the mapped width of mean +- one spread)."""
         mean, std = self._predict(self._inputs(archs, features))
-        return Prediction(mean * self._y_scale + self._y_shift, std * self._y_scale)
+        mean, std = mean * self._y_scale + self._y_shift, std * self._y_scale
+        if self._ranks is None:
+            return Prediction(mean, std)
+        back = self._ranks.back
+        return Prediction(back(mean), (back(mean + std) - back(mean - std)) / 2)
 
     def sample(self, archs: Sequence[Arch], rng: np.random.Generator,
                features: np.ndarray | None = None) -> np.ndarray:
         """One draw of the values of `archs` from the predictor's posterior (Thompson
         sampling), in the target's units."""
-        return self._sample(self._inputs(archs, features), rng) * self._y_scale + self._y_shift
+        draw = self._sample(self._inputs(archs, features), rng) * self._y_scale + self._y_shift
+        return draw if self._ranks is None else self._ranks.back(draw)
 
     # --- what a subclass provides --------------------------------------------------------------
     @abstractmethod
@@ -157,4 +209,5 @@ class Predictor(ABC):
         return np.hstack([genes, extra])
 
 
-__all__ = ["GeneEncoder", "MIN_TRAIN", "Prediction", "Predictor", "PredictorError"]
+__all__ = ["GeneEncoder", "MIN_TRAIN", "Prediction", "Predictor", "PredictorError",
+           "PredictorOptions", "RankScores"]

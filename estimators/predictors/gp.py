@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from estimators.base import EstimatorOptions, option
-from estimators.predictors.base import Predictor
+from estimators.base import option
+from estimators.predictors.base import Predictor, PredictorOptions
 
 LENGTHS = (1.0, 2.0, 4.0, 8.0, 16.0, 64.0)  # genes changed (times 2, see kernel); 64: features
 NOISES = (0.01, 0.05, 0.2, 0.5)  # share of the (standardised, unit) variance that is noise
@@ -23,7 +23,7 @@ JITTER = 1e-8
 
 
 @dataclass(frozen=True)
-class GPOptions(EstimatorOptions):
+class GPOptions(PredictorOptions):
     length: float | None = option(None, "kernel length scale in genes changed; None: chosen "
                                         "by marginal likelihood", "positive")
     noise: float | None = option(None, "noise share of the variance; None: chosen by marginal "

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from estimators.base import EstimatorOptions, option
-from estimators.predictors.base import Predictor
+from estimators.base import option
+from estimators.predictors.base import Predictor, PredictorOptions
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -22,7 +22,7 @@ MIN_STD = 1e-3  # of the standardised target: members that agree exactly are not
 
 
 @dataclass(frozen=True)
-class MLPOptions(EstimatorOptions):
+class MLPOptions(PredictorOptions):
     members: int = option(5, "networks in the ensemble", "int2")
     hidden: int = option(32, "units per hidden layer", "int1")
     layers: int = option(2, "hidden layers", "int1")

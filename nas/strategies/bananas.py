@@ -68,6 +68,9 @@ class BananasOptions(WarmStartOptions):
                              "candidates", integer(1))
     random: int = option(0, "fresh random samples added to the candidates", integer(0))
     refit_every: int = option(5, "tells between two fits of the predictor", integer(1))
+    targets: str = option("values", "what the predictor learns: values, or ranks (normal "
+                                    "scores of the ranks, a Gaussian copula)",
+                          one_of("values", "ranks"))
     features: list[str] = option(help="metrics of cost_fn given to the predictor as extra "
                                       "inputs (e.g. zero-cost proxy scores)",
                                  check=_metric_names(), factory=list, metric="cost")
@@ -155,7 +158,8 @@ class Bananas(Strategy):
         archs = [t.arch for t in ok]
         features = self._features(archs)
         self.models = [
-            make_predictor(self.options["predictor"], self.space, seed=self.seed).fit(
+            make_predictor(self.options["predictor"], self.space, seed=self.seed,
+                           targets=self.options["targets"]).fit(
                 archs, [t.metrics[o.metric] for t in ok], features)
             for o in self.objectives]
         self.fitted_on = upto

@@ -108,3 +108,33 @@ def test_predictor_describes_itself(name):
     with pytest.raises(PredictorError, match=f"predictor {name!r}: {first}"):
         make_predictor(name, SPACE, **{first: -1})
     assert list_predictors() == tuple(PREDICTORS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_rank_targets_learn_in_value_units_and_ignore_monotone_rescaling(name, data):
+    train, y, test, truth = data
+    model = make_predictor(name, SPACE, targets="ranks").fit(train, y)
+    prediction = model.predict(test)
+    assert kendalltau(prediction.mean, truth)[0] > 0.6
+    assert np.all(prediction.std > 0) and np.all(np.isfinite(prediction.mean))
+    span = np.ptp(y)
+    assert y.min() - span < prediction.mean.min() and prediction.mean.max() < y.max() + span
+    draw = model.sample(test, np.random.default_rng(0))
+    assert kendalltau(draw, prediction.mean)[0] > 0.3  # draws in the same units, around it
+    # the ranks of exp(y) are those of y: the same model up to the map back, so the same order
+    squashed = make_predictor(name, SPACE, targets="ranks").fit(train, np.exp(y))
+    assert kendalltau(squashed.predict(test).mean, prediction.mean)[0] > 0.999
+
+
+def test_rank_scores_map_back_to_the_values_and_extend_past_both_ends():
+    from estimators.predictors.base import RankScores
+
+    values = np.array([3.0, 1.0, 2.0, 2.0, 10.0])
+    ranks = RankScores(values)
+    assert ranks.scores[2] == ranks.scores[3]  # ties share their mid-rank
+    assert np.argsort(ranks.scores, kind="stable").tolist() == [1, 2, 3, 0, 4]
+    np.testing.assert_allclose(ranks.back(ranks.scores), values)
+    top, second = ranks.scores[4], ranks.scores[0]
+    slope = (10.0 - 3.0) / (top - second)
+    np.testing.assert_allclose(ranks.back(np.array([top + 1.0])), [10.0 + slope])
+    assert ranks.back(np.array([-10.0]))[0] < 1.0

@@ -389,3 +389,18 @@ def test_bananas_uses_the_predictor_and_extra_features():
     assert max(evaluate(a)["acc"] for a in asked) >= best - 0.5
     with pytest.raises(StrategyError, match="need a cost_fn"):
         make_strategy("bananas", SPACE, [Objective("acc")], features=["proxy"])
+
+
+def test_bananas_with_rank_targets_fits_ranks_and_finds_the_best():
+    def with_proxy(arch: Arch) -> dict[str, float]:
+        return {**cost(arch), "proxy": evaluate(arch)["acc"]}
+
+    ranked = make_strategy("bananas", SPACE, [Objective("acc")], cost_fn=with_proxy, seed=0,
+                           initial=5, features=["proxy"], acquisition="mean", random=40,
+                           targets="ranks")
+    asked = run(ranked, 20)
+    assert all(m.opts.targets == "ranks" for m in ranked.models)
+    best = max(evaluate(a)["acc"] for a in ALL)
+    assert max(evaluate(a)["acc"] for a in asked) >= best - 0.5
+    with pytest.raises(StrategyError, match="targets"):
+        make_strategy("bananas", SPACE, [Objective("acc")], targets="quantiles")
