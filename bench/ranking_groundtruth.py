@@ -32,6 +32,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ from search_spaces.supernets.dead_taps import dead_taps_trimmed  # noqa: E402
 
 OUT = ROOT / "results" / "bench" / "ranking-groundtruth"
 SEEDS = (0, 1)
-EXTRA_SEEDS = (2, 3)  # --seeds 2 3: the split-half ceiling (`more_seeds`)
+EXTRA_SEEDS = (2, 3, 4, 5, 6, 7)  # --seeds 2 3 ...: the split-half ceilings (`more_seeds`)
 
 
 @dataclass(frozen=True)
@@ -253,33 +254,43 @@ def simulated_tau(accs: np.ndarray, per_side: int, oracle: bool = False,
     return float(np.median(taus))
 
 
+SEED_GROUPS = {4: "four_seeds", 6: "six_seeds", 8: "eight_seeds"}  # seeds -> report key
+
+
 def more_seeds(name: str, recipe_name: str) -> dict[str, Any]:
-    """Where connected architectures have EXTRA_SEEDS as well (at least 3 of them): the mean
-    Kendall tau over the six pairs of single seeds, over the three split halves (means of two
-    seeds against the other two), and the ceiling a ground truth of one, two, four or eight
-    seeds per side would have (`simulated_tau`; its one- and two-seed figures check the
-    simulation against the measured ones), and the most an estimator can score against a
-    mean of two or four seeds."""
-    rows = [r for r in ground_truth(name, recipe_name, SEEDS + EXTRA_SEEDS) if r["connected"]]
-    if len(rows) < 3:
-        return {}
-    accs = np.array([r["accs"] for r in rows])
-    count = accs.shape[1]
-    pairs = [kendalltau(accs[:, i], accs[:, j])[0]
-             for i in range(count) for j in range(i + 1, count)]
-    halves = [kendalltau(accs[:, list(side)].mean(axis=1),
-                         accs[:, [k for k in range(count) if k not in side]].mean(axis=1))[0]
-              for side in ((0, 1), (0, 2), (0, 3))]
-    return {"four_seeds": {
-        "n": len(rows),
-        "seed_sd": deflated_truth(accs)[1],
-        "mean_sd": float(accs.mean(axis=1).std(ddof=1)),
-        "kendall_tau_seed_pairs": [float(t) for t in pairs],
-        "kendall_tau_seed_pairs_mean": float(np.mean(pairs)),
-        "kendall_tau_halves": [float(t) for t in halves],
-        "kendall_tau_halves_mean": float(np.mean(halves)),
-        "simulated_ceiling": {str(k): simulated_tau(accs, k) for k in (1, 2, 4, 8)},
-        "simulated_oracle": {str(k): simulated_tau(accs, k, oracle=True) for k in (2, 4)}}}
+    """For each of 4, 6 and 8 seeds (SEEDS, then EXTRA_SEEDS in order) that at least 3
+    connected architectures have: the Kendall tau of every pair of single seeds, of every
+    split of the seeds into two halves (the means of one half against the other: the noise
+    ceiling of a ground truth of that many seeds per side, measured), the ceilings a ground
+    truth of one to eight seeds per side would have (`simulated_tau`; the measured figures
+    check the simulation), and the most an estimator can score against a mean of two, four
+    or eight seeds."""
+    out: dict[str, Any] = {}
+    for count, key in SEED_GROUPS.items():
+        seeds = (SEEDS + EXTRA_SEEDS)[:count]
+        if len(seeds) < count:
+            break
+        rows = [r for r in ground_truth(name, recipe_name, seeds) if r["connected"]]
+        if len(rows) < 3:
+            break
+        accs = np.array([r["accs"] for r in rows])
+        pairs = [kendalltau(accs[:, i], accs[:, j])[0]
+                 for i in range(count) for j in range(i + 1, count)]
+        sides = [s for s in combinations(range(count), count // 2) if 0 in s]  # each split once
+        halves = [kendalltau(accs[:, list(side)].mean(axis=1),
+                             accs[:, [k for k in range(count) if k not in side]].mean(axis=1))[0]
+                  for side in sides]
+        out[key] = {
+            "seeds": list(seeds), "n": len(rows),
+            "seed_sd": deflated_truth(accs)[1],
+            "mean_sd": float(accs.mean(axis=1).std(ddof=1)),
+            "kendall_tau_seed_pairs": [float(t) for t in pairs],
+            "kendall_tau_seed_pairs_mean": float(np.mean(pairs)),
+            "kendall_tau_halves": [float(t) for t in halves],
+            "kendall_tau_halves_mean": float(np.mean(halves)),
+            "simulated_ceiling": {str(k): simulated_tau(accs, k) for k in (1, 2, 3, 4, 8)},
+            "simulated_oracle": {str(k): simulated_tau(accs, k, oracle=True) for k in (2, 4, 8)}}
+    return out
 
 
 def report(name: str, recipe_name: str) -> dict[str, Any]:

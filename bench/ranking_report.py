@@ -2,9 +2,9 @@
 standalone ground truth (Kendall tau with a bootstrap 90% interval, Spearman, precision at the
 top 10%), as report-RECIPE.json, a Markdown table and a scatter plot per space.
 
-The ground truth is the mean of seeds 0 and 1 (`report-RECIPE.json`), or of all four seeds
-where `--truth-seeds 4` asks for it (`report-RECIPE-4seeds.json`, architectures with four
-seeds only).
+The ground truth is the mean of seeds 0 and 1 (`report-RECIPE.json`), or of four, six or
+eight seeds where `--truth-seeds N` asks for it (`report-RECIPE-Nseeds.json`, architectures
+with those seeds only).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ BOOTSTRAP = 2000
 
 
 def report_name(recipe_name: str, seeds: tuple[int, ...] = SEEDS) -> str:
-    """report-RECIPE.json against seeds 0 and 1; report-RECIPE-4seeds.json against four."""
+    """report-RECIPE.json against seeds 0 and 1; report-RECIPE-Nseeds.json against N."""
     return f"report-{recipe_name}" + ("" if seeds == SEEDS else f"-{len(seeds)}seeds") + ".json"
 
 
