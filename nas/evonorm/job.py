@@ -3,15 +3,19 @@
 First the four reference layers (BN-ReLU first: its protocol values are the run's baselines,
 then GN-ReLU, EvoNorm-B0, EvoNorm-S0) are measured by every protocol and the fitness, through
 the same plug and the same code as the candidates (anchors.csv). Then rounds of `batch`
-candidates: while the population holds fewer than `population` layers that passed, random
-valid layers; after that, mutations of a tournament's Pareto parent. Each candidate runs the
+candidates: while the population holds fewer than `population` layers that passed, the
+reference layers (with `initial="references"`, the default) and then random valid layers;
+after that, mutations of a tournament's Pareto parent. Each candidate runs the
 protocols and, if it passes them, the fitness; those that pass join the population, whose
 oldest member then leaves (aging). The budget, `candidates`, counts every layer drawn:
-rejected ones and repeats (a layer drawn again reuses its earlier result) included.
+rejected ones and repeats (a layer drawn again reuses its earlier result) included. After the
+budget, the `finalists` best layers are retrained from other seeds and the pick is made on
+those (`finalists.py`).
 
 The run folder is a search's: config.json, checkpoint.json (the source of truth, written after
 every round), trials.csv (one row per candidate), anchors.csv, pareto.csv/md/png and
-summary.json (with the protocols' shares and the time they saved), plus fitness.png.
+summary.json (with the protocols' shares and the time they saved), plus fitness.png and
+finalists.csv.
 `batch.json` keeps each finished evaluation of the running round, so a kill loses at most the
 candidates being evaluated; `--resume` (or `run_layer_search` on the same folder) continues.
 """
