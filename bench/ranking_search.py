@@ -2,7 +2,8 @@
 
 `nas search` with every default (nsga2, the `supernet` estimator, 100 trials, seed 0) on a
 reduced space of bench/ranking_groundtruth.py; its top-1 architecture (the best estimated
-accuracy among the trials) is trained standalone with the ground-truth recipe (2 seeds), and
+accuracy among the trials) is trained standalone with the ground-truth recipe (2 seeds, or
+`--truth-seeds N`, compared with the architectures' means over the same N seeds), and
 its mean test accuracy is placed among the ground-truth architectures (percentile: the share
 of them it beats).
 
@@ -74,6 +75,9 @@ def main() -> None:
                         help="the search's folder under results/bench/ranking-search/SPACE/ "
                              "(a new name keeps an earlier search's record: 'search' ran "
                              "before the proxy blend, 'search-blend' with it)")
+    parser.add_argument("--truth-seeds", type=int, default=2, choices=(2, 4, 6, 8),
+                        help="seeds the pick is trained with and the ground truth is averaged "
+                             "over (seeds 0 .. N-1)")
     args = parser.parse_args()
     DATA = Path(args.data)
     out = OUT / args.space
@@ -88,12 +92,13 @@ def main() -> None:
     truth = GROUND_TRUTHS[args.space]
     arch = truth.space().parse(key)
     accs = []
-    for seed in (0, 1):
+    seeds = tuple(range(args.truth_seeds))
+    for seed in seeds:
         path = run_path(out / args.recipe, arch, seed)
         if load_json(path).get("protocol") != truth.protocols[args.recipe].describe():
             train_one(args.space, args.recipe, arch, seed, path, DATA / "fashion-mnist")
         accs.append(load_json(path)["acc"])
-    rows = ground_truth(args.space, args.recipe)
+    rows = ground_truth(args.space, args.recipe, seeds)
     means = np.array([r["acc"] for r in rows])
     pick = float(np.mean(accs))
     result = {"space": args.space, "recipe": args.recipe, "search": str(run.relative_to(ROOT)),
@@ -102,7 +107,8 @@ def main() -> None:
               "percentile": float(100 * np.mean(means < pick)),
               "ground_truth_best": float(means.max()),
               "ground_truth_median": float(np.median(means))}
-    suffix = "" if args.run == "search" else f"-{args.run}"
+    suffix = ("" if args.run == "search" else f"-{args.run}") + \
+        ("" if args.truth_seeds == 2 else f"-{args.truth_seeds}seeds")
     atomic_write_text(out / f"report-{args.recipe}{suffix}.json", json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
