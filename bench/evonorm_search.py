@@ -74,8 +74,7 @@ def pick(result: dict, rows: list, columns: list[str]) -> dict | None:
     from search_spaces.layer_graph import REFERENCES
 
     for row in result.get("finalists") or []:
-        if row["key"] != REFERENCES["bn_relu"] and row["retrained_mean"] == \
-                row["retrained_mean"]:
+        if row["key"] != REFERENCES["bn_relu"] and not math.isnan(row["retrained_mean"]):
             return rows[row["trial"]]
     return best(rows, columns, exclude=[REFERENCES["bn_relu"]])
 

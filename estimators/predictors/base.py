@@ -50,21 +50,14 @@ class PredictorOptions(EstimatorOptions):
 
 
 class RankScores:
-    """Values <-> normal scores of their ranks (mid-ranks for ties): `forward` for the
-    training values, `back` maps any score to a value by linear interpolation between the
-    training pairs, extended linearly past both ends by the end segments' slopes."""
+    """Values <-> normal scores of their ranks (mid-ranks for ties): `scores` are the training
+    values', `back` maps any score to a value by linear interpolation between the training
+    pairs, extended linearly past both ends by the end segments' slopes."""
 
     def __init__(self, values: np.ndarray):
-        from statistics import NormalDist
+        from scipy.stats import norm, rankdata
 
-        order = np.argsort(values, kind="stable")
-        ranks = np.empty(len(values))
-        ranks[order] = np.arange(1, len(values) + 1)
-        for value in np.unique(values):  # ties share their mean rank
-            tied = values == value
-            ranks[tied] = ranks[tied].mean()
-        normal = NormalDist()
-        self.scores = np.array([normal.inv_cdf((r - 0.5) / len(values)) for r in ranks])
+        self.scores = norm.ppf((rankdata(values) - 0.5) / len(values))
         self._z, first = np.unique(self.scores, return_index=True)
         self._y = values[first]
 

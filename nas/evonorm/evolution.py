@@ -75,15 +75,24 @@ def age(population: list[int], newcomer: int, size: int) -> list[int]:
     return grown[max(0, len(grown) - size):]
 
 
-def best(rows: Sequence[Row], columns: Sequence[str], exclude: Sequence[str] = ()) -> Row | None:
-    """The passed candidate with the highest mean accuracy over `columns` (the earliest of
-    equals), its key not in `exclude`."""
+def ranked(rows: Sequence[Row], columns: Sequence[str], exclude: Sequence[str] = ()) -> list[Row]:
+    """The passed candidates whose key is not in `exclude`, highest mean accuracy over
+    `columns` first (the earliest of equals first)."""
     usable = [r for r in rows if passed(r, columns) and r["key"] not in exclude]
-    if not usable:
-        return None
-    return max(usable, key=lambda r: (sum(float(r[c]) for c in columns) / len(columns),
-                                      -int(r["trial"])))
+    return sorted(usable, key=lambda r: (-sum(float(r[c]) for c in columns) / len(columns),
+                                         int(r["trial"])))
 
 
-__all__ = ["PARENT_TRIES", "age", "best", "candidate_rng", "choose_parent", "pareto_members",
-           "passed", "propose"]
+def best(rows: Sequence[Row], columns: Sequence[str], exclude: Sequence[str] = ()) -> Row | None:
+    """The first of `ranked` (None when no candidate passed)."""
+    top = ranked(rows, columns, exclude)
+    return top[0] if top else None
+
+
+def measured(value: Any) -> float:
+    """A measured value as a float; NaN where there is none (not measured, or JSON null)."""
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+__all__ = ["PARENT_TRIES", "age", "best", "candidate_rng", "choose_parent", "measured",
+           "pareto_members", "passed", "propose", "ranked"]

@@ -1,5 +1,5 @@
 """Finalists of the layer search: after the budget, the `finalists` layers of highest mean
-fitness are retrained from `finalist_seeds` and the search's pick is made on those scores.
+fitness (the first of `evolution.ranked`) are retrained from `finalist_seeds` and the search's pick is made on those scores.
 
 Why: every candidate trains from the search's seed for one short run, so its fitness is noisy
 by a point or more (more on a MobileNet), and the highest of hundreds of such scores is the
@@ -20,13 +20,6 @@ from nas.evonorm.workers import LayerEvaluator
 
 Row = Mapping[str, Any]
 RETRAINED = "retrained_mean"  # the finalists table's column the pick is made on
-
-
-def finalist_rows(rows: Sequence[Row], columns: Sequence[str], count: int) -> list[Row]:
-    """The `count` passed layers of highest mean fitness (first draws, earliest of equals)."""
-    usable = [r for r in rows if evolution.passed(r, columns)]
-    usable.sort(key=lambda r: (-sum(float(r[c]) for c in columns), int(r["trial"])))
-    return usable[:count]
 
 
 def cell(column: str, seed: int) -> str:
@@ -62,7 +55,7 @@ def table(finalists: Sequence[Row], columns: Sequence[str], seeds: Sequence[int]
         row_out: dict[str, Any] = {"trial": int(row["trial"]), "key": key}
         means = []
         for column in columns:
-            values = [_number(got.get(cell(column, s))) for s in seeds]
+            values = [evolution.measured(got.get(cell(column, s))) for s in seeds]
             mean = sum(values) / len(values) if values else math.nan
             row_out[column] = float(row[column])
             row_out[f"{column}_retrained"] = round(mean, 4)
@@ -74,14 +67,10 @@ def table(finalists: Sequence[Row], columns: Sequence[str], seeds: Sequence[int]
     return out
 
 
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) else math.nan
-
-
 def _finite(value: Any) -> float | None:
     """A score as the checkpoint keeps it: JSON has no NaN, so a failed one is None."""
-    number = _number(value)
+    number = evolution.measured(value)
     return number if math.isfinite(number) else None
 
 
-__all__ = ["RETRAINED", "finalist_rows", "retrain", "table"]
+__all__ = ["RETRAINED", "retrain", "table"]

@@ -55,10 +55,8 @@ def network_accuracy(layer: Any, arch: str, data: DataSplits, s: LayerSearchSett
     return train_plugged(model, data, fitness_recipe(s), seed, s.recal_images, split)
 
 
-def retrain_layer(key: str, settings: Mapping[str, Any], data: DataSplits,
-                  seed: int) -> dict[str, float]:
-    """A finalist's accuracy on every evaluation network, trained from `seed` by the fitness
-    recipe (NaN on a network whose training fails)."""
+def _worker_settings(settings: Mapping[str, Any]) -> LayerSearchSettings:
+    """The settings a worker gets as JSON, with its threads and evaluation spaces set up."""
     import torch
 
     from nas.evonorm.plug import register_eval_spaces
@@ -66,6 +64,14 @@ def retrain_layer(key: str, settings: Mapping[str, Any], data: DataSplits,
     s = LayerSearchSettings.from_json(dict(settings))
     torch.set_num_threads(s.threads)
     register_eval_spaces(s.space_files)
+    return s
+
+
+def retrain_layer(key: str, settings: Mapping[str, Any], data: DataSplits,
+                  seed: int) -> dict[str, float]:
+    """A finalist's accuracy on every evaluation network, trained from `seed` by the fitness
+    recipe (NaN on a network whose training fails)."""
+    s = _worker_settings(settings)
     out: dict[str, float] = {}
     for column, arch in zip(acc_columns(s), s.archs):
         try:
@@ -84,13 +90,7 @@ def evaluate_layer(key: str, settings: Mapping[str, Any], baselines: Mapping[str
     the accuracy columns, each stage's seconds), `rejected_by` (`stability`, `quality`, or
     `fitness` for a layer whose training fails; None when it passed), `reason` (why) and
     `fitness_error` (why the fitness training failed, if it ran and did)."""
-    import torch
-
-    from nas.evonorm.plug import register_eval_spaces
-
-    s = LayerSearchSettings.from_json(dict(settings))
-    torch.set_num_threads(s.threads)
-    register_eval_spaces(s.space_files)
+    s = _worker_settings(settings)
     base = dict(baselines or {})
     out: dict[str, Any] = {"stability": math.nan, "stability_ratio": math.nan,
                            "quality_acc": math.nan}

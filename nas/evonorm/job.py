@@ -157,7 +157,7 @@ class LayerSearchJob:
                 rounds += 1
                 save()
             if s.finalists:
-                chosen = finalists.finalist_rows(rows, self.columns, s.finalists)
+                chosen = evolution.ranked(rows, self.columns)[:s.finalists]
                 self.log(f"retraining {len(chosen)} finalists from seeds "
                          f"{', '.join(map(str, s.finalist_seeds))}")
                 finalists.retrain(evaluator, chosen, self.columns, s.finalist_seeds,
@@ -193,7 +193,7 @@ class LayerSearchJob:
 
     def _anchor(self, name: str, result: Mapping[str, Any]) -> dict[str, Any]:
         row = {"name": name, "key": REFERENCES[name],
-               **{c: _number(result.get(c)) for c in (*self.columns, *MEASURES)}}
+               **{c: evolution.measured(result.get(c)) for c in (*self.columns, *MEASURES)}}
         stage = result.get("rejected_by")
         row["passes_protocols"] = 0 if stage in ("stability", "quality") else 1
         row["error"] = result.get("fitness_error") or None
@@ -242,7 +242,7 @@ class LayerSearchJob:
         """A candidate's row from its evaluation (read back from batch.json after a kill: JSON
         null is NaN again)."""
         return {"trial": trial, "batch": round_index, "key": key,
-                **{c: _number(result.get(c)) for c in (*self.columns, *MEASURES)},
+                **{c: evolution.measured(result.get(c)) for c in (*self.columns, *MEASURES)},
                 "parent": parent, "repeat_of": math.nan, "error": result.get("reason") or None}
 
     def _repeat(self, trial: int, round_index: int, first: Mapping[str, Any],
@@ -296,7 +296,7 @@ class LayerSearchJob:
             return []
         import pandas as pd
 
-        chosen = finalists.finalist_rows(rows, self.columns, s.finalists)
+        chosen = evolution.ranked(rows, self.columns)[:s.finalists]
         table = finalists.table(chosen, self.columns, s.finalist_seeds,
                                 state.get("finalists", {}))
         with writing(self.run_dir):
@@ -313,11 +313,6 @@ class _State:
     def load_state_dict(self, value: Mapping[str, Any]) -> None:
         if not isinstance(value.get("population"), list) or "baselines" not in value:
             raise KeyError("population")
-
-
-def _number(value: Any) -> float:
-    """A measured value; NaN where there is none (not measured, or JSON null)."""
-    return float(value) if isinstance(value, (int, float)) else math.nan
 
 
 def _is_nan(value: Any) -> bool:

@@ -56,7 +56,9 @@ class LayerEvaluator:
         if not self._remotes:
             self.started_ray = init_ray(s.address)
             self._data_ref = ray.put(self.data)
-        remote = self._remotes.setdefault(fn, ray.remote(num_cpus=s.threads)(fn))
+        if fn not in self._remotes:
+            self._remotes[fn] = ray.remote(num_cpus=s.threads)(fn)
+        remote = self._remotes[fn]
 
         def submit(call: tuple[int, dict[str, Any]]) -> tuple[Any, int]:
             index, arguments = call
