@@ -129,14 +129,16 @@ def run_all(fam: Family, names: list[str], threads: int) -> None:
         folder = fam.out / "runs" / name
         if (folder / "summary.json").is_file():
             continue
-        if folder.exists():  # an interrupted run: no --resume, start it again
+        resume = (folder / "config.json").is_file()  # an interrupted run: continue it
+        if folder.exists() and not resume:
             shutil.rmtree(folder)
         settings = StitchSettings(anchors=anchors, threads=threads, data_dir=str(DATA_DIR),
                                   **{**fam.stitch, **RUNS[name]})
         began = time.perf_counter()
-        run_stitch(settings, folder, log=lambda text: print(text, flush=True))
+        run_stitch(settings, folder, log=lambda text: print(text, flush=True), resume=resume)
         seconds = time.perf_counter() - began
-        (folder / "wall_seconds.json").write_text(json.dumps({"seconds": round(seconds, 1)}))
+        (folder / "wall_seconds.json").write_text(json.dumps(
+            {"seconds": round(seconds, 1), "resumed": resume}))  # resumed: this call's only
         print(f"== {name}: {seconds:.0f} s", flush=True)
 
 

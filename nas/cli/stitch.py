@@ -1,23 +1,27 @@
 """`nas stitch`: Stitchable Neural Networks from 2-3 trained models of one space family
-(library: `nas.stitch`; docs/stitch.md). No --resume: a run is short; a folder holding a run
-is refused."""
+(library: `nas.stitch`; docs/stitch.md). `--resume RUN` continues a killed run at its last
+whole epoch of joint training."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from nas.cli.common import (
     CommandAdder,
     add_settings_flags,
     emit,
+    fresh_out_dir,
     non_negative_int,
     number_in,
     positive_int,
+    resumed_settings,
     seed,
     threads,
 )
 
+COMMAND = "nas stitch"
 _epochs = number_in(0, 1e6, "a number of epochs >= 0")
 _positive = number_in(0, 1e6, "a positive number", low_open=True)
 _fraction = number_in(0, 1, "a number between 0 and 1", low_open=True)
@@ -51,35 +55,44 @@ FLAGS = {
 }
 
 
-def cmd_stitch(args: argparse.Namespace) -> int:
-    from nas.results import clean_json
-    from nas.run_folder import dropped_if_empty, new_run_dir
-    from nas.run_lock import check_output_dir
-    from nas.stitch import StitchSettings, run_stitch
+def _settings(args: argparse.Namespace) -> tuple[Any, Path, bool]:
+    """The run's settings, its folder and whether this call made the folder."""
+    from nas.run_folder import new_run_dir
+    from nas.stitch import StitchError, StitchSettings
 
     given = {field: getattr(args, field) for field, _, _ in FLAGS.values()
              if getattr(args, field) is not None}
-    settings = StitchSettings(anchors=tuple(args.anchors), two_way=not args.one_way,
-                              distill=args.distill, **given)
+    given.update({k: v for k, v in (("two_way", not args.one_way), ("distill", args.distill))
+                  if v != getattr(StitchSettings, k)})
+    if args.resume:
+        if args.anchors or args.out:
+            raise StitchError("--resume takes the anchors and the folder from the run; drop "
+                              "--anchors and --out")
+        settings, run_dir = resumed_settings(args.resume, COMMAND, StitchSettings, given)
+        return settings, run_dir, False
+    if not args.anchors:
+        raise StitchError("give --anchors (2-3 trained model files), or --resume RUN")
+    settings = StitchSettings(anchors=tuple(args.anchors), **given)
     if args.out is not None:
-        run_dir = check_output_dir(args.out, "--out")
-        created = not run_dir.exists()
-        if (run_dir / "config.json").exists():
-            from nas.stitch import StitchError
+        run_dir = fresh_out_dir(args.out)
+        return settings, run_dir, not run_dir.exists()
+    return settings, new_run_dir(args.results, Path(settings.anchors[0]).stem,
+                                 f"stitch-{settings.sampling}", settings.seed), True
 
-            raise StitchError(f"{run_dir} already holds a run; choose another --out")
-    else:
-        run_dir = new_run_dir(args.results, Path(settings.anchors[0]).stem,
-                              f"stitch-{settings.sampling}", settings.seed)
-        created = True
+
+def cmd_stitch(args: argparse.Namespace) -> int:
+    from nas.results import clean_json
+    from nas.run_folder import dropped_if_empty
+    from nas.stitch import run_stitch
+
+    settings, run_dir, created = _settings(args)
     log = (lambda text: None) if (args.quiet or args.json) else (
         lambda text: sys.stderr.write(text + "\n"))
     try:
         with dropped_if_empty(run_dir, created=created):
-            result = run_stitch(settings, run_dir, log)
+            result = run_stitch(settings, run_dir, log, resume=bool(args.resume))
     except KeyboardInterrupt:
-        sys.stderr.write(f"interrupted: {run_dir} is incomplete; start again with another "
-                         f"--out\n")
+        sys.stderr.write(f"interrupted: continue with `{COMMAND} --resume {run_dir}`\n")
         return 130
     best, summary = result["best"], result["summary"]
     text = "\n".join([
@@ -106,8 +119,10 @@ def register(command: CommandAdder) -> None:
     p = command("stitch", cmd_stitch,
                 "SN-Net: stitch 2-3 trained models of one space family into one network of "
                 "many accuracy/cost trade-offs, trained together, each scored")
-    p.add_argument("--anchors", nargs="+", required=True, metavar="MODEL",
+    p.add_argument("--anchors", nargs="+", metavar="MODEL",
                    help="trained model files (`nas train` / `nas export`) of one space family")
+    p.add_argument("--resume", metavar="RUN", help="continue the killed run in this folder "
+                                                   "(only --threads and --device may change)")
     add_settings_flags(p, FLAGS, StitchSettings)
     p.add_argument("--one-way", action="store_true",
                    help="stitch small -> large only (SN-Net), not both ways (SN-Netv2)")

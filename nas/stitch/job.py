@@ -5,8 +5,8 @@ trials.csv (one row per stitch, the anchors' own rows included: val `acc`, `test
 `flops`, `params`, `latency_ms` with a device, `acc_init` before joint training, the stitch's
 `front`/`back` anchors and `cut`/`resume` blocks, and `above_line`), anchors.csv (the anchors as
 given, scored on the same splits), pareto.csv/md/png and summary.json, plus `stitched.pt` (the
-trained family: `nas.stitch.load_stitched`). No resume: a run is short, and a folder that
-holds a run is refused.
+trained family: `nas.stitch.load_stitched`) and `joint.pt` while it runs (`nas.stitch.progress`:
+`--resume` continues a killed run at its last whole epoch of joint training).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from estimators.checkpoints import load_model
+from estimators.checkpoints import load_model, load_weights
 from estimators.data import DataSplits, load_data
 from estimators.standalone import default_augment
 from estimators.supernet.cache import data_fingerprint
@@ -30,10 +30,12 @@ from nas.evaluation import evaluation_config
 from nas.objectives import Objective
 from nas.pareto import hypervolume_box, normalised_hypervolume, pareto_rows
 from nas.report import summarise
+from nas.results import read_json
 from nas.run_lock import run_lock, writing
 from nas.stitch.anchors import Anchor, load_anchors
 from nas.stitch.cuts import plan_stitches
 from nas.stitch.network import StitchedNetwork, build_stitched, save_stitched
+from nas.stitch.progress import PROGRESS_FILE, JointState, Progress, load_progress, save_progress
 from nas.stitch.settings import StitchError, StitchSettings
 from nas.stitch.training import (
     StitchSampler,
@@ -44,29 +46,57 @@ from nas.stitch.training import (
     time_stitches,
     train_joint,
 )
+from search_spaces import NasError, first_line
 
 COMMAND = "nas stitch"
 OBJECTIVES = (Objective("acc", "maximize"), Objective("flops", "minimize"))
 Log = Callable[[str], None] | None
 
 
-def run_stitch(settings: StitchSettings, run_dir: str | Path, log: Log = None) -> dict[str, Any]:
-    """Stitch, train and score the family of `settings.anchors` into `run_dir` (new or empty);
-    returns {run_dir, stitches, anchors, best, summary}."""
+def run_stitch(settings: StitchSettings, run_dir: str | Path, log: Log = None,
+               resume: bool = False) -> dict[str, Any]:
+    """Stitch, train and score the family of `settings.anchors` into `run_dir` (new or empty;
+    with `resume`, the folder of a killed run with the same settings, continued where it
+    stopped); returns {run_dir, stitches, anchors, best, summary, stitched}."""
     say = log or (lambda text: sys.stderr.write(text + "\n"))
     run_dir = Path(run_dir)
     with writing(run_dir):
         run_dir.mkdir(parents=True, exist_ok=True)
 
-    def refuse_used() -> None:
-        if (run_dir / "config.json").exists():
-            raise StitchError(f"{run_dir} already holds a run; choose another --out")
+    def check_folder() -> None:
+        if resume:
+            _check_resumable(run_dir, settings)
+        elif (run_dir / "config.json").exists():
+            raise StitchError(f"{run_dir} already holds a run; continue it with --resume "
+                              f"{run_dir}, or choose another --out")
 
-    with run_lock(run_dir, refuse_used), torch_threads(settings.threads):
-        return _run(settings, run_dir, say)
+    with run_lock(run_dir, check_folder), torch_threads(settings.threads):
+        saved = Checkpoint(run_dir).load() if resume else None
+        if saved is not None and saved.get("finished"):
+            say(f"{run_dir} is already complete: nothing to resume")
+            return _result(run_dir, saved["trials"], saved["anchors"],
+                           read_json(run_dir / "summary.json"))
+        return _run(settings, run_dir, say, load_progress(run_dir) if resume else None)
 
 
-def _run(s: StitchSettings, run_dir: Path, say: Log) -> dict[str, Any]:
+def _check_resumable(run_dir: Path, settings: StitchSettings) -> None:
+    if not (run_dir / "config.json").is_file():
+        raise StitchError(f"--resume {run_dir}: no `{COMMAND}` run there (no config.json)")
+    saved = read_json(run_dir / "config.json")
+    if not isinstance(saved, dict) or saved.get("command") != COMMAND:
+        raise StitchError(f"--resume {run_dir}: a run of another command, not `{COMMAND}`")
+    try:
+        differ = settings.differences(StitchSettings.from_json(saved["settings"]))
+    except (NasError, KeyError, TypeError) as exc:
+        raise StitchError(f"{run_dir}/config.json has damaged settings "
+                          f"({first_line(exc)})") from None
+    if differ:
+        raise StitchError(f"--resume {run_dir}: only {', '.join(StitchSettings.RESUMABLE)} may "
+                          f"change ({'; '.join(differ)})")
+
+
+def _run(s: StitchSettings, run_dir: Path, say: Log, progress: Progress | None
+         ) -> dict[str, Any]:
     began = time.perf_counter()
     if s.device == "cuda" and not torch.cuda.is_available():
         raise StitchError("--device cuda: this machine has no CUDA device; time on cpu")
@@ -75,11 +105,64 @@ def _run(s: StitchSettings, run_dir: Path, say: Log) -> dict[str, Any]:
     plan = plan_stitches(anchors, s.two_way)
     network = build_stitched(anchors, plan, s.seed)
     config = _config(s, anchors, data, data_args, network)
-    write_json(run_dir, run_dir / "config.json", config)
+    if not (run_dir / "config.json").exists():
+        write_json(run_dir, run_dir / "config.json", config)
     for i, a in enumerate(anchors):
         say(f"A{i}: {a.arch.key} ({a.flops / 1e6:.4g}M flops, {a.path})")
     say(f"{len(plan)} stitches: {len(anchors)} anchors and {len(plan) - len(anchors)} "
         f"stitched ({'two-way' if s.two_way else 'small -> large'})")
+    if progress is None:
+        progress = _initialise(s, network, anchors, data, say)
+        progress.seconds = time.perf_counter() - began
+        save_progress(run_dir, network, progress)
+    else:
+        load_weights(network, progress.state_dict, run_dir / PROGRESS_FILE)
+        say(f"resumed after {progress.joint.epochs_done} epochs of joint training")
+    earlier = progress.seconds - (time.perf_counter() - began)  # wall seconds of killed runs
+    trained: dict[str, float] = {"steps": 0, "train_seconds": 0.0}
+    if s.epochs > 0:
+        sampler = StitchSampler([c["flops"] for c in network.costs], s.sampling, s.buckets,
+                                s.seed)
+        recipe = TrainRecipe(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr,
+                             label_smoothing=0.1, train_images=s.train_images, bn_images=0,
+                             optimizer=s.optimizer,
+                             weight_decay=DEFAULT_WEIGHT_DECAY[s.optimizer])
+
+        def keep(joint: JointState) -> None:
+            progress.joint = joint
+            progress.seconds = earlier + time.perf_counter() - began
+            save_progress(run_dir, network, progress)
+
+        trained = train_joint(network, data, recipe, sampler, s.seed,
+                              default_augment(data.name), _teacher(s, anchors), say,
+                              progress.joint, keep)
+        calibrate_bn(network, data, s.bn_images, s.seed)
+    final = score(network, data, ("val", "test"), s.eval_images)
+    latency = time_stitches(network, data.in_channels, s.device) if s.device else None
+    rows = _rows(network, final, progress.initial, latency)
+    anchor_rows = [{"name": f"A{i}", "key": a.arch.key, **progress.originals[i],
+                    **{k: network.costs[i][k] for k in ("flops", "flops_sparse", "params")}}
+                   for i, a in enumerate(anchors)]
+    save_stitched(network, anchors, run_dir / "stitched.pt",
+                  {"rows": rows, "settings": s.to_json()})
+    figures = _figures(rows, config, progress.residuals, trained)
+    elapsed = earlier + time.perf_counter() - began
+    Checkpoint(run_dir).save(figures, rows, anchor_rows, 1, elapsed, finished=True)
+    with writing(run_dir):
+        summary = summarise(run_dir, config, rows, anchor_rows,
+                            {**figures, "seconds": round(elapsed, 3),
+                             "kept": [*figures, "seconds"]})  # what `nas report` keeps
+    (run_dir / PROGRESS_FILE).unlink(missing_ok=True)  # stitched.pt holds the weights now
+    say(f"done in {elapsed:.0f}s: {figures['above_line']} of {figures['stitched']} stitches on "
+        f"or above the anchors' line; hypervolume {summary['hypervolume']:.4f} (anchors alone "
+        f"{figures['anchors_hypervolume']:.4f})")
+    return _result(run_dir, rows, anchor_rows, summary)
+
+
+def _initialise(s: StitchSettings, network: StitchedNetwork, anchors: list[Anchor],
+                data: DataSplits, say: Log) -> Progress:
+    """Score the anchors as given, fit the stitching layers, measure each stitch's BatchNorm
+    statistics and score every stitch before joint training."""
     originals = score(network, data, ("val", "test"), s.eval_images,
                       indices=list(range(len(anchors))))
     residuals = {}
@@ -90,35 +173,11 @@ def _run(s: StitchSettings, run_dir: Path, say: Log) -> dict[str, Any]:
     calibrate_bn(network, data, s.bn_images, s.seed)
     initial = score(network, data, ("val",), s.eval_images)
     say(f"before joint training: median stitch val {_median([r['acc'] for r in initial]):.2f} %")
-    trained: dict[str, float] = {"steps": 0, "train_seconds": 0.0}
-    if s.epochs > 0:
-        sampler = StitchSampler([c["flops"] for c in network.costs], s.sampling, s.buckets,
-                                s.seed)
-        recipe = TrainRecipe(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr,
-                             label_smoothing=0.1, train_images=s.train_images, bn_images=0,
-                             optimizer=s.optimizer,
-                             weight_decay=DEFAULT_WEIGHT_DECAY[s.optimizer])
-        trained = train_joint(network, data, recipe, sampler, s.seed,
-                              default_augment(data.name), _teacher(s, anchors), say)
-        calibrate_bn(network, data, s.bn_images, s.seed)
-    final = score(network, data, ("val", "test"), s.eval_images)
-    latency = time_stitches(network, data.in_channels, s.device) if s.device else None
-    rows = _rows(network, final, initial, latency)
-    anchor_rows = [{"name": f"A{i}", "key": a.arch.key, **originals[i],
-                    **{k: network.costs[i][k] for k in ("flops", "flops_sparse", "params")}}
-                   for i, a in enumerate(anchors)]
-    save_stitched(network, anchors, run_dir / "stitched.pt",
-                  {"rows": rows, "settings": s.to_json()})
-    figures = _figures(rows, config, residuals, trained)
-    elapsed = time.perf_counter() - began
-    Checkpoint(run_dir).save(figures, rows, anchor_rows, 1, elapsed, finished=True)
-    with writing(run_dir):
-        summary = summarise(run_dir, config, rows, anchor_rows,
-                            {**figures, "seconds": round(elapsed, 3),
-                             "kept": [*figures, "seconds"]})  # what `nas report` keeps
-    say(f"done in {elapsed:.0f}s: {figures['above_line']} of {figures['stitched']} stitches on "
-        f"or above the anchors' line; hypervolume {summary['hypervolume']:.4f} (anchors alone "
-        f"{figures['anchors_hypervolume']:.4f})")
+    return Progress({}, originals, initial, residuals, JointState(), 0.0)
+
+
+def _result(run_dir: Path, rows: list[dict[str, Any]], anchor_rows: list[dict[str, Any]],
+            summary: dict[str, Any]) -> dict[str, Any]:
     best = max(rows, key=lambda r: (r["acc"], -r["flops"]))
     return {"run_dir": str(run_dir), "stitches": len(rows), "anchors": anchor_rows,
             "best": best, "summary": summary, "stitched": str(run_dir / "stitched.pt")}

@@ -2,9 +2,9 @@
 and written to the run's config.json."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 from nas.settings_checks import check_number, check_whole
 from search_spaces import NasError
@@ -53,6 +53,9 @@ class StitchSettings:
     threads: int = 1
     device: str | None = None  # cpu or cuda: time every stitch there (latency_ms)
 
+    # what `--resume` may change: how the run is computed, not what it computes
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("threads", "device")
+
     def __post_init__(self) -> None:
         anchors = tuple(str(a) for a in self.anchors)
         object.__setattr__(self, "anchors", anchors)
@@ -87,6 +90,17 @@ class StitchSettings:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "anchors": list(self.anchors)}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> StitchSettings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in value.items() if k in known})
+
+    def differences(self, other: StitchSettings) -> list[str]:
+        """The settings of `other` (a saved run) that this one changes, beyond `RESUMABLE`."""
+        return [f"{f.name} {getattr(other, f.name)!r} -> {getattr(self, f.name)!r}"
+                for f in fields(self) if f.name not in self.RESUMABLE
+                and getattr(self, f.name) != getattr(other, f.name)]
 
 
 __all__ = ["FINE_TUNE_LR", "INITS", "LATENCY_DEVICES", "MAX_ANCHORS", "SAMPLINGS", "StitchError",

@@ -32,6 +32,7 @@ from estimators.train import (
 from nas.stitch.anchors import Anchor, block_outputs
 from nas.stitch.layers import fit_least_squares
 from nas.stitch.network import BN_BUFFERS, StitchedNetwork
+from nas.stitch.progress import JointState
 
 Log = Callable[[str], None]
 CLIP_NORM = 5.0  # gradient norm cap of joint training (trained anchors: about 1-3 a step)
@@ -141,30 +142,48 @@ class ClippedOptimizer:
 
 def train_joint(network: StitchedNetwork, data: DataSplits, recipe: TrainRecipe,
                 sampler: StitchSampler, seed: int = 0, augment: Augment | None = None,
-                distill: Distill | None = None, log: Log | None = None) -> dict[str, float]:
+                distill: Distill | None = None, log: Log | None = None,
+                state: JointState | None = None,
+                on_epoch: Callable[[JointState], None] | None = None) -> dict[str, float]:
     """Train every anchor and stitching layer together, one drawn stitch per step (the
-    engine's SGD recipe and steps: `estimators.train.train_epoch`)."""
+    engine's SGD recipe and steps: `estimators.train.train_epoch`). From `state` (a killed
+    run's) it continues where that stopped; `on_epoch` gets the state after every epoch."""
     say = log or (lambda _: None)
     _, steps_per_epoch, total = plan_steps(data, recipe)
-    optimizer = ClippedOptimizer(make_optimizer(network, recipe), network.parameters())
-    torch.manual_seed(seed)
+    optimizer = make_optimizer(network, recipe)
+    state = state or JointState()
+    if state.optimizer is not None:
+        optimizer.load_state_dict(state.optimizer)
+    if state.sampler is not None:
+        sampler.rng.bit_generator.state = state.sampler
+    if state.torch_rng is not None:
+        torch.set_rng_state(state.torch_rng)
+    else:
+        torch.manual_seed(seed)
+    clipped = ClippedOptimizer(optimizer, network.parameters())
     network.train()
     network.sampler = sampler
-    step, losses, start = 0, [], time.perf_counter()
+    start = time.perf_counter()
     try:
-        for epoch in range(math.ceil(total / steps_per_epoch)):
+        for epoch in range(state.epochs_done, math.ceil(total / steps_per_epoch)):
             step, _, epoch_losses = train_epoch(
-                network, optimizer, data, recipe, seed=seed, epoch=epoch, step=step,
+                network, clipped, data, recipe, seed=seed, epoch=epoch, step=state.step,
                 total_steps=total, augment=augment, distill=distill)
-            losses += epoch_losses
+            state = JointState(epoch + 1, step, state.losses + epoch_losses,
+                               state.seconds + time.perf_counter() - start,
+                               optimizer.state_dict(), sampler.rng.bit_generator.state,
+                               torch.get_rng_state())
+            start = time.perf_counter()
+            if on_epoch is not None:
+                on_epoch(state)
             say(f"joint training epoch {epoch + 1}: loss {np.mean(epoch_losses):.4f}, "
-                f"{step}/{total} steps, {time.perf_counter() - start:.0f}s")
+                f"{step}/{total} steps, {state.seconds:.0f}s")
     finally:
         network.sampler = None
         network.eval()
-    tail = losses[-max(1, len(losses) // 10):]
-    return {"steps": step, "train_loss": float(np.mean(tail)),
-            "train_seconds": time.perf_counter() - start}
+    tail = state.losses[-max(1, len(state.losses) // 10):]
+    return {"steps": state.step, "train_loss": float(np.mean(tail)) if tail else float("nan"),
+            "train_seconds": state.seconds}
 
 
 def score(network: StitchedNetwork, data: DataSplits, splits: tuple[str, ...] = ("val",),

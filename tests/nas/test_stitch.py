@@ -30,8 +30,10 @@ from nas.stitch import (
     load_stitched,
     matched_cuts,
     plan_stitches,
+    run_stitch,
     score,
 )
+from nas.stitch.settings import StitchSettings
 from search_spaces import BlockSpec, get_space, load_space_file, register_space
 
 RESNET = """name: stitch-resnet
@@ -309,3 +311,40 @@ def test_bad_input_is_one_line_exit_2(resnet_anchors, vit_anchors, tmp_path, cap
     with pytest.raises(StitchError, match="does not exist"):
         load_stitched(tmp_path / "none.pt")
     assert get_space("stitch-resnet").name == "stitch-resnet"
+
+
+def test_a_killed_run_resumes_at_its_last_epoch_and_ends_as_an_uninterrupted_one(
+        resnet_anchors, tmp_path, capsys):
+    settings = StitchSettings(anchors=(resnet_anchors["small"], resnet_anchors["large"]),
+                              epochs=3, train_images=256, bn_images=200, data="digits")
+    whole = run_stitch(settings, tmp_path / "whole", log=lambda _: None)
+
+    def killed_after_epoch_two(line: str) -> None:
+        if line.startswith("joint training epoch 2"):
+            raise KeyboardInterrupt
+
+    killed = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        run_stitch(settings, killed, log=killed_after_epoch_two)
+    assert (killed / "joint.pt").is_file() and not (killed / "checkpoint.json").exists()
+    lines: list[str] = []
+    resumed = run_stitch(settings, killed, log=lines.append, resume=True)
+    assert "resumed after 2 epochs of joint training" in lines
+    assert sum(line.startswith("joint training epoch") for line in lines) == 1
+    assert not any(line.startswith("least squares") for line in lines)  # not fitted again
+    rows = json.loads((tmp_path / "whole" / "checkpoint.json").read_text())["trials"]
+    again = json.loads((killed / "checkpoint.json").read_text())["trials"]
+    assert [(r["key"], r["acc"], r["test_acc"], r["acc_init"]) for r in again] == \
+        [(r["key"], r["acc"], r["test_acc"], r["acc_init"]) for r in rows]
+    assert resumed["best"]["acc"] == whole["best"]["acc"]
+    assert not (killed / "joint.pt").exists()  # stitched.pt holds the family
+    capsys.readouterr()
+    assert main(["stitch", "--resume", str(killed), "--threads", "2"]) == 0
+    assert "already complete: nothing to resume" in capsys.readouterr().err
+    assert "only threads, device may change" in _one_error_line(
+        capsys, ["stitch", "--resume", str(killed), "--epochs", "4"])
+    assert "drop --anchors" in _one_error_line(
+        capsys, ["stitch", "--resume", str(killed), "--anchors", *resnet_anchors.values()])
+    assert "no `nas stitch` run" in _one_error_line(
+        capsys, ["stitch", "--resume", str(tmp_path)])
+    assert "--anchors" in _one_error_line(capsys, ["stitch", "--out", str(tmp_path / "x")])
