@@ -2,8 +2,8 @@
 standalone ground truth (Kendall tau with a bootstrap 90% interval, Spearman, precision at the
 top 10%), as report-RECIPE.json, a Markdown table and a scatter plot per space.
 
-The ground truth is the mean of seeds 0 and 1 (`report-RECIPE.json`), or of four, six or
-eight seeds where `--truth-seeds N` asks for it (`report-RECIPE-Nseeds.json`, architectures
+The ground truth is the mean of seeds 0 and 1 (`report-RECIPE.json`), or of four, six,
+eight or ten seeds where `--truth-seeds N` asks for it (`report-RECIPE-Nseeds.json`, architectures
 with those seeds only).
 """
 from __future__ import annotations

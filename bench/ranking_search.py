@@ -75,7 +75,7 @@ def main() -> None:
                         help="the search's folder under results/bench/ranking-search/SPACE/ "
                              "(a new name keeps an earlier search's record: 'search' ran "
                              "before the proxy blend, 'search-blend' with it)")
-    parser.add_argument("--truth-seeds", type=int, default=2, choices=(2, 4, 6, 8),
+    parser.add_argument("--truth-seeds", type=int, default=2, choices=(2, 4, 6, 8, 10),
                         help="seeds the pick is trained with and the ground truth is averaged "
                              "over (seeds 0 .. N-1)")
     args = parser.parse_args()
