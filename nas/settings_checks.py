@@ -1,9 +1,12 @@
-"""The value checks of the commands' settings dataclasses (`nas grow`, `nas compress`,
-`nas stitch`): one-line errors of the command's own `NasError` class."""
+"""What the resumable commands' settings dataclasses share (`nas grow`, `nas compress`,
+`nas evolve-layer`, `nas stitch`): value checks that raise one-line errors of the command's
+own `NasError` class, and `ResumableSettings` (read back from config.json, compared on
+--resume)."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import fields
+from typing import Any, ClassVar, TypeVar
 
 from search_spaces import NasError
 
@@ -27,4 +30,28 @@ def check_number(name: str, value: Any, low: float, high: float = math.inf,
                     f"{high:g}{')' if high_open else ']'}, got {value!r}")
 
 
-__all__ = ["check_number", "check_whole"]
+S = TypeVar("S", bound="ResumableSettings")
+
+
+class ResumableSettings:
+    """A mixin of a frozen settings dataclass that a run folder keeps in its config.json:
+    `from_json` reads it back (fields this version does not know are dropped), `differences`
+    names what a resumed run would change beyond the fields in `RESUMABLE` (those change how
+    the run is computed, not what it computes)."""
+
+    RESUMABLE: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_json(cls: type[S], value: dict[str, Any]) -> S:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in value.items() if k in known})
+
+    def differences(self, other: ResumableSettings) -> list[str]:
+        """`name old -> new` for every field of `other` (the saved run's) this one changes."""
+        return [f"{f.name} {getattr(other, f.name)!r} -> {getattr(self, f.name)!r}"
+                for f in fields(self)  # type: ignore[arg-type]
+                if f.name not in self.RESUMABLE
+                and getattr(self, f.name) != getattr(other, f.name)]
+
+
+__all__ = ["ResumableSettings", "check_number", "check_whole"]

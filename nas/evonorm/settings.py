@@ -4,12 +4,12 @@ when made (one-line `LayerSearchError`s), written to the run's config.json and c
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any, ClassVar
 
 from nas.evonorm.plug import DEFAULT_ARCHS
-from nas.settings_checks import check_number, check_whole
+from nas.settings_checks import ResumableSettings, check_number, check_whole
 from search_spaces import NasError
 
 PROTOCOLS = ("stability", "quality")  # the rejection protocols, in the order they run
@@ -29,7 +29,7 @@ def _whole(settings: Any, lows: dict[str, int]) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LayerSearchSettings:
+class LayerSearchSettings(ResumableSettings):
     """What a layer search runs: the evolution, the rejection protocols, the fitness recipe,
     the data and the workers."""
 
@@ -127,14 +127,8 @@ class LayerSearchSettings:
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> LayerSearchSettings:
-        known = {f.name for f in fields(cls)}
         # runs written before `initial` existed started from random layers
-        return cls(**{"initial": "random", **{k: v for k, v in value.items() if k in known}})
-
-    def differences(self, other: LayerSearchSettings) -> list[str]:
-        return [f"{f.name} {getattr(other, f.name)!r} -> {getattr(self, f.name)!r}"
-                for f in fields(self) if f.name not in self.RESUMABLE
-                and getattr(self, f.name) != getattr(other, f.name)]
+        return super().from_json({"initial": "random", **value})
 
 
 __all__ = ["INITIAL", "PROTOCOLS", "LayerSearchError", "LayerSearchSettings"]

@@ -2,18 +2,16 @@
 made (one-line `NasError`s), written to the run's config.json and compared on --resume."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
-from nas.settings_checks import check_number, check_whole
+from nas.settings_checks import ResumableSettings, check_number, check_whole
 from search_spaces import NasError
 
 POLICIES = ("reinforce", "random")
 TARGETS = ("params", "flops", "latency_ms")
 PARENTS = ("start", "best")  # where EAS children come from
-
-S = TypeVar("S", bound="EditSettings")
 
 
 class MorphError(NasError):
@@ -29,7 +27,7 @@ _number = partial(check_number, error=MorphError)
 
 
 @dataclass(frozen=True, kw_only=True)
-class EditSettings:
+class EditSettings(ResumableSettings):
     """What both searches share: episodes of children, the controller, data and workers."""
 
     space: str | None = None  # None: the start/teacher model's own space
@@ -72,16 +70,6 @@ class EditSettings:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-    @classmethod
-    def from_json(cls: type[S], value: dict[str, Any]) -> S:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in value.items() if k in known})
-
-    def differences(self, other: EditSettings) -> list[str]:
-        return [f"{f.name} {getattr(other, f.name)!r} -> {getattr(self, f.name)!r}"
-                for f in fields(self) if f.name not in self.RESUMABLE
-                and getattr(self, f.name) != getattr(other, f.name)]
 
 
 @dataclass(frozen=True, kw_only=True)

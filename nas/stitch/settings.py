@@ -2,11 +2,11 @@
 and written to the run's config.json."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any, ClassVar
 
-from nas.settings_checks import check_number, check_whole
+from nas.settings_checks import ResumableSettings, check_number, check_whole
 from search_spaces import NasError
 
 SAMPLINGS = ("uniform", "flops")  # how joint training picks the stitch of each step
@@ -25,7 +25,7 @@ _number = partial(check_number, error=StitchError)
 
 
 @dataclass(frozen=True, kw_only=True)
-class StitchSettings:
+class StitchSettings(ResumableSettings):
     """One `nas stitch` run. `data` None: the data set the first anchor was trained on."""
 
     anchors: tuple[str, ...]
@@ -90,17 +90,6 @@ class StitchSettings:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "anchors": list(self.anchors)}
-
-    @classmethod
-    def from_json(cls, value: dict[str, Any]) -> StitchSettings:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in value.items() if k in known})
-
-    def differences(self, other: StitchSettings) -> list[str]:
-        """The settings of `other` (a saved run) that this one changes, beyond `RESUMABLE`."""
-        return [f"{f.name} {getattr(other, f.name)!r} -> {getattr(self, f.name)!r}"
-                for f in fields(self) if f.name not in self.RESUMABLE
-                and getattr(self, f.name) != getattr(other, f.name)]
 
 
 __all__ = ["FINE_TUNE_LR", "INITS", "LATENCY_DEVICES", "MAX_ANCHORS", "SAMPLINGS", "StitchError",
