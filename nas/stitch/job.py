@@ -111,14 +111,15 @@ def _run(s: StitchSettings, run_dir: Path, say: Log, progress: Progress | None
         say(f"A{i}: {a.arch.key} ({a.flops / 1e6:.4g}M flops, {a.path})")
     say(f"{len(plan)} stitches: {len(anchors)} anchors and {len(plan) - len(anchors)} "
         f"stitched ({'two-way' if s.two_way else 'small -> large'})")
+    earlier = 0.0  # wall seconds of the killed run this one continues
     if progress is None:
         progress = _initialise(s, network, anchors, data, say)
         progress.seconds = time.perf_counter() - began
         save_progress(run_dir, network, progress)
     else:
+        earlier = progress.seconds
         load_weights(network, progress.state_dict, run_dir / PROGRESS_FILE)
         say(f"resumed after {progress.joint.epochs_done} epochs of joint training")
-    earlier = progress.seconds - (time.perf_counter() - began)  # wall seconds of killed runs
     trained: dict[str, float] = {"steps": 0, "train_seconds": 0.0}
     if s.epochs > 0:
         sampler = StitchSampler([c["flops"] for c in network.costs], s.sampling, s.buckets,
