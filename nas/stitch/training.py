@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -35,7 +36,10 @@ from nas.stitch.network import BN_BUFFERS, StitchedNetwork
 from nas.stitch.progress import JointState
 
 Log = Callable[[str], None]
-CLIP_NORM = 5.0  # gradient norm cap of joint training (trained anchors: about 1-3 a step)
+# gradient norm cap of joint training (trained anchors: about 1-3 a step): a stitching layer
+# that starts far off (random, or fitted on few positions) must not wreck the blocks every
+# other stitch shares in one step (measured: losses of 10^3 without)
+CLIP_NORM = 5.0
 
 
 class StitchSampler:
@@ -120,36 +124,19 @@ def calibrate_bn(network: StitchedNetwork, data: DataSplits, images: int, seed: 
     network.set_stitch(network.active)
 
 
-class ClippedOptimizer:
-    """An optimizer whose step first clips the gradients' global norm to `max_norm`: a
-    stitching layer that starts far off (random, or fitted on few positions) must not wreck
-    the blocks every other stitch shares in one step (measured: losses of 10^3 without)."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, params, max_norm: float = CLIP_NORM):
-        self.optimizer, self.params, self.max_norm = optimizer, list(params), max_norm
-
-    @property
-    def param_groups(self) -> list[dict]:
-        return self.optimizer.param_groups
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.optimizer.zero_grad(set_to_none=set_to_none)
-
-    def step(self) -> None:
-        nn.utils.clip_grad_norm_(self.params, self.max_norm)
-        self.optimizer.step()
-
-
 def train_joint(network: StitchedNetwork, data: DataSplits, recipe: TrainRecipe,
                 sampler: StitchSampler, seed: int = 0, augment: Augment | None = None,
                 distill: Distill | None = None, log: Log | None = None,
                 state: JointState | None = None,
                 on_epoch: Callable[[JointState], None] | None = None) -> dict[str, float]:
     """Train every anchor and stitching layer together, one drawn stitch per step (the
-    engine's SGD recipe and steps: `estimators.train.train_epoch`). From `state` (a killed
-    run's) it continues where that stopped; `on_epoch` gets the state after every epoch."""
+    engine's recipe and steps: `estimators.train.train_epoch`; gradients capped at
+    `CLIP_NORM` unless the recipe caps them). From `state` (a killed run's) it continues
+    where that stopped; `on_epoch` gets the state after every epoch."""
     say = log or (lambda _: None)
     _, steps_per_epoch, total = plan_steps(data, recipe)
+    if recipe.clip_norm is None:
+        recipe = replace(recipe, clip_norm=CLIP_NORM)
     optimizer = make_optimizer(network, recipe)
     state = state or JointState()
     if state.optimizer is not None:
@@ -160,14 +147,13 @@ def train_joint(network: StitchedNetwork, data: DataSplits, recipe: TrainRecipe,
         torch.set_rng_state(state.torch_rng)
     else:
         torch.manual_seed(seed)
-    clipped = ClippedOptimizer(optimizer, network.parameters())
     network.train()
     network.sampler = sampler
     start = time.perf_counter()
     try:
         for epoch in range(state.epochs_done, math.ceil(total / steps_per_epoch)):
             step, _, epoch_losses = train_epoch(
-                network, clipped, data, recipe, seed=seed, epoch=epoch, step=state.step,
+                network, optimizer, data, recipe, seed=seed, epoch=epoch, step=state.step,
                 total_steps=total, augment=augment, distill=distill)
             state = JointState(epoch + 1, step, state.losses + epoch_losses,
                                state.seconds + time.perf_counter() - start,

@@ -258,3 +258,26 @@ def test_recipe_optimizers_and_their_description():
         TrainRecipe(optimizer="adam")
     with pytest.raises(NasError, match="weight decay"):
         TrainRecipe(weight_decay=-1.0)
+
+
+def test_clip_norm_caps_every_update_and_keeps_old_descriptions(arch, digits):
+    from estimators.accuracy import build_for_data
+    from estimators.train import train_epoch
+
+    assert "clip_norm" not in TrainRecipe().describe()  # recipes (and cache keys) as before
+    assert "clip_norm=2.0" in TrainRecipe(clip_norm=2.0).describe()
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(NasError, match="clip_norm"):
+            TrainRecipe(clip_norm=bad)
+    moves = {}
+    for cap in (None, 1e-4):
+        recipe = TrainRecipe(epochs=1, batch_size=32, train_images=32, weight_decay=0.0,
+                             warmup=0.0, clip_norm=cap)
+        model = build_for_data(arch, digits, 0, 8)
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        train_epoch(model, make_optimizer(model, recipe), digits, recipe, seed=0, epoch=0,
+                    step=0, total_steps=1, resolution=8)
+        after = torch.cat([p.detach().flatten() for p in model.parameters()])
+        moves[cap] = float((after - before).norm())
+    # one Nesterov step moves the weights by lr * (1 + momentum) * the (capped) gradient
+    assert moves[1e-4] <= 0.1 * 1.9 * 1e-4 * 1.001 < moves[None]

@@ -169,6 +169,15 @@ def test_adamw_takes_its_own_lr_and_weight_decay_unless_given(space_file, tmp_pa
     assert code == 0 and (recipe["lr"], recipe["weight_decay"]) == (0.003, 0.0)
 
 
+def test_clip_norm_is_recorded_and_named_in_the_text(space_file, tmp_path, capsys):
+    code, text, _ = run(capsys, "train", "--space", space_file, "--arch", ARCH, *SMALL,
+                        "--clip-norm", "2", "--out", str(tmp_path / "c.pt"))
+    assert code == 0 and "gradient norm cap 2" in text
+    code, text, _ = run(capsys, "train", "--space", space_file, "--arch", ARCH, *SMALL,
+                        "--clip-norm", "0.5", "--out", str(tmp_path / "d.pt"), "--json")
+    assert code == 0 and json.loads(text)["recipe"]["train"]["clip_norm"] == 0.5
+
+
 def test_a_checkpoint_written_before_the_optimizer_field_resumes(trained, tmp_path, capsys):
     """Old checkpoints have no `optimizer` in their recipe: they were SGD runs."""
     _, done = trained
@@ -237,6 +246,7 @@ def _mistakes(space_file, trained, tmp_path, five_class_teacher):
         "zero lr": (*base, "--lr", "0", "--out", new),
         "unknown optimizer": (*base, "--optimizer", "adam", "--out", new),
         "negative weight decay": (*base, "--weight-decay", "-0.1", "--out", new),
+        "zero clip norm": (*base, "--clip-norm", "0", "--out", new),
         "folder out": (*base, "--out", str(tmp_path)),
     }
 
@@ -246,7 +256,8 @@ MISTAKES = ["unknown space", "bad arch", "unknown reference", "no arch", "missin
             "resume a corrupt file", "teacher of 5 classes", "missing teacher", "finished out",
             "foreign out", "interrupted out", "resume other epochs", "resume with --force",
             "weight without teacher", "bad weight", "bad temperature", "zero epochs",
-            "zero lr", "unknown optimizer", "negative weight decay", "folder out"]
+            "zero lr", "unknown optimizer", "negative weight decay", "zero clip norm",
+            "folder out"]
 
 
 @pytest.mark.parametrize("mistake", MISTAKES)
