@@ -92,7 +92,9 @@ def cmd_stitch(args: argparse.Namespace) -> int:
         with dropped_if_empty(run_dir, created=created):
             result = run_stitch(settings, run_dir, log, resume=bool(args.resume))
     except KeyboardInterrupt:
-        sys.stderr.write(f"interrupted: continue with `{COMMAND} --resume {run_dir}`\n")
+        sys.stderr.write(f"interrupted: continue with `{COMMAND} --resume {run_dir}`\n"
+                         if (run_dir / "config.json").exists()
+                         else "interrupted before the run began: nothing was kept\n")
         return 130
     best, summary = result["best"], result["summary"]
     text = "\n".join([
