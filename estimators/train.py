@@ -56,7 +56,7 @@ class TrainRecipe:
     # with AdamW at lr 2e-3 against 74.0 % with SGD at lr 0.1.
     optimizer: str = "sgd"
     # cap on the gradients' global norm before each step (None: no cap). Inverted-residual
-    # networks at lr 0.1 take spikes of 10-50x the median norm that wreck a short run: one
+    # networks at lr 0.1 take spikes of 10-40x the median norm that wreck a short run: one
     # `mobile_tiny` subnet, 5 epochs of 5,000 images, read 64.8 % test without a cap, 78.0 %
     # at 5 and 82.9 % at 2 (median norm about 1.3; docs/train.md)
     clip_norm: float | None = None
