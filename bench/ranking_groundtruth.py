@@ -8,7 +8,7 @@ scratch on Fashion-MNIST and scored on the whole test split (10,000 images):
   once, as NAS-Bench-201 does for ImageNet16-120). 60 cells drawn uniformly at random
   (numpy default_rng(13), without replacement) from the 15,625 official indices.
   (`nb201-c1`, one cell per stage, was tried first: its ceiling was too low.)
-- `mobile`: `mobile_tiny.yaml` (narrow OFA MobileNetV3, 32-64 px). 30 subnets, one per
+- `mobile`: `mobile_tiny.yaml` (narrow OFA MobileNetV3, 24-48 px). 30 subnets, one per
   equal-width FLOPs bin between the smallest and largest (bench/supernet_ranking.py's
   `pick_subnets`, seed 0); each is trained and scored at its own resolution.
 
