@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from estimators.files import atomic_write_bytes
+from nas.run_lock import writing
 from nas.stitch.settings import StitchError
 from search_spaces import first_line
 
@@ -65,7 +66,9 @@ def save_progress(run_dir: Path, network: torch.nn.Module, progress: Progress) -
         "seconds": progress.seconds}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    atomic_write_bytes(Path(run_dir) / PROGRESS_FILE, buffer.getvalue())
+    path = Path(run_dir) / PROGRESS_FILE
+    with writing(path):  # a full disk is one line, and the previous file stays whole
+        atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_progress(run_dir: Path) -> Progress | None:
