@@ -348,3 +348,12 @@ def test_a_killed_run_resumes_at_its_last_epoch_and_ends_as_an_uninterrupted_one
     assert "no `nas stitch` run" in _one_error_line(
         capsys, ["stitch", "--resume", str(tmp_path)])
     assert "--anchors" in _one_error_line(capsys, ["stitch", "--out", str(tmp_path / "x")])
+
+
+def test_a_damaged_progress_file_is_one_clear_error(tmp_path):
+    from nas.stitch.progress import PROGRESS_FILE, load_progress
+
+    assert load_progress(tmp_path) is None  # killed before the layers were fitted
+    (tmp_path / PROGRESS_FILE).write_text("not a progress file")
+    with pytest.raises(StitchError, match="joint.pt is damaged"):
+        load_progress(tmp_path)
