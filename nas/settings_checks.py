@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from search_spaces import NasError
+from search_spaces import NasError, first_line
 
 
 def check_whole(name: str, value: Any, low: int, error: type[NasError] = NasError) -> None:
@@ -52,6 +53,23 @@ class ResumableSettings:
                 for f in fields(self)  # type: ignore[arg-type]
                 if f.name not in self.RESUMABLE
                 and getattr(self, f.name) != getattr(other, f.name)]
+
+    def changes_to_run(self, run_dir: str | Path, command: str,
+                       error: type[NasError]) -> list[str]:
+        """`differences` from the settings of the `command` run kept in RUN/config.json; one
+        line of `error` for a folder of another command or with damaged settings."""
+        from nas.results import read_json
+
+        config = read_json(Path(run_dir) / "config.json")
+        saved = config.get("settings") if isinstance(config, dict) else None
+        if not isinstance(saved, dict) or config.get("command") != command:
+            raise error(f"{run_dir} holds a run of another command, not `{command}`")
+        try:
+            other = type(self).from_json(saved)
+        except (NasError, TypeError, KeyError) as exc:
+            raise error(f"{run_dir}/config.json has damaged settings "
+                        f"({first_line(exc)})") from None
+        return self.differences(other)
 
 
 __all__ = ["ResumableSettings", "check_number", "check_whole"]

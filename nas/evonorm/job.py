@@ -44,7 +44,7 @@ from nas.report import summarise
 from nas.results import clean_json, read_json
 from nas.run_folder import started_run
 from nas.run_lock import writing
-from search_spaces import NasError, first_line, get_space
+from search_spaces import first_line, get_space
 from search_spaces.layer_graph import REFERENCES, SPACE_NAME
 
 COMMAND = "nas evolve-layer"
@@ -110,16 +110,7 @@ class LayerSearchJob:
             "created": datetime.now().isoformat(timespec="seconds")})
 
     def _check_resume(self) -> None:
-        config = read_json(self.run_dir / "config.json")
-        saved = config.get("settings") if isinstance(config, dict) else None
-        if not isinstance(saved, dict) or config.get("command") != COMMAND:
-            raise LayerSearchError(f"{self.run_dir} holds a run of another command, not "
-                                   f"`{COMMAND}`")
-        try:
-            differ = self.settings.differences(LayerSearchSettings.from_json(saved))
-        except (NasError, TypeError) as exc:
-            raise LayerSearchError(f"{self.run_dir}/config.json has damaged settings "
-                                   f"({first_line(exc)})") from None
+        differ = self.settings.changes_to_run(self.run_dir, COMMAND, LayerSearchError)
         if differ:
             raise LayerSearchError(f"{self.run_dir} holds a `{COMMAND}` run with other settings "
                                    f"({'; '.join(differ)}); choose another --out")

@@ -148,14 +148,7 @@ class EditJob(ABC):
             "command": self.command, "created": datetime.now().isoformat(timespec="seconds")})
 
     def _check_resume(self) -> None:
-        config = read_json(self.run_dir / "config.json")
-        saved = config.get("settings") if isinstance(config, dict) else None
-        source = self.settings.SOURCE
-        if not isinstance(saved, dict) or source not in saved or \
-                config.get("command") != self.command:
-            raise MorphError(f"{self.run_dir} holds a run of another command, not "
-                             f"`{self.command}`")
-        differ = self.settings.differences(type(self.settings).from_json(saved))
+        differ = self.settings.changes_to_run(self.run_dir, self.command, MorphError)
         if differ:
             raise MorphError(f"{self.run_dir} holds a `{self.command}` run with other settings "
                              f"({'; '.join(differ)}); choose another --out")

@@ -46,7 +46,6 @@ from nas.stitch.training import (
     time_stitches,
     train_joint,
 )
-from search_spaces import NasError, first_line
 
 COMMAND = "nas stitch"
 OBJECTIVES = (Objective("acc", "maximize"), Objective("flops", "minimize"))
@@ -82,14 +81,7 @@ def run_stitch(settings: StitchSettings, run_dir: str | Path, log: Log = None,
 def _check_resumable(run_dir: Path, settings: StitchSettings) -> None:
     if not (run_dir / "config.json").is_file():
         raise StitchError(f"--resume {run_dir}: no `{COMMAND}` run there (no config.json)")
-    saved = read_json(run_dir / "config.json")
-    if not isinstance(saved, dict) or saved.get("command") != COMMAND:
-        raise StitchError(f"--resume {run_dir}: a run of another command, not `{COMMAND}`")
-    try:
-        differ = settings.differences(StitchSettings.from_json(saved["settings"]))
-    except (NasError, KeyError, TypeError) as exc:
-        raise StitchError(f"{run_dir}/config.json has damaged settings "
-                          f"({first_line(exc)})") from None
+    differ = settings.changes_to_run(run_dir, COMMAND, StitchError)
     if differ:
         raise StitchError(f"--resume {run_dir}: only {', '.join(StitchSettings.RESUMABLE)} may "
                           f"change ({'; '.join(differ)})")
