@@ -1,5 +1,6 @@
 """Finalists of the layer search: after the budget, the `finalists` layers of highest mean
-fitness (the first of `evolution.ranked`) are retrained from `finalist_seeds` and the search's pick is made on those scores.
+fitness (the first of `evolution.ranked`) are retrained from `finalist_seeds` and the
+search's pick is made on those scores.
 
 Why: every candidate trains from the search's seed for one short run, so its fitness is noisy
 by a point or more (more on a MobileNet), and the highest of hundreds of such scores is the
