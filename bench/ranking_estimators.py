@@ -93,6 +93,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fair-e45-eval5k-k5": {"sampling": "fair", "epochs": 45, "calibration_images": 1000,
                            "eval_images": 5000, "subnets_per_pass": 5},
     "sandwich-e15-k4": {"sampling": "sandwich", "epochs": 15, "subnets_per_pass": 4},
+    # ranking distillation with FLOPs as the prior (RD-NAS; recipe `rank_loss`)
+    "fair-e15-eval5k-rank1": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
+                              "eval_images": 5000, "rank_loss": 1.0},
+    "fair-e15-eval5k-rank4": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
+                              "eval_images": 5000, "rank_loss": 4.0},
 }
 # `--time-steps`: the supernet entries whose training cost is measured back to back, the first
 # the baseline the others are compared with (the sequential default and its K variants).

@@ -53,6 +53,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "whole1": (lambda v: _is_number(v) and float(v).is_integer() and v >= 1,
                "a whole number >= 1"),
     "positive": (lambda v: _is_number(v) and v > 0, "a positive number"),
+    "nonnegative": (lambda v: _is_number(v) and 0 <= v < float("inf"), "a number >= 0"),
     "text": (lambda v: isinstance(v, str) and bool(v), "text"),
     "resolution": (lambda v: v == "arch" or (_is_int(v) and v > 0),
                    "'arch' or a positive number of pixels"),

@@ -66,6 +66,11 @@ class SupernetOptions(EstimatorOptions):
                                                 "multi-architectural sampling; default 1: each "
                                                 "subnet on the whole batch, one backward each)",
                                           "int1")
+    rank_loss: float | None = option(None, "weight of RD-NAS's ranking loss with FLOPs as the "
+                                           "prior: each step's subnets with more FLOPs are "
+                                           "trained to a loss no higher than those with "
+                                           "fewer (default: the recipe's; 0: off)",
+                                     "nonnegative")
     calibration_images: int | None = option(None, "training images BatchNorm is recalibrated "
                                                   "on per subnet (default 500; one-shot "
                                                   "spaces 1,000)", "int2")

@@ -44,6 +44,10 @@ class SupernetRecipe:
     # each group one forward-backward with every subnet on its own contiguous slice of the
     # batch; 1: every subnet on the whole batch, one backward each (see docs/supernet.md)
     subnets_per_pass: int = 1
+    # ranking distillation from a prior (RD-NAS, Dong et al. 2023, with FLOPs as the prior):
+    # the weight of a hinge that asks each subnet of a step to have a loss no higher than
+    # every subnet of that step with fewer FLOPs; 0: off (see docs/ranking.md)
+    rank_loss: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -69,6 +73,11 @@ class SupernetRecipe:
                            f"{self.subnets_per_pass} subnets per pass (each needs a slice of at "
                            f"least 2 images for BatchNorm: batch size >= "
                            f"{2 * self.subnets_per_pass})")
+        if not 0 <= self.rank_loss < math.inf:
+            raise NasError(f"rank_loss must be >= 0 and finite, got {self.rank_loss!r}")
+        if self.rank_loss > 0 and self.subnets_per_pass > 1:
+            raise NasError("rank_loss compares subnets on the same images: it needs "
+                           "subnets_per_pass 1")
         if self.sampling not in SAMPLINGS:
             raise NasError(f"sampling must be one of {', '.join(SAMPLINGS)}, got "
                            f"{self.sampling!r}")
@@ -96,7 +105,7 @@ class SupernetRecipe:
 
 # Recipe fields that enter the cache key only when they differ from these values: their
 # default reproduces the training from before they existed, and keeps its cached supernets.
-KEY_OPTIONAL: dict[str, Any] = {"subnets_per_pass": 1}
+KEY_OPTIONAL: dict[str, Any] = {"subnets_per_pass": 1, "rank_loss": 0.0}
 
 # Recipe defaults that differ by supernet style, measured on reduced NB201 against standalone
 # training (docs/ranking.md): a one-shot supernet trains one path per candidate op and ranks

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from estimators.data import DataSplits
+from estimators.flops import analytical_cost
 from estimators.progress import StepProgress
 from estimators.supernet.cache import FORMAT, load_weights
 from estimators.supernet.recipe import SupernetRecipe
@@ -196,6 +197,7 @@ class SandwichTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         teacher: torch.Tensor | None = None
         first_loss: float | None = None
+        ranked: list[torch.Tensor] = []  # with rank_loss: every subnet's loss, one backward
         for start in range(0, len(archs), per_pass):
             group = archs[start:start + per_pass]
             slices = batch_slices(labels.shape[0], len(group))
@@ -221,14 +223,33 @@ class SandwichTrainer:
                     loss = loss * ((high - low) / labels.shape[0])
                 total = loss if total is None else total + loss
             assert total is not None
-            if not torch.isfinite(total):
-                raise NasError(f"supernet training diverged (loss {float(total)}); lower the "
-                               f"learning rate (now {recipe.lr})")
-            total.backward()
+            if recipe.rank_loss > 0:
+                ranked.append(total)
+                continue
+            self._backward(total)
+        if ranked:
+            self._backward(sum(ranked) + recipe.rank_loss * self._rank_hinge(archs, ranked))
         if self.world > 1:
             self._average_gradients()
         self.optimizer.step()
         return 0.0 if first_loss is None else first_loss
+
+    def _backward(self, total: torch.Tensor) -> None:
+        if not torch.isfinite(total):
+            raise NasError(f"supernet training diverged (loss {float(total)}); lower the "
+                           f"learning rate (now {self.recipe.lr})")
+        total.backward()
+
+    def _rank_hinge(self, archs: list[Arch], losses: list[torch.Tensor]) -> torch.Tensor:
+        """RD-NAS's pairwise ranking loss with FLOPs as the prior: over every pair of the
+        step's subnets whose FLOPs differ, how far the larger one's loss exceeds the smaller
+        one's (held fixed), averaged over the pairs. It trains the larger subnets harder
+        where the shared weights favour the smaller ones (on NB201: pooling over 3x3 convs)."""
+        flops = [analytical_cost(arch, self.supernet.num_classes,
+                                 self.supernet.in_channels).macs for arch in archs]
+        terms = [F.relu(losses[i] - losses[j].detach())
+                 for i in range(len(archs)) for j in range(len(archs)) if flops[i] > flops[j]]
+        return torch.stack(terms).mean() if terms else losses[0].new_zeros(())
 
     def _average_gradients(self) -> None:
         """All-reduce the gradients that exist (every process ran the same subnets, so the

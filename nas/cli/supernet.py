@@ -3,11 +3,12 @@ on a data set; `--workers N` trains data-parallel on N Ray Train CPU workers."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import fields
 from typing import Any
 
-from nas.cli.common import CommandAdder, positive_int, resolution, seed, threads
+from nas.cli.common import CommandAdder, number_in, positive_int, resolution, seed, threads
 from search_spaces import NasError, get_space
 
 
@@ -126,6 +127,8 @@ def register(command: CommandAdder) -> None:
     p.add_argument("--subnets-per-pass", type=positive_int, default=None,
                    help=f"{option_help('subnets_per_pass')}; the batch size must be at "
                         f"least 2 per subnet")
+    p.add_argument("--rank-loss", type=number_in(0, math.inf, "a number >= 0"), default=None,
+                   help=option_help("rank_loss"))
     p.add_argument("--resolution", type=resolution, default=None,
                    help="training input size: 'data' (default), 'arch' (each subnet's own) or "
                         "pixels")
