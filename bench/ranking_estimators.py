@@ -96,8 +96,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # ranking distillation with FLOPs as the prior (RD-NAS; recipe `rank_loss`)
     "fair-e15-eval5k-rank1": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
                               "eval_images": 5000, "rank_loss": 1.0},
-    "fair-e15-eval5k-rank4": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
-                              "eval_images": 5000, "rank_loss": 4.0},
 }
 # `--time-steps`: the supernet entries whose training cost is measured back to back, the first
 # the baseline the others are compared with (the sequential default and its K variants).
