@@ -22,14 +22,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ranking_groundtruth import ground_truth  # noqa: E402
 from ranking_report import OUT  # noqa: E402
 
-D = OUT / "nb201"
+from estimators.files import atomic_write_text  # noqa: E402
+
+SCORES_DIR = OUT / "nb201"
 FIXED = (2 / 3, 1 / 3, 0.0)  # the default: supernet, jacov, naswot
 GRID = [(s, j, 1 - s - j) for s in np.arange(0.2, 1.01, 0.1)
         for j in np.arange(0, 1.01 - s + 1e-9, 0.1)]
 
 
 def scores(name: str, keys: list[str]) -> np.ndarray:
-    saved = json.loads((D / f"scores-{name}.json").read_text())["scores"]
+    saved = json.loads((SCORES_DIR / f"scores-{name}.json").read_text())["scores"]
     return np.array([saved[k] for k in keys], float)
 
 
@@ -60,7 +62,7 @@ def main() -> None:
               "in_sample": {f"{w[0]:.2f}/{w[1]:.2f}/{w[2]:.2f}": tau(every, w)
                             for w in (FIXED, (2 / 3, 1 / 6, 1 / 6), (0.5, 0.25, 0.25),
                                       (0.5, 0.5, 0.0), (1.0, 0.0, 0.0), (0.0, 0.5, 0.5))}}
-    (D / "blend-cv.json").write_text(json.dumps(result, indent=1))
+    atomic_write_text(SCORES_DIR / "blend-cv.json", json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
 
