@@ -96,6 +96,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # ranking distillation with FLOPs as the prior (RD-NAS; recipe `rank_loss`)
     "fair-e15-eval5k-rank1": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
                               "eval_images": 5000, "rank_loss": 1.0},
+    # a lower peak learning rate (stop 32: the continuation at lr 0.02 ranked better than a
+    # fresh supernet as long at 0.05)
+    "fair-e15-eval5k-lr02": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
+                             "eval_images": 5000, "lr": 0.02},
+    # all 10,000 validation images on the default supernet (the same cache key as
+    # fair-e15-eval5k: a paired comparison of the scoring alone)
+    "fair-e15-eval10k-cal1k": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
+                               "eval_images": 10_000},
+    "fair-e15-eval5k-lr10": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
+                             "eval_images": 5000, "lr": 0.1},
 }
 # `--time-steps`: the supernet entries whose training cost is measured back to back, the first
 # the baseline the others are compared with (the sequential default and its K variants).
