@@ -104,6 +104,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # fair-e15-eval5k: a paired comparison of the scoring alone)
     "fair-e15-eval10k-cal1k": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
                                "eval_images": 10_000},
+    # the default recipe from another seed: the spread between trainings of one recipe
+    "fair-e15-eval5k-seed1": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
+                              "eval_images": 5000, "seed": 1},
     "fair-e15-eval5k-lr10": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
                              "eval_images": 5000, "lr": 0.1},
 }
