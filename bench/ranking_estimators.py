@@ -107,6 +107,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the default recipe from another seed: the spread between trainings of one recipe
     "fair-e15-eval5k-seed1": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
                               "eval_images": 5000, "seed": 1},
+    "fair-e15-eval5k-seed2": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
+                              "eval_images": 5000, "seed": 2},
+    # no weight decay (the default 3e-5), from seeds 0 and 1: paired with the default's seeds
+    "fair-e15-eval5k-wd0": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
+                            "eval_images": 5000, "weight_decay": 0.0},
+    "fair-e15-eval5k-wd0-seed1": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
+                                  "eval_images": 5000, "weight_decay": 0.0, "seed": 1},
     "fair-e15-eval5k-lr10": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
                              "eval_images": 5000, "lr": 0.1},
 }
