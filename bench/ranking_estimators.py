@@ -114,6 +114,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
                             "eval_images": 5000, "weight_decay": 0.0},
     "fair-e15-eval5k-wd0-seed1": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
                                   "eval_images": 5000, "weight_decay": 0.0, "seed": 1},
+    "fair-e15-eval5k-wd0-seed2": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
+                                  "eval_images": 5000, "weight_decay": 0.0, "seed": 2},
     "fair-e15-eval5k-lr10": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
                              "eval_images": 5000, "lr": 0.1},
 }
