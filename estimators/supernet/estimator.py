@@ -55,6 +55,9 @@ class SupernetOptions(EstimatorOptions):
                                             "recipe's)", "int1")
     batch_size: int | None = option(None, "training batch (default: the recipe's)", "int2")
     lr: float | None = option(None, "peak learning rate (default: the recipe's)", "positive")
+    weight_decay: float | None = option(None, "L2 penalty on conv/linear weights (default: "
+                                              "the recipe's, 3e-5; one-shot spaces 0)",
+                                        "nonnegative")
     random_subnets: int | None = option(None, "random subnets per step besides the largest "
                                               "and smallest (default: the recipe's)", "int0")
     resolution: Resolution = option(None, "training input size: None (the data's), 'arch' "

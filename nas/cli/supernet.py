@@ -117,6 +117,10 @@ def register(command: CommandAdder) -> None:
                    help=f"images per step (default {defaults.batch_size})")
     p.add_argument("--lr", type=float, default=None, help=f"peak learning rate "
                                                          f"(default {defaults.lr})")
+    p.add_argument("--weight-decay", type=number_in(0, math.inf, "a number >= 0"),
+                   default=None, help=f"L2 penalty on conv/linear weights (default "
+                                      f"{defaults.weight_decay:g}; one-shot spaces "
+                                      f"{STYLE_RECIPE['one-shot']['weight_decay']:g})")
     p.add_argument("--random-subnets", type=int, default=None,
                    help=f"random subnets per step besides the largest and smallest "
                         f"(default {defaults.random_subnets})")
