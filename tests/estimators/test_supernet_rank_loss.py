@@ -141,19 +141,3 @@ def test_bad_values_are_one_line_nas_errors():
     with pytest.raises(NasError, match="estimator 'supernet'") as info:
         SupernetEstimator.parse_options({"rank_loss": -2})
     assert "\n" not in str(info.value)
-
-
-def test_the_option_flows_from_nas_search_and_nas_supernet_train(tiny, space_file, tmp_path,
-                                                                  capsys):
-    from estimators.supernet.estimator import supernet_recipe
-    from nas.cli import main
-    from nas.cli.search import _parse_options
-
-    _, options = _parse_options(["rank_loss=2"], "nsga2", "supernet")
-    assert supernet_recipe(options, tiny).rank_loss == 2
-    argv = ["supernet", "train", "--space", str(space_file), "--data", "digits", "--epochs", "1",
-            "--train-images", "32", "--batch-size", "16", "--rank-loss", "1.5",
-            "--cache-dir", str(tmp_path), "--json"]
-    assert main(argv) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["recipe"]["rank_loss"] == 1.5 and summary["epochs_done"] == 1

@@ -1,6 +1,7 @@
 """The supernet's weight decay: 3e-5 by default, 0 on one-shot spaces (measured on reduced
 NB201 from three seeds, docs/ranking.md), settable from `nas search --option weight_decay=W`
-and `nas supernet train --weight-decay W`, and applied to conv/linear weights only."""
+and `nas supernet train --weight-decay W`, and applied to conv/linear weights only. The last
+test carries every recipe option from both commands (`rank_loss` as well)."""
 from __future__ import annotations
 
 import json
@@ -48,23 +49,26 @@ def test_bad_values_are_one_line_nas_errors():
     assert "\n" not in str(info.value)
 
 
-def test_the_option_flows_from_nas_search_and_nas_supernet_train(tiny, space_file, tmp_path,
-                                                                  capsys):
+@pytest.mark.parametrize("name, search_value, flag, train_value", [
+    ("weight_decay", "0.0002", "--weight-decay", "0"),
+    ("rank_loss", "2", "--rank-loss", "1.5"),
+])
+def test_recipe_options_flow_from_nas_search_and_nas_supernet_train(
+        tiny, space_file, tmp_path, capsys, name, search_value, flag, train_value):
     from estimators.supernet.estimator import supernet_recipe
     from nas.cli import main
     from nas.cli.search import _parse_options
 
-    _, options = _parse_options(["weight_decay=0.0002"], "nsga2", "supernet")
-    assert supernet_recipe(options, tiny).weight_decay == 2e-4
-    assert supernet_recipe(options, "nb201").weight_decay == 2e-4
+    _, options = _parse_options([f"{name}={search_value}"], "nsga2", "supernet")
+    assert getattr(supernet_recipe(options, tiny), name) == float(search_value)
+    assert getattr(supernet_recipe(options, "nb201"), name) == float(search_value)
     argv = ["supernet", "train", "--space", str(space_file), "--data", "digits", "--epochs", "1",
-            "--train-images", "32", "--batch-size", "16", "--weight-decay", "0",
+            "--train-images", "32", "--batch-size", "16", flag, train_value,
             "--cache-dir", str(tmp_path), "--json"]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["recipe"]["weight_decay"] == 0.0 and summary["epochs_done"] == 1
-    bad = [arg if arg != "0" else "-1" for arg in argv]
+    assert summary["recipe"][name] == float(train_value) and summary["epochs_done"] == 1
+    bad = [arg if arg != train_value else "-1" for arg in argv]
     with pytest.raises(SystemExit) as exit_info:  # argparse's one-line error, status 2
         main(bad)
     assert exit_info.value.code == 2
-    assert "error:" in capsys.readouterr().err
