@@ -71,6 +71,10 @@ from search_spaces import Arch  # noqa: E402
 
 # Changes measured against the default: name -> recipe fields, plus the estimator's own
 # `calibration_images` / `eval_images` where given.
+# The one-shot default up to stop 31 (weight decay 3e-5, `SupernetRecipe`'s): the base of the
+# variants that change one thing of it.
+FAIR_E15_EVAL5K: dict[str, Any] = {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
+                                   "eval_images": 5000}
 VARIANTS: dict[str, dict[str, Any]] = {
     "sandwich": {"sampling": "sandwich"},  # the default before issue 13
     "uniform": {"sampling": "uniform"},
@@ -79,45 +83,34 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fair-e15": {"sampling": "fair", "epochs": 15},
     "fair-e15-eval10k": {"sampling": "fair", "epochs": 15, "calibration_images": 2000,
                          "eval_images": 10_000},
-    "fair-e15-eval5k": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
-                        "eval_images": 5000},
-    "fair-e65-eval5k": {"sampling": "fair", "epochs": 65, "calibration_images": 1000,
-                        "eval_images": 5000},  # as long as the default plus its continuation
+    "fair-e15-eval5k": FAIR_E15_EVAL5K,
+    # as long as the default plus its continuation
+    "fair-e65-eval5k": {**FAIR_E15_EVAL5K, "epochs": 65},
     "sandwich-e15": {"sampling": "sandwich", "epochs": 15},
     "uniform-e15": {"sampling": "uniform", "epochs": 15},
     # multi-architectural sampling (ViT-ResNAS, `subnets_per_pass`): K subnets share one
     # forward-backward, each on 1/K of the batch. Fair sampling draws 5 subnets per step on
     # NB201 (K=5: all in one pass), sandwich 2 + random_subnets = 4 (K=4).
-    "fair-e15-eval5k-k5": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
-                           "eval_images": 5000, "subnets_per_pass": 5},
-    "fair-e45-eval5k-k5": {"sampling": "fair", "epochs": 45, "calibration_images": 1000,
-                           "eval_images": 5000, "subnets_per_pass": 5},
+    "fair-e15-eval5k-k5": {**FAIR_E15_EVAL5K, "subnets_per_pass": 5},
+    "fair-e45-eval5k-k5": {**FAIR_E15_EVAL5K, "epochs": 45, "subnets_per_pass": 5},
     "sandwich-e15-k4": {"sampling": "sandwich", "epochs": 15, "subnets_per_pass": 4},
     # ranking distillation with FLOPs as the prior (RD-NAS; recipe `rank_loss`)
-    "fair-e15-eval5k-rank1": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
-                              "eval_images": 5000, "rank_loss": 1.0},
-    # a lower peak learning rate (stop 32: the continuation at lr 0.02 ranked better than a
-    # fresh supernet as long at 0.05)
-    "fair-e15-eval5k-lr02": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
-                             "eval_images": 5000, "lr": 0.02},
+    "fair-e15-eval5k-rank1": {**FAIR_E15_EVAL5K, "rank_loss": 1.0},
+    # a lower or higher peak learning rate (stop 32: the continuation at lr 0.02 ranked better
+    # than a fresh supernet as long at 0.05)
+    "fair-e15-eval5k-lr02": {**FAIR_E15_EVAL5K, "lr": 0.02},
+    "fair-e15-eval5k-lr10": {**FAIR_E15_EVAL5K, "lr": 0.1},
     # all 10,000 validation images on the default supernet (the same cache key as
     # fair-e15-eval5k: a paired comparison of the scoring alone)
-    "fair-e15-eval10k-cal1k": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
-                               "eval_images": 10_000},
-    # the default recipe from another seed: the spread between trainings of one recipe
-    "fair-e15-eval5k-seed1": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
-                              "eval_images": 5000, "seed": 1},
-    "fair-e15-eval5k-seed2": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
-                              "eval_images": 5000, "seed": 2},
-    # no weight decay (the default 3e-5), from seeds 0 and 1: paired with the default's seeds
-    "fair-e15-eval5k-wd0": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
-                            "eval_images": 5000, "weight_decay": 0.0},
-    "fair-e15-eval5k-wd0-seed1": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
-                                  "eval_images": 5000, "weight_decay": 0.0, "seed": 1},
-    "fair-e15-eval5k-wd0-seed2": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
-                                  "eval_images": 5000, "weight_decay": 0.0, "seed": 2},
-    "fair-e15-eval5k-lr10": {"sampling": "fair", "epochs": 15, "calibration_images": 1000,
-                             "eval_images": 5000, "lr": 0.1},
+    "fair-e15-eval10k-cal1k": {**FAIR_E15_EVAL5K, "eval_images": 10_000},
+    # the same recipe from other seeds: the spread between trainings of one recipe
+    "fair-e15-eval5k-seed1": {**FAIR_E15_EVAL5K, "seed": 1},
+    "fair-e15-eval5k-seed2": {**FAIR_E15_EVAL5K, "seed": 2},
+    # no weight decay (the one-shot default since stop 32), from the same three seeds: each
+    # paired with the run above that shares its seed
+    "fair-e15-eval5k-wd0": {**FAIR_E15_EVAL5K, "weight_decay": 0.0},
+    "fair-e15-eval5k-wd0-seed1": {**FAIR_E15_EVAL5K, "weight_decay": 0.0, "seed": 1},
+    "fair-e15-eval5k-wd0-seed2": {**FAIR_E15_EVAL5K, "weight_decay": 0.0, "seed": 2},
 }
 # `--time-steps`: the supernet entries whose training cost is measured back to back, the first
 # the baseline the others are compared with (the sequential default and its K variants).

@@ -24,7 +24,7 @@ from estimators.batchnorm import fold_batchnorm, recalibrate_batchnorm
 from estimators.data import DataSplits
 from estimators.progress import StepProgress
 from estimators.supernet.blend import BLEND_REFERENCE, BLEND_WEIGHT, ProxyBlend, cached_blend
-from estimators.supernet.recipe import SupernetRecipe, default_recipe
+from estimators.supernet.recipe import STYLE_RECIPE, SupernetRecipe, default_recipe
 from estimators.supernet.trainer import (
     TrainedSupernet,
     input_size,
@@ -55,8 +55,10 @@ class SupernetOptions(EstimatorOptions):
                                             "recipe's)", "int1")
     batch_size: int | None = option(None, "training batch (default: the recipe's)", "int2")
     lr: float | None = option(None, "peak learning rate (default: the recipe's)", "positive")
-    weight_decay: float | None = option(None, "L2 penalty on conv/linear weights (default: "
-                                              "the recipe's, 3e-5; one-shot spaces 0)",
+    weight_decay: float | None = option(None, f"L2 penalty on conv/linear weights (default "
+                                              f"{SupernetRecipe.weight_decay:g}; one-shot "
+                                              f"spaces "
+                                              f"{STYLE_RECIPE['one-shot']['weight_decay']:g})",
                                         "nonnegative")
     random_subnets: int | None = option(None, "random subnets per step besides the largest "
                                               "and smallest (default: the recipe's)", "int0")

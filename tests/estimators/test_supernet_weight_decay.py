@@ -62,13 +62,14 @@ def test_recipe_options_flow_from_nas_search_and_nas_supernet_train(
     _, options = _parse_options([f"{name}={search_value}"], "nsga2", "supernet")
     assert getattr(supernet_recipe(options, tiny), name) == float(search_value)
     assert getattr(supernet_recipe(options, "nb201"), name) == float(search_value)
-    argv = ["supernet", "train", "--space", str(space_file), "--data", "digits", "--epochs", "1",
-            "--train-images", "32", "--batch-size", "16", flag, train_value,
-            "--cache-dir", str(tmp_path), "--json"]
-    assert main(argv) == 0
+    def train(value: str) -> list[str]:
+        return ["supernet", "train", "--space", str(space_file), "--data", "digits", "--epochs",
+                "1", "--train-images", "32", "--batch-size", "16", flag, value,
+                "--cache-dir", str(tmp_path), "--json"]
+
+    assert main(train(train_value)) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["recipe"][name] == float(train_value) and summary["epochs_done"] == 1
-    bad = [arg if arg != train_value else "-1" for arg in argv]
     with pytest.raises(SystemExit) as exit_info:  # argparse's one-line error, status 2
-        main(bad)
+        main(train("-1"))
     assert exit_info.value.code == 2
