@@ -50,6 +50,11 @@ FAMILIES = {  # name: (space file, output folder, anchors by name[, recipe, stit
                    {"small": "basic-d2.2.2-w0.25.0.25.0.25-r32",
                     "medium": "basic-d2.2.2-w0.5.0.5.0.5-r32",
                     "large": "basic-d2.2.2-w0.75.0.75.0.75-r32"}),
+    # the same at widths 4x apart, so that each width step buys several points (DeiT-Ti -> S)
+    "steep": ("stitch_resnet_steep.yaml", "stitch/steep",
+              {"small": "basic-d2.2.2-w0.125.0.125.0.125-r32",
+               "medium": "basic-d2.2.2-w0.5.0.5.0.5-r32",
+               "large": "basic-d2.2.2-w1.0.1.0.1.0-r32"}),
     # SN-Net's own kind of family: ViTs of equal depth at three widths, AdamW throughout
     "vit": ("stitch_vit.yaml", "stitch/vit",
             {"small": "r28-p4-w48-" + ".".join(["h3m2"] * 6),
@@ -84,7 +89,8 @@ RUNS = {"default": {}, "lstsq-e0": {"epochs": 0}, "random-e0": {"epochs": 0, "in
         "e10": {"epochs": 10}, "e10-distill": {"epochs": 10, "distill": True},
         "e30": {"epochs": 30}, "e10-lr0.005": {"epochs": 10, "lr": 0.005},
         "e10-lr5e-5": {"epochs": 10, "lr": 5e-5},  # SN-Net's AdamW fine-tuning rate (LeViT)
-        "lr5e-5": {"lr": 5e-5}}
+        "lr5e-5": {"lr": 5e-5},
+        "e10-one-way": {"epochs": 10, "two_way": False}}  # SN-Net's small -> large only
 
 
 def train_anchors(fam: Family, threads: int, names: list[str]) -> dict:
