@@ -10,6 +10,8 @@ same family scored right after initialisation, least squares against random stit
 three stages of two basic blocks behind a 3x3 stem without the max pool, so that FLOPs grow
 with width as in SN-Net's equal-depth DeiT anchors), in results/bench/stitch/cifar-stem/;
 `--anchors NAME...` trains only those anchors (two processes can share the work).
+`--family steep` is that family at widths 4x apart (`bench/spaces/stitch_resnet_steep.yaml`), so
+that each width step buys points, in results/bench/stitch/steep/.
 `--family vit` stitches three plain ViTs of equal depth (`bench/spaces/stitch_vit.yaml`, SN-Net's
 own kind of family), trained and stitched with AdamW (SGD trains ViTs poorly here), in
 results/bench/stitch/vit/.
