@@ -116,6 +116,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     **{f"fair-e30-eval5k-wd0{suffix}": {**FAIR_E15_EVAL5K, "epochs": 30, "weight_decay": 0.0,
                                         "seed": seed}
        for seed, suffix in ((0, ""), (1, "-seed1"), (2, "-seed2"))},
+    # `SupernetRecipe()` as it is (sandwich on elastic spaces: the `mobile` default) from two
+    # more seeds, and without weight decay from the same three (stop 33)
+    **{f"auto{wd}{suffix}": {"seed": seed, **changes}
+       for wd, changes in (("", {}), ("-wd0", {"weight_decay": 0.0}))
+       for seed, suffix in ((0, ""), (1, "-seed1"), (2, "-seed2")) if wd or seed},
 }
 # `--time-steps`: the supernet entries whose training cost is measured back to back, the first
 # the baseline the others are compared with (the sequential default and its K variants).
