@@ -36,8 +36,8 @@ GROUPS = {
             ["fair-e30-eval5k-wd0", "fair-e30-eval5k-wd0-seed1", "fair-e30-eval5k-wd0-seed2"],
     }),
     "mobile": ("e20-5k-clip2", 2, False, {
-        "sandwich, weight decay 3e-5 (the default)": [None, "auto-seed1", "auto-seed2"],
-        "sandwich, no weight decay": ["auto-wd0", "auto-wd0-seed1", "auto-wd0-seed2"],
+        "sandwich, weight decay 3e-5 (the default)": [None],
+        "sandwich, no weight decay": ["auto-wd0"],
     }),
 }
 BLEND = (2 / 3, 1 / 3)  # supernet, jacov: the engine's NB201 blend

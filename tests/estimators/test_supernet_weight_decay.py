@@ -19,7 +19,7 @@ space_file, tiny, digits = tiny_mobile_fixtures("tiny-weight-decay")
 def test_one_shot_spaces_train_without_weight_decay_and_elastic_ones_keep_it():
     assert get_space("nb201").supernet_style == "one-shot"
     assert default_recipe("nb201").weight_decay == 0.0
-    assert default_recipe("nb201").epochs == 15
+    assert default_recipe("nb201").epochs == 30
     assert get_space("mobile").supernet_style == "elastic"
     assert default_recipe("mobile").weight_decay == SupernetRecipe().weight_decay == 3e-5
     # the user's value wins over the style's default
