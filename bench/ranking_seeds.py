@@ -34,6 +34,7 @@ GROUPS = {
             ["fair-e15-eval5k-wd0", "fair-e15-eval5k-wd0-seed1", "fair-e15-eval5k-wd0-seed2"],
         "e30, no weight decay":
             ["fair-e30-eval5k-wd0", "fair-e30-eval5k-wd0-seed1", "fair-e30-eval5k-wd0-seed2"],
+        "e60, no weight decay": ["fair-e60-eval5k-wd0"],
     }),
     "mobile": ("e20-5k-clip2", 2, False, {
         "sandwich, weight decay 3e-5 (the default)": [None],
