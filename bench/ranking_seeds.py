@@ -33,7 +33,7 @@ GROUPS = {
         "e15, no weight decay (the default since stop 32)":
             ["fair-e15-eval5k-wd0", "fair-e15-eval5k-wd0-seed1", "fair-e15-eval5k-wd0-seed2"],
         "e30, no weight decay":
-            ["fair-e30-eval5k-wd0", "fair-e30-eval5k-wd0-seed1", "fair-e30-eval5k-wd0-seed2"],
+            ["fair-e30-eval5k-wd0"] + [f"fair-e30-eval5k-wd0-seed{s}" for s in range(1, 5)],
         "e60, no weight decay": ["fair-e60-eval5k-wd0"],
     }),
     "mobile": ("e20-5k-clip2", 2, False, {
