@@ -118,6 +118,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # four times as long without weight decay (stop 33: 30 epochs ranked better than 15 from
     # each of three seeds)
     "fair-e60-eval5k-wd0": {**FAIR_E15_EVAL5K, "epochs": 60, "weight_decay": 0.0},
+    # BatchNorm without affine parameters (stop 34: DARTS's and NB201's own supernets use
+    # affine=False), on the 30-epoch default, from the default's first three seeds (paired)
+    **{f"fair-e30-eval5k-wd0-noaffine{f'-seed{seed}' if seed else ''}": {
+        **FAIR_E15_EVAL5K, "epochs": 30, "weight_decay": 0.0, "norm_affine": False,
+        "seed": seed} for seed in range(5)},
     # `SupernetRecipe()` (sandwich on elastic spaces: the `mobile` default) without weight
     # decay (stop 33)
     "auto-wd0": {"weight_decay": 0.0},

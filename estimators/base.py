@@ -55,6 +55,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "positive": (lambda v: _is_number(v) and v > 0, "a positive number"),
     "nonnegative": (lambda v: _is_number(v) and 0 <= v < float("inf"), "a number >= 0"),
     "text": (lambda v: isinstance(v, str) and bool(v), "text"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
     "resolution": (lambda v: v == "arch" or (_is_int(v) and v > 0),
                    "'arch' or a positive number of pixels"),
     "proxy": (lambda v: isinstance(v, str) and v in _proxy_names(), "a proxy name"),

@@ -76,6 +76,9 @@ class SupernetOptions(EstimatorOptions):
                                            "trained to a loss no higher than those with "
                                            "fewer (default: the recipe's; 0: off)",
                                      "nonnegative")
+    norm_affine: bool | None = option(None, "train BatchNorm's scale and shift (default: the "
+                                            "recipe's, true); false holds them at 1 and 0",
+                                      "bool")
     calibration_images: int | None = option(None, "training images BatchNorm is recalibrated "
                                                   "on per subnet (default 500; one-shot "
                                                   "spaces 1,000)", "int2")

@@ -48,6 +48,10 @@ class SupernetRecipe:
     # the weight of a hinge that asks each subnet of a step to have a loss no higher than
     # every subnet of that step with fewer FLOPs; 0: off (see docs/ranking.md)
     rank_loss: float = 0.0
+    # BatchNorm's scale and shift trained (True) or held at 1 and 0 (False: the affine=False
+    # BatchNorm of DARTS's and NAS-Bench-201's own weight-sharing supernets, where a scale
+    # shared by every context an op appears in would set how it mixes with its neighbours)
+    norm_affine: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -80,6 +84,8 @@ class SupernetRecipe:
         if self.rank_loss > 0 and self.subnets_per_pass > 1:
             raise NasError("rank_loss compares subnets on the same images: it needs "
                            "subnets_per_pass 1")
+        if not isinstance(self.norm_affine, bool):
+            raise NasError(f"norm_affine must be true or false, got {self.norm_affine!r}")
         if self.sampling not in SAMPLINGS:
             raise NasError(f"sampling must be one of {', '.join(SAMPLINGS)}, got "
                            f"{self.sampling!r}")
@@ -107,7 +113,7 @@ class SupernetRecipe:
 
 # Recipe fields that enter the cache key only when they differ from these values: their
 # default reproduces the training from before they existed, and keeps its cached supernets.
-KEY_OPTIONAL: dict[str, Any] = {"subnets_per_pass": 1, "rank_loss": 0.0}
+KEY_OPTIONAL: dict[str, Any] = {"subnets_per_pass": 1, "rank_loss": 0.0, "norm_affine": True}
 
 # Recipe defaults that differ by supernet style, measured on reduced NB201 against standalone
 # training (docs/ranking.md): a one-shot supernet trains one path per candidate op and ranks

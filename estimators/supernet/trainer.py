@@ -121,11 +121,30 @@ def lr_at(step: int, total: int, recipe: SupernetRecipe) -> float:
     return 0.5 * recipe.lr * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
 
+def hold_norm_affine(supernet: Supernet) -> int:
+    """BatchNorm without affine parameters (recipe `norm_affine=False`): the scale and shift of
+    every BatchNorm (the parameters kept beside a `running_mean` buffer) set to 1 and 0 and
+    taken out of training. Returns how many tensors were held."""
+    norms = {name[:-len("running_mean")] for name, _ in supernet.named_buffers()
+             if name.endswith("running_mean")}
+    held = 0
+    with torch.no_grad():
+        for name, param in supernet.named_parameters():
+            for leaf, value in (("weight", 1.0), ("bias", 0.0)):
+                if name.endswith(leaf) and name[:-len(leaf)] in norms:
+                    param.fill_(value)
+                    param.requires_grad_(False)
+                    held += 1
+    return held
+
+
 def make_optimizer(supernet: Supernet, recipe: SupernetRecipe) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum; weight decay on conv/linear weights only (not on norms,
     biases or the kernel transform matrices, which start as the identity)."""
     decay, plain = [], []
     for name, param in supernet.named_parameters():
+        if not param.requires_grad:
+            continue
         (decay if param.dim() > 1 and "#T" not in name else plain).append(param)
     return torch.optim.SGD([{"params": decay, "weight_decay": recipe.weight_decay},
                             {"params": plain, "weight_decay": 0.0}], lr=recipe.lr,
@@ -150,6 +169,8 @@ class SandwichTrainer:
                  rank: int = 0, world: int = 1):
         self.supernet, self.data, self.recipe = supernet, data, recipe
         self.rank, self.world = rank, world
+        if not recipe.norm_affine:
+            hold_norm_affine(supernet)
         self.optimizer = make_optimizer(supernet, recipe)
         self.steps_per_epoch = recipe.steps_per_epoch(len(data.train))
         self.total_steps = self.steps_per_epoch * recipe.epochs

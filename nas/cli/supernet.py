@@ -136,6 +136,9 @@ def register(command: CommandAdder) -> None:
     p.add_argument("--resolution", type=resolution, default=None,
                    help="training input size: 'data' (default), 'arch' (each subnet's own) or "
                         "pixels")
+    p.add_argument("--no-norm-affine", dest="norm_affine", action="store_const", const=False,
+                   default=None, help="BatchNorm without scale and shift (held at 1 and 0), as "
+                                      "in DARTS's and NAS-Bench-201's own supernets")
     p.add_argument("--no-kernel-transform", action="store_true",
                    help="elastic kernels without OFA's kernel transform matrices")
     p.add_argument("--seed", type=seed, default=0,
