@@ -36,19 +36,30 @@ POLICIES = ("reinforce", "random")
 SETTINGS = {"episodes": 8, "children": 5, "start_epochs": 3, "finetune_epochs": 1.0,
             "train_images": 10_000, "workers": 0, "threads": 1}
 SCRATCH_EPOCHS = (1, 2, 3, 4, 6)
+# `--protocol`: the changes to SETTINGS and the suffix of their run folders. `e10` (stop 34):
+# ten times the fine-tuning per child, so the reward can carry a child's capacity (one epoch
+# ordered children by noise), and twice the episodes, so the learned policy, which repeats
+# children, also reaches 40 distinct trained children; the report compares both policies
+# at an equal count of trained children.
+PROTOCOLS: dict[str, tuple[dict, str]] = {
+    "e1": ({}, ""),
+    "e10": ({"finetune_epochs": 10.0, "episodes": 16}, "-e10"),
+}
 
 
-def grow_settings(policy: str, seed: int, lr: float | None = None):
+def grow_settings(policy: str, seed: int, lr: float | None = None, protocol: str = "e1"):
     from nas.morph import GrowSettings
 
     extra = {} if lr is None else {"lr": lr}
     return GrowSettings(start=str(OUT / "runs" / f"start-s{seed}.pt"), space=SPACE,
-                        policy=policy, seed=seed, data_dir=str(DATA_DIR), **SETTINGS, **extra)
+                        policy=policy, seed=seed, data_dir=str(DATA_DIR),
+                        **{**SETTINGS, **PROTOCOLS[protocol][0]}, **extra)
 
 
-def run_prefix(policy: str, lr: float | None = None) -> str:
-    """`reinforce`; a learning-rate variant of the learned policy `reinforce-lr0.01`."""
-    return f"{policy}{'' if lr is None else f'-lr{lr:g}'}"
+def run_prefix(policy: str, lr: float | None = None, protocol: str = "e1") -> str:
+    """`reinforce`; a learning-rate variant of the learned policy `reinforce-lr0.01`; the
+    `e10` protocol's `reinforce-e10`."""
+    return f"{policy}{'' if lr is None else f'-lr{lr:g}'}{PROTOCOLS[protocol][1]}"
 
 
 def start_network(seed: int) -> Path:
@@ -69,18 +80,20 @@ def start_network(seed: int) -> Path:
     return path
 
 
-def run_search(seeds: list[int], policies: list[str], lr: float | None = None) -> None:
+def run_search(seeds: list[int], policies: list[str], lr: float | None = None,
+               protocol: str = "e1") -> None:
     from nas.morph import GrowJob
 
     for seed in seeds:
         start_network(seed)
         for policy in policies:
-            prefix = run_prefix(policy, lr if policy == "reinforce" else None)
+            policy_lr = lr if policy == "reinforce" else None
+            prefix = run_prefix(policy, policy_lr, protocol)
             if RUNS.finished(prefix, seed):
                 continue
             run = RUNS.folder(prefix, seed)
-            print(f"== {policy} seed {seed}", flush=True)
-            GrowJob(grow_settings(policy, seed, lr if policy == "reinforce" else None), run,
+            print(f"== {prefix} seed {seed}", flush=True)
+            GrowJob(grow_settings(policy, seed, policy_lr, protocol), run,
                     log=lambda text: print(text, flush=True)).run()
 
 
@@ -126,37 +139,59 @@ def best_curve(rows: list[dict]) -> list[float]:
     return curve
 
 
-def report(seeds: list[int], plot: bool, variants: list[str]) -> dict:
-    summary: dict = {"settings": SETTINGS, "start": START, "seeds": seeds, "policies": {}}
-    for policy in [*POLICIES, *variants]:
-        runs = [RUNS.rows(policy, s) for s in seeds if RUNS.finished(policy, s)]
-        best = [max(r, key=lambda x: x["acc"]) for r in runs]
-        acc, se = mean_se([b["acc"] for b in best])
-        test, test_se = mean_se([b["test_acc"] for b in best])
-        summary["policies"][policy] = {
-            "runs": len(runs), "trained_children": [len(r) for r in runs], "best_val_acc": acc, "best_val_se": se, "best_test_acc": test,
+def best_of(runs: list[list[dict]], count: int | None = None) -> dict:
+    """Mean and standard error over runs of each run's best child (of its first `count`
+    trained children)."""
+    best = [max(r[:count] if count else r, key=lambda x: x["acc"]) for r in runs]
+    acc, se = mean_se([b["acc"] for b in best])
+    test, test_se = mean_se([b["test_acc"] for b in best])
+    return {"best_val_acc": acc, "best_val_se": se, "best_test_acc": test,
             "best_test_se": test_se, "best_keys": [b["key"] for b in best],
-            "best_mflops": [b["flops"] / 1e6 for b in best],
+            "best_mflops": [b["flops"] / 1e6 for b in best]}
+
+
+def difference(learned: dict, random: dict) -> dict:
+    diff = learned["best_val_acc"] - random["best_val_acc"]
+    diff_se = math.hypot(learned["best_val_se"], random["best_val_se"])
+    return {"val_acc": diff, "se": diff_se, "above_2se": bool(diff > 2 * diff_se)}
+
+
+def report(seeds: list[int], plot: bool, variants: list[str], protocol: str = "e1") -> dict:
+    changes, suffix = PROTOCOLS[protocol]
+    summary: dict = {"settings": {**SETTINGS, **changes}, "start": START, "seeds": seeds,
+                     "policies": {}}
+    names = [f"{p}{suffix}" for p in POLICIES] + variants
+    runs_of = {name: [RUNS.rows(name, s) for s in seeds if RUNS.finished(name, s)]
+               for name in names}
+    for name, runs in runs_of.items():
+        summary["policies"][name] = {
+            "runs": len(runs), "trained_children": [len(r) for r in runs],
+            **best_of(runs),
             "train_seconds_per_child": statistics.median(
                 [x["train_seconds"] for r in runs for x in r]) if runs else None}
-    random = summary["policies"]["random"]
-    summary["difference"] = {}
-    for name in ["reinforce", *variants]:
-        learned = summary["policies"][name]
-        diff = learned["best_val_acc"] - random["best_val_acc"]
-        diff_se = math.hypot(learned["best_val_se"], random["best_val_se"])
-        summary["difference"][name] = {"val_acc": diff, "se": diff_se,
-                                       "above_2se": bool(diff > 2 * diff_se)}
+    random = f"random{suffix}"
+    summary["difference"] = {name: difference(summary["policies"][name],
+                                              summary["policies"][random])
+                             for name in names if name != random}
+    # the issue's measure: both policies after the same number of trained children
+    counts = [len(r) for runs in runs_of.values() for r in runs]
+    if counts:
+        equal = min(min(counts), 40)
+        at_equal = {name: best_of(runs, equal) for name, runs in runs_of.items() if runs}
+        summary["equal_children"] = {
+            "children": equal, "policies": at_equal,
+            "difference": {name: difference(at_equal[name], at_equal[random])
+                           for name in at_equal if name != random}}
     starts = []
     for seed in seeds:
-        path = RUNS.folder("reinforce", seed) / "anchors.csv"
+        path = RUNS.folder(f"reinforce{suffix}", seed) / "anchors.csv"
         if path.is_file():
             import csv
 
             starts += [float(r["acc"]) for r in csv.DictReader(path.open())]
     summary["start_val_acc"] = mean_se(starts)
     inherit_path = OUT / "inherit.json"
-    if inherit_path.is_file():
+    if inherit_path.is_file() and protocol == "e1":  # measured on the e1 runs' best children
         inherit = json.loads(inherit_path.read_text())
         matched = {}
         for seed in seeds:
@@ -171,7 +206,7 @@ def report(seeds: list[int], plot: bool, variants: list[str]) -> dict:
                                  "scratch_epochs_to_match": reach[0] if reach else None,
                                  "child_epochs": SETTINGS["finetune_epochs"]}
         summary["inherit"] = matched
-    (OUT / "report.json").write_text(json.dumps(summary, indent=1))
+    (OUT / f"report{suffix}.json").write_text(json.dumps(summary, indent=1))
     if plot:
         import matplotlib
 
@@ -181,7 +216,7 @@ def report(seeds: list[int], plot: bool, variants: list[str]) -> dict:
         fig, ax = plt.subplots(figsize=(6, 4))
         for policy, colour in zip(POLICIES, ("tab:blue", "tab:grey")):
             for i, seed in enumerate(seeds):
-                rows = RUNS.rows(policy, seed)
+                rows = RUNS.rows(f"{policy}{suffix}", seed)
                 if rows:
                     ax.plot(range(1, len(rows) + 1), best_curve(rows), color=colour,
                             alpha=0.8, label=policy if i == 0 else None)
@@ -190,7 +225,7 @@ def report(seeds: list[int], plot: bool, variants: list[str]) -> dict:
         ax.set_title("EAS on Fashion-MNIST: learned vs random transformations")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(ROOT / "docs" / "eas-fmnist.png", dpi=120)
+        fig.savefig(ROOT / "docs" / f"eas-fmnist{suffix}.png", dpi=120)
     return summary
 
 
@@ -202,6 +237,9 @@ def main() -> None:
     parser.add_argument("--plot", action="store_true")
     parser.add_argument("--lr", type=float, default=None,
                         help="search: a learning-rate variant of the learned policy")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="e1",
+                        help="e1: one epoch of 10,000 images per child (the defaults); e10: "
+                             "ten, and 16 episodes")
     parser.add_argument("--variants", nargs="*", default=[],
                         help="report: variant run prefixes too, e.g. reinforce-lr0.01")
     args = parser.parse_args()
@@ -210,11 +248,11 @@ def main() -> None:
     torch.set_num_threads(1)
     (OUT / "runs").mkdir(parents=True, exist_ok=True)
     if args.part == "search":
-        run_search(args.seeds, args.policies, args.lr)
+        run_search(args.seeds, args.policies, args.lr, args.protocol)
     elif args.part == "inherit":
         run_inherit(args.seeds)
     else:
-        print(json.dumps(report(args.seeds, args.plot, args.variants), indent=1))
+        print(json.dumps(report(args.seeds, args.plot, args.variants, args.protocol), indent=1))
 
 
 if __name__ == "__main__":
