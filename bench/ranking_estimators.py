@@ -4,7 +4,7 @@ On the architectures of bench/ranking_groundtruth.py (one space, one ground-trut
 each estimator scores every architecture once:
 
 - `supernet`: the `supernet` estimator exactly as `nas search` builds it by default (the
-  space's `default_recipe` and `scoring_images`: on NB201 fair sampling, 15 epochs, BatchNorm
+  space's `default_recipe` and `scoring_settings`: on NB201 fair sampling, 15 epochs, BatchNorm
   recalibrated on 1,000 training images, 5,000 validation images; and the space's proxy
   blend: on NB201 a third of jacov's rank), with `supernet:unblended` the same supernet's own
   accuracy;
@@ -66,7 +66,7 @@ from estimators.supernet import (  # noqa: E402
     train_supernet,
 )
 from estimators.supernet.blend import BLEND_REFERENCE, BLEND_WEIGHT  # noqa: E402
-from estimators.supernet.estimator import blend_proxy, scoring_images  # noqa: E402
+from estimators.supernet.estimator import blend_proxy, scoring_settings  # noqa: E402
 from search_spaces import Arch  # noqa: E402
 
 # Changes measured against the default: name -> recipe fields, plus the estimator's own
@@ -123,6 +123,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     **{f"fair-e30-eval5k-wd0-noaffine{f'-seed{seed}' if seed else ''}": {
         **FAIR_E15_EVAL5K, "epochs": 30, "weight_decay": 0.0, "norm_affine": False,
         "seed": seed} for seed in range(5)},
+    # each subnet fine-tuned alone before scoring (stop 34: `finetune_steps` at `finetune_lr`),
+    # on the cached 30-epoch supernets of the first three seeds (a paired test of the scoring)
+    **{f"fair-e30-eval5k-wd0{f'-seed{seed}' if seed else ''}-ft{steps}x{lr:g}": {
+        **FAIR_E15_EVAL5K, "epochs": 30, "weight_decay": 0.0, "seed": seed,
+        "finetune_steps": steps, "finetune_lr": lr}
+       for seed in range(5) for steps, lr in ((20, 0.02), (40, 0.01), (40, 0.02))},
     # `SupernetRecipe()` (sandwich on elastic spaces: the `mobile` default) without weight
     # decay (stop 33)
     "auto-wd0": {"weight_decay": 0.0},
@@ -131,23 +137,25 @@ VARIANTS: dict[str, dict[str, Any]] = {
 # the baseline the others are compared with (the sequential default and its K variants).
 TIMED = ("supernet:fair-e15-eval5k", "supernet:fair-e15-eval5k-k5",
          "supernet:fair-e45-eval5k-k5", "supernet:sandwich-e15", "supernet:sandwich-e15-k4")
-ESTIMATOR_FIELDS = ("calibration_images", "eval_images")
+ESTIMATOR_FIELDS = ("calibration_images", "eval_images", "finetune_steps", "finetune_lr")
 
 
-def supernet_setup(space: str, variant: str | None) -> tuple[SupernetRecipe, dict[str, int]]:
+def supernet_setup(space: str, variant: str | None) -> tuple[SupernetRecipe, dict[str, Any]]:
     """(recipe, scoring images): without a variant exactly what `nas search` uses (the
-    space's `default_recipe` and `scoring_images`); a variant changes `SupernetRecipe()`
+    space's `default_recipe` and `scoring_settings`); a variant changes `SupernetRecipe()`
     and the estimator's class defaults (500 calibration, 2,000 evaluation images)."""
     truth = GROUND_TRUTHS[space]
     resolution = None if truth.data_resolution else "arch"
     if variant is None:
         return (default_recipe(truth.space(), resolution=resolution),
-                scoring_images(truth.space()))
+                scoring_settings(truth.space()))
     changes = VARIANTS[variant]
     recipe = dataclasses.replace(SupernetRecipe(resolution=resolution), **{
         k: v for k, v in changes.items() if k not in ESTIMATOR_FIELDS})
     return recipe, {"calibration_images": changes.get("calibration_images", 500),
-                    "eval_images": changes.get("eval_images", 2000)}
+                    "eval_images": changes.get("eval_images", 2000),
+                    "finetune_steps": changes.get("finetune_steps", 0),
+                    "finetune_lr": changes.get("finetune_lr", 0.01)}
 
 
 def training_cost(trained, data) -> dict[str, Any]:

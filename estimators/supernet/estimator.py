@@ -24,6 +24,7 @@ from estimators.batchnorm import fold_batchnorm, recalibrate_batchnorm
 from estimators.data import DataSplits
 from estimators.progress import StepProgress
 from estimators.supernet.blend import BLEND_REFERENCE, BLEND_WEIGHT, ProxyBlend, cached_blend
+from estimators.supernet.finetune import SubnetFinetune
 from estimators.supernet.recipe import STYLE_RECIPE, SupernetRecipe, default_recipe
 from estimators.supernet.trainer import (
     TrainedSupernet,
@@ -43,6 +44,10 @@ EVAL_IMAGES = 2000
 # cheap to score and close in accuracy, and 5,000 validation images rank them better than
 # 2,000 (Kendall tau 0.57 -> 0.63 on reduced NB201, docs/ranking.md)
 STYLE_IMAGES: dict[str, tuple[int, int]] = {"one-shot": (1000, 5000)}
+FINETUNE_LR = 0.01
+# (steps, rate) of fine-tuning each subnet alone before scoring, by supernet style where it
+# differs from none (estimators.supernet.finetune)
+STYLE_FINETUNE: dict[str, tuple[int, float]] = {}
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,12 @@ class SupernetOptions(EstimatorOptions):
                                                   "spaces 1,000)", "int2")
     eval_images: int | None = option(None, "validation images each subnet is scored on "
                                            "(default 2,000; one-shot spaces 5,000)", "int1")
+    finetune_steps: int | None = option(None, "SGD steps each subnet takes on its own from "
+                                              "its inherited weights before it is scored, on "
+                                              "the same seeded batches for every subnet "
+                                              "(default 0)", "int0")
+    finetune_lr: float | None = option(None, "learning rate of those steps (default 0.01)",
+                                       "positive")
     blend_proxy: str | None = option(None, "zero-cost proxy whose rank moves the supernet's "
                                            "accuracy (default: the space's own, jacov on "
                                            "NB201; 'none': the supernet alone)",
@@ -118,13 +129,18 @@ def supernet_recipe(options: Mapping[str, Any],
     return SupernetRecipe(**values) if space is None else default_recipe(space, **values)
 
 
-def scoring_images(space: SearchSpace | str, calibration: int | None = None,
-                   evaluation: int | None = None) -> dict[str, int]:
-    """Calibration and evaluation image counts for `space` (None: its style's default)."""
+def scoring_settings(space: SearchSpace | str, calibration: int | None = None,
+                     evaluation: int | None = None, finetune_steps: int | None = None,
+                     finetune_lr: float | None = None) -> dict[str, Any]:
+    """How each subnet of `space` is scored: calibration and evaluation images, fine-tuning
+    steps and rate (None: its supernet style's default)."""
     style = (get_space(space) if isinstance(space, str) else space).supernet_style
-    defaults = STYLE_IMAGES.get(style, (CALIBRATION_IMAGES, EVAL_IMAGES))
-    return {"calibration_images": defaults[0] if calibration is None else calibration,
-            "eval_images": defaults[1] if evaluation is None else evaluation}
+    images = STYLE_IMAGES.get(style, (CALIBRATION_IMAGES, EVAL_IMAGES))
+    steps, lr = STYLE_FINETUNE.get(style, (0, FINETUNE_LR))
+    chosen = (calibration, evaluation, finetune_steps, finetune_lr)
+    names = ("calibration_images", "eval_images", "finetune_steps", "finetune_lr")
+    return {name: default if value is None else value
+            for name, value, default in zip(names, chosen, (*images, steps, lr))}
 
 
 def blend_proxy(space: SearchSpace | str, chosen: str | None = None) -> str | None:
@@ -166,7 +182,8 @@ class SupernetEstimator(AccuracyEstimator):
                  recipe: SupernetRecipe | None = None,
                  calibration_images: int = CALIBRATION_IMAGES,
                  eval_images: int | None = EVAL_IMAGES, split: str = "val", seed: int = 0,
-                 blend: ProxyBlend | None = None):
+                 blend: ProxyBlend | None = None, finetune_steps: int = 0,
+                 finetune_lr: float = FINETUNE_LR):
         super().__init__()
         if split not in ("val", "test"):
             raise NasError(f"split must be 'val' or 'test' (final reports), got {split!r}")
@@ -184,6 +201,8 @@ class SupernetEstimator(AccuracyEstimator):
         limit = len(held) if eval_images is None else min(eval_images, len(held))
         self.images = data.normalize(held.images[:limit])
         self.labels = held.labels[:limit]
+        self.finetune = SubnetFinetune(data, finetune_steps, finetune_lr,
+                                       self.recipe.batch_size, seed)
         self._resized: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.set_blend(blend)
 
@@ -241,8 +260,9 @@ class SupernetEstimator(AccuracyEstimator):
         blend = shared["supernet"].get("blend")
         return cls(supernet, data, recipe=recipe, seed=config["seed"],
                    blend=None if blend is None else ProxyBlend.from_dict(blend),
-                   **scoring_images(config["space"], options["calibration_images"],
-                                    options["eval_images"]))
+                   **scoring_settings(config["space"], options["calibration_images"],
+                                      options["eval_images"], options["finetune_steps"],
+                                      options["finetune_lr"]))
 
     @classmethod
     def create(cls, space: SearchSpace | str, *, data: DataSplits | None = None,
@@ -269,9 +289,12 @@ class SupernetEstimator(AccuracyEstimator):
         return self._resized[size]
 
     def extract(self, arch: Arch) -> nn.Module:
-        """The subnet of `arch` with inherited weights and recalibrated BatchNorm."""
-        model = self.supernet.extract(arch).to(memory_format=torch.channels_last)
-        calibration, _ = self._inputs(input_size(self.supernet, self.data, self.recipe, arch))
+        """The subnet of `arch` with inherited weights (fine-tuned alone for `finetune_steps`)
+        and recalibrated BatchNorm."""
+        size = input_size(self.supernet, self.data, self.recipe, arch)
+        model = self.finetune(self.supernet.extract(arch), size)
+        model = model.to(memory_format=torch.channels_last)
+        calibration, _ = self._inputs(size)
         with dead_taps_trimmed():
             recalibrate_batchnorm(model, calibration)
         return model
@@ -322,7 +345,8 @@ class SupernetEstimator(AccuracyEstimator):
         found = checkpoint.stat()
         return (checkpoint.with_name(
             f"{checkpoint.stem}.blend-{proxy}-n{count}-c{self.calibration.shape[0]}"
-            f"-e{self.images.shape[0]}-{self.split}-s{self.seed}.json"),
+            f"-e{self.images.shape[0]}{self.finetune.describe()}-{self.split}-s{self.seed}"
+            f".json"),
             f"{found.st_size}-{found.st_mtime_ns}")
 
     def set_blend(self, blend: ProxyBlend | None) -> None:
@@ -345,8 +369,8 @@ class SupernetEstimator(AccuracyEstimator):
         proxy blended into the accuracy (None: the space's own, "none": no blend)."""
         resolved = get_space(space) if isinstance(space, str) else space
         recipe = recipe or default_recipe(resolved)
-        kwargs = {**scoring_images(resolved, kwargs.pop("calibration_images", None),
-                                   kwargs.pop("eval_images", None)), **kwargs}
+        kwargs = {**scoring_settings(resolved, *(kwargs.pop(name, None) for name in (
+            "calibration_images", "eval_images", "finetune_steps", "finetune_lr"))), **kwargs}
         if train:
             trained = train_supernet(resolved, data, recipe, workers=workers, quiet=quiet,
                                      cache_dir=cache_dir, progress=progress)
@@ -366,4 +390,4 @@ class SupernetEstimator(AccuracyEstimator):
 
 
 __all__ = ["RECIPE_OPTIONS", "SupernetEstimator", "SupernetOptions", "blend_proxy",
-           "recalibrate_batchnorm", "scoring_images", "supernet_recipe", "top1"]
+           "recalibrate_batchnorm", "scoring_settings", "supernet_recipe", "top1"]
