@@ -18,7 +18,7 @@ from search_spaces import NasError, get_space
 # a value of the wrong kind for each option kind (None is always accepted)
 BAD = {"int1": 0, "int2": 1, "int0": -1, "whole1": 1.5, "positive": -1.0, "text": 3,
        "resolution": "huge", "proxy": "oracle", "proxies": ["oracle"], "sampling": "greedy",
-       "proxy_or_none": "oracle", "fraction": 1.5, "nonnegative": -0.5}
+       "proxy_or_none": "oracle", "fraction": 1.5, "nonnegative": -0.5, "bool": "no"}
 # tiny settings per estimator (the table's CSV is filled in by the test)
 TINY_OPTIONS = {
     "proxy": {"batch_size": 8},
