@@ -44,10 +44,9 @@ EVAL_IMAGES = 2000
 # cheap to score and close in accuracy, and 5,000 validation images rank them better than
 # 2,000 (Kendall tau 0.57 -> 0.63 on reduced NB201, docs/ranking.md)
 STYLE_IMAGES: dict[str, tuple[int, int]] = {"one-shot": (1000, 5000)}
+# fine-tuning each subnet alone before scoring (estimators.supernet.finetune) is off by
+# default: on reduced NB201 it ranked better at 2.7 times the scoring cost (docs/ranking.md)
 FINETUNE_LR = 0.01
-# (steps, rate) of fine-tuning each subnet alone before scoring, by supernet style where it
-# differs from none (estimators.supernet.finetune)
-STYLE_FINETUNE: dict[str, tuple[int, float]] = {}
 
 
 @dataclass(frozen=True)
@@ -136,11 +135,10 @@ def scoring_settings(space: SearchSpace | str, calibration: int | None = None,
     steps and rate (None: its supernet style's default)."""
     style = (get_space(space) if isinstance(space, str) else space).supernet_style
     images = STYLE_IMAGES.get(style, (CALIBRATION_IMAGES, EVAL_IMAGES))
-    steps, lr = STYLE_FINETUNE.get(style, (0, FINETUNE_LR))
     chosen = (calibration, evaluation, finetune_steps, finetune_lr)
     names = ("calibration_images", "eval_images", "finetune_steps", "finetune_lr")
     return {name: default if value is None else value
-            for name, value, default in zip(names, chosen, (*images, steps, lr))}
+            for name, value, default in zip(names, chosen, (*images, 0, FINETUNE_LR))}
 
 
 def blend_proxy(space: SearchSpace | str, chosen: str | None = None) -> str | None:
