@@ -122,13 +122,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # affine=False), on the 30-epoch default, from the default's first three seeds (paired)
     **{f"fair-e30-eval5k-wd0-noaffine{f'-seed{seed}' if seed else ''}": {
         **FAIR_E15_EVAL5K, "epochs": 30, "weight_decay": 0.0, "norm_affine": False,
-        "seed": seed} for seed in range(5)},
-    # each subnet fine-tuned alone before scoring (stop 34: `finetune_steps` at `finetune_lr`),
-    # on the cached 30-epoch supernets of the first three seeds (a paired test of the scoring)
-    **{f"fair-e30-eval5k-wd0{f'-seed{seed}' if seed else ''}-ft{steps}x{lr:g}": {
-        **FAIR_E15_EVAL5K, "epochs": 30, "weight_decay": 0.0, "seed": seed,
-        "finetune_steps": steps, "finetune_lr": lr}
-       for seed in range(5) for steps, lr in ((20, 0.02), (40, 0.01), (40, 0.02))},
+        "seed": seed} for seed in range(3)},
     # `SupernetRecipe()` (sandwich on elastic spaces: the `mobile` default) without weight
     # decay (stop 33)
     "auto-wd0": {"weight_decay": 0.0},
@@ -137,7 +131,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 # the baseline the others are compared with (the sequential default and its K variants).
 TIMED = ("supernet:fair-e15-eval5k", "supernet:fair-e15-eval5k-k5",
          "supernet:fair-e45-eval5k-k5", "supernet:sandwich-e15", "supernet:sandwich-e15-k4")
-ESTIMATOR_FIELDS = ("calibration_images", "eval_images", "finetune_steps", "finetune_lr")
+ESTIMATOR_FIELDS = ("calibration_images", "eval_images")
 
 
 def supernet_setup(space: str, variant: str | None) -> tuple[SupernetRecipe, dict[str, Any]]:
@@ -153,9 +147,7 @@ def supernet_setup(space: str, variant: str | None) -> tuple[SupernetRecipe, dic
     recipe = dataclasses.replace(SupernetRecipe(resolution=resolution), **{
         k: v for k, v in changes.items() if k not in ESTIMATOR_FIELDS})
     return recipe, {"calibration_images": changes.get("calibration_images", 500),
-                    "eval_images": changes.get("eval_images", 2000),
-                    "finetune_steps": changes.get("finetune_steps", 0),
-                    "finetune_lr": changes.get("finetune_lr", 0.01)}
+                    "eval_images": changes.get("eval_images", 2000)}
 
 
 def training_cost(trained, data) -> dict[str, Any]:

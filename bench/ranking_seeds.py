@@ -38,7 +38,7 @@ GROUPS = {
         "e60, no weight decay": ["fair-e60-eval5k-wd0"],
         "e30, no weight decay, BatchNorm without affine parameters (stop 34)":
             ["fair-e30-eval5k-wd0-noaffine"]
-            + [f"fair-e30-eval5k-wd0-noaffine-seed{s}" for s in range(1, 5)],
+            + [f"fair-e30-eval5k-wd0-noaffine-seed{s}" for s in range(1, 3)],
     }),
     "mobile": ("e20-5k-clip2", 2, False, {
         "sandwich, weight decay 3e-5 (the default)": [None],
