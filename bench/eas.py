@@ -47,13 +47,17 @@ PROTOCOLS: dict[str, tuple[dict, str]] = {
 }
 
 
+def protocol_settings(protocol: str) -> dict:
+    return {**SETTINGS, **PROTOCOLS[protocol][0]}
+
+
 def grow_settings(policy: str, seed: int, lr: float | None = None, protocol: str = "e1"):
     from nas.morph import GrowSettings
 
     extra = {} if lr is None else {"lr": lr}
     return GrowSettings(start=str(OUT / "runs" / f"start-s{seed}.pt"), space=SPACE,
                         policy=policy, seed=seed, data_dir=str(DATA_DIR),
-                        **{**SETTINGS, **PROTOCOLS[protocol][0]}, **extra)
+                        **protocol_settings(protocol), **extra)
 
 
 def run_prefix(policy: str, lr: float | None = None, protocol: str = "e1") -> str:
@@ -157,8 +161,8 @@ def difference(learned: dict, random: dict) -> dict:
 
 
 def report(seeds: list[int], plot: bool, variants: list[str], protocol: str = "e1") -> dict:
-    changes, suffix = PROTOCOLS[protocol]
-    summary: dict = {"settings": {**SETTINGS, **changes}, "start": START, "seeds": seeds,
+    suffix = PROTOCOLS[protocol][1]
+    summary: dict = {"settings": protocol_settings(protocol), "start": START, "seeds": seeds,
                      "policies": {}}
     names = [f"{p}{suffix}" for p in POLICIES] + variants
     runs_of = {name: [RUNS.rows(name, s) for s in seeds if RUNS.finished(name, s)]

@@ -4,9 +4,9 @@ On the architectures of bench/ranking_groundtruth.py (one space, one ground-trut
 each estimator scores every architecture once:
 
 - `supernet`: the `supernet` estimator exactly as `nas search` builds it by default (the
-  space's `default_recipe` and `scoring_settings`: on NB201 fair sampling, 30 epochs without weight decay, BatchNorm
-  recalibrated on 1,000 training images, 5,000 validation images; and the space's proxy
-  blend: on NB201 a third of jacov's rank), with `supernet:unblended` the same supernet's own
+  space's `default_recipe` and `scoring_settings`: on NB201 fair sampling, 30 epochs without
+  weight decay, BatchNorm recalibrated on 1,000 training images, 5,000 validation images; and
+  the space's proxy blend: on NB201 a third of jacov's rank), with `supernet:unblended` the same supernet's own
   accuracy;
   `supernet:<variant>` are the training changes tried to make it rank better (VARIANTS);
 - `proxy:<name>`: each zero-cost proxy (one training batch of 64 images, seed 0);

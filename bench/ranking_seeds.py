@@ -50,6 +50,7 @@ GROUPS = {
 BLEND = (2 / 3, 1 / 3)
 assert BLEND[1] == BLEND_WEIGHT
 
+
 def load(space: str, variant: str | None) -> dict[str, float] | None:
     name = "supernet" if variant is None else f"supernet_{variant}"
     path = OUT / space / f"scores-{name}.json"

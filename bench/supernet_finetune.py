@@ -26,6 +26,7 @@ import torch  # noqa: E402
 from ranking_estimators import supernet_setup  # noqa: E402
 from ranking_groundtruth import GROUND_TRUTHS, ROOT, ground_truth, load_split_data  # noqa: E402
 from ranking_report import OUT  # noqa: E402
+from ranking_seeds import BLEND  # noqa: E402
 from scipy.stats import kendalltau, rankdata  # noqa: E402
 
 from estimators.files import atomic_write_text  # noqa: E402
@@ -36,13 +37,18 @@ SUPERNETS = ["fair-e30-eval5k-wd0", "fair-e30-eval5k-wd0-seed1", "fair-e30-eval5
 RESULTS = OUT / "nb201" / "finetune.json"
 
 
-def score(variant: str, steps: int, lr: float, batch: int, draw: int, data,
-          cells: list[str]) -> dict[str, float]:
+def cached_estimator(variant: str, data) -> SupernetEstimator:
+    """The estimator on the cached supernet of `variant` (trained by ranking_estimators.py)."""
     recipe, images = supernet_setup("nb201", variant)
     trained = train_supernet(GROUND_TRUTHS["nb201"].space(), data, recipe, quiet=True,
                              cache_dir=Path.home() / ".cache" / "nas" / "ranking-bench")
-    estimator = SupernetEstimator(trained, data, **images)
-    estimator.finetune = SubnetFinetune(data, steps, lr, batch, draw)
+    return SupernetEstimator(trained, data, **images)
+
+
+def score(estimator: SupernetEstimator, finetune: SubnetFinetune,
+          cells: list[str]) -> dict[str, float]:
+    estimator.finetune = finetune
+    estimator.forget()
     space = GROUND_TRUTHS["nb201"].space()
     return {key: float(estimator(space.parse(key))["acc_supernet"]) for key in cells}
 
@@ -60,19 +66,23 @@ def main() -> None:
     rows = [r for r in ground_truth("nb201", "e24", seeds=tuple(range(10))) if r["connected"]]
     cells, truth = [r["key"] for r in rows], [r["acc"] for r in rows]
     jacov = json.loads((OUT / "nb201" / "scores-proxy_jacov.json").read_text())["scores"]
-    jacov_share = 1 / 3 * rankdata([jacov[k] for k in cells])  # as ranking_seeds.BLEND
+    jacov_share = BLEND[1] * rankdata([jacov[k] for k in cells])
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     data = load_split_data("nb201", GROUND_TRUTHS["nb201"].protocols["e24"],
                            Path(args.data) / "fashion-mnist")
     for variant in args.supernets:
+        estimator = None
         for draw in args.draws:
             name = f"{variant}/f{args.steps}x{args.lr:g}-b{args.batch}-d{draw}"
             if name not in results:
-                scores = score(variant, args.steps, args.lr, args.batch, draw, data, cells)
+                estimator = estimator or cached_estimator(variant, data)
+                scores = score(estimator, SubnetFinetune(data, args.steps, args.lr, args.batch,
+                                                         draw), cells)
                 own = [scores[k] for k in cells]
                 results[name] = {
                     "tau": float(kendalltau(own, truth)[0]),
-                    "blended": float(kendalltau(2 / 3 * rankdata(own) + jacov_share, truth)[0]),
+                    "blended": float(kendalltau(BLEND[0] * rankdata(own) + jacov_share,
+                                                truth)[0]),
                     "scores": scores}
                 atomic_write_text(RESULTS, json.dumps(results, indent=1))
             print(name, round(results[name]["tau"], 3), round(results[name]["blended"], 3),
